@@ -1,0 +1,237 @@
+"""The facility registry: facilities, contacts, live status, and the people using the service."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from facilities.db import Base, UTCDateTime, utcnow
+
+
+def str_enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    """A portable enum column: a VARCHAR with a CHECK constraint, the values stored as written."""
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class FacilityKind(enum.StrEnum):
+    CLINIC = "clinic"
+    TOWNSHIP_HEALTH_CENTRE = "township_health_centre"
+    COMMUNITY_HEALTH_CENTRE = "community_health_centre"
+    COUNTY_HOSPITAL = "county_hospital"
+    COUNTY_MCH_HOSPITAL = "county_mch_hospital"
+    CITY_HOSPITAL = "city_hospital"
+    CITY_MCH_CENTRE = "city_mch_centre"
+    PROVINCE_HOSPITAL = "province_hospital"
+    PROVINCE_MCH_CENTRE = "province_mch_centre"
+    OTHER = "other"
+
+
+class Diversion(enum.StrEnum):
+    NORMAL = "normal"
+    ADVISORY = "advisory"
+    CLOSED = "closed"
+
+
+class Team(enum.StrEnum):
+    OBSTETRICS = "obstetrics"
+    NEONATOLOGY = "neonatology"
+    ANAESTHESIA = "anaesthesia"
+    BLOOD_BANK = "blood_bank"
+    CAPACITY = "capacity"
+    COORDINATOR = "coordinator"
+
+
+class Role(enum.StrEnum):
+    CLINIC = "clinic"
+    HOSPITAL = "hospital"
+    COORDINATOR = "coordinator"
+    ADMIN = "admin"
+
+
+class Channel(enum.StrEnum):
+    WEB = "web"
+    API = "api"
+    SMS = "sms"
+    IMPORT = "import"
+    SYSTEM = "system"
+
+
+class Facility(Base):
+    __tablename__ = "facilities"
+    __table_args__ = (
+        CheckConstraint("maternal_level BETWEEN 0 AND 4", name="maternal_level_range"),
+        CheckConstraint("neonatal_level BETWEEN 0 AND 4", name="neonatal_level_range"),
+        CheckConstraint("lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180", name="location"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[FacilityKind] = mapped_column(str_enum(FacilityKind, "facility_kind"))
+    province: Mapped[str] = mapped_column(String(100), default="")
+    city: Mapped[str] = mapped_column(String(100), default="")
+    county: Mapped[str] = mapped_column(String(100), default="")
+    township: Mapped[str] = mapped_column(String(100), default="")
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    maternal_level: Mapped[int] = mapped_column(Integer, default=0)
+    neonatal_level: Mapped[int] = mapped_column(Integer, default=0)
+    # A sorted list of capability names (DOMAIN.md §3); the vocabulary is checked on the way in.
+    capabilities: Mapped[list[str]] = mapped_column(JSON, default=list)
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    contacts: Mapped[list[Contact]] = relationship(
+        back_populates="facility",
+        cascade="all, delete-orphan",
+        order_by="(Contact.team, Contact.priority, Contact.id)",
+    )
+    status: Mapped[FacilityStatus | None] = relationship(
+        back_populates="facility", cascade="all, delete-orphan", uselist=False
+    )
+
+    def __repr__(self) -> str:
+        return f"<Facility {self.code}>"
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        UniqueConstraint("facility_id", "team", "phone", name="uq_contacts_facility_team_phone"),
+        CheckConstraint("language IN ('zh', 'en')", name="language"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    team: Mapped[Team] = mapped_column(str_enum(Team, "contact_team"))
+    phone: Mapped[str] = mapped_column(String(32), index=True)
+    language: Mapped[str] = mapped_column(String(2), default="zh")
+    priority: Mapped[int] = mapped_column(Integer, default=1)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    facility: Mapped[Facility] = relationship(back_populates="contacts")
+
+
+class FacilityStatus(Base):
+    """The current live status of one facility; each group of values keeps its own report time."""
+
+    __tablename__ = "facility_status"
+
+    facility_id: Mapped[int] = mapped_column(
+        ForeignKey("facilities.id", ondelete="CASCADE"), primary_key=True
+    )
+    beds_obstetric: Mapped[int | None] = mapped_column(Integer)
+    beds_maternal_icu: Mapped[int | None] = mapped_column(Integer)
+    beds_nicu: Mapped[int | None] = mapped_column(Integer)
+    beds_reported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    diversion: Mapped[Diversion] = mapped_column(
+        str_enum(Diversion, "diversion"), default=Diversion.NORMAL
+    )
+    diversion_reason: Mapped[str] = mapped_column(String(500), default="")
+    diversion_reported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    unavailable: Mapped[list[str]] = mapped_column(JSON, default=list)
+    unavailable_reported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reported_by: Mapped[str] = mapped_column(String(100), default="")
+    channel: Mapped[Channel | None] = mapped_column(str_enum(Channel, "status_channel"))
+
+    facility: Mapped[Facility] = relationship(back_populates="status")
+
+
+class StatusReport(Base):
+    """Append-only history of every status report; fields a report did not mention are NULL."""
+
+    __tablename__ = "status_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    facility_id: Mapped[int] = mapped_column(
+        ForeignKey("facilities.id", ondelete="CASCADE"), index=True
+    )
+    reported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    reported_by: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[Channel] = mapped_column(str_enum(Channel, "report_channel"))
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(
+            "(role IN ('clinic', 'hospital') AND facility_id IS NOT NULL)"
+            " OR role IN ('coordinator', 'admin')",
+            name="facility_for_facility_roles",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[Role] = mapped_column(str_enum(Role, "user_role"))
+    facility_id: Mapped[int | None] = mapped_column(ForeignKey("facilities.id"))
+    # A coordinator's area: "Province", "Province/City" or "Province/City/County"; empty = all.
+    area: Mapped[str] = mapped_column(String(300), default="")
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    language: Mapped[str] = mapped_column(String(2), default="zh")
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    facility: Mapped[Facility | None] = relationship()
+    tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # sha256 of the token: tokens are 256 random bits, so a fast hash is safe and lets us look
+    # a token up by its hash on every request.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class LoginFailure(Base):
+    """Failed web logins, kept in the database so every web process sees the same count."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")

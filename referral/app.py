@@ -1,0 +1,166 @@
+"""The Flask application factory: configuration, database, API, web pages, error handling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, request
+from flask_smorest import Api
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from facilities.db import db
+from facilities.registry import RegistryError
+from facilities.vocabulary import VocabularyError
+from referral.config import load_config
+from referral.errors import ServiceError, error_response
+from referral.rules import load_rules
+
+log = logging.getLogger(__name__)
+csrf = CSRFProtect()
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    ),
+    "Permissions-Policy": "geolocation=(self), camera=(), microphone=()",
+}
+
+
+def _first_error(messages: Any, path: str = "") -> tuple[str | None, str]:
+    """webargs' nested ``{"json": {"beds": {"nicu": ["..."]}}}`` → ("beds.nicu", "...")."""
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if key in ("json", "query", "form", "headers", "files", "view_args") and not path:
+                return _first_error(value, "")
+            sub = path if key == "_schema" else (f"{path}.{key}" if path else str(key))
+            return _first_error(value, sub)
+    if isinstance(messages, list) and messages:
+        if all(isinstance(item, str) for item in messages):
+            return path or None, "; ".join(messages)
+        return _first_error(messages[0], path)
+    return path or None, str(messages)
+
+
+class GreenchannelApi(Api):  # type: ignore[misc]
+    """flask-smorest, answering every HTTP error in the project's one error shape."""
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        status = error.code or 500
+        data = getattr(error, "data", None) or {}
+        if "messages" in data:
+            field, message = _first_error(data["messages"])
+            if field is None and "Invalid input type" in message:
+                message = "the request body must be a JSON object"
+            elif field:
+                message = f"{field}: {message}"
+            return error_response(status, "invalid", message, field=field)
+        if status == 413:
+            return error_response(413, "too_large", "the request body is too large", field="body")
+        code = (error.name or "error").lower().replace(" ", "_")
+        return error_response(status, code, error.description or error.name or "error")
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(load_config(app.instance_path))
+    app.config.update(
+        API_TITLE="greenchannel",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearer": []}],
+            "info": {
+                "description": "Green-channel referral of critically ill mothers and newborns. "
+                "Send `Authorization: Bearer <token>`; errors are "
+                '`{"error": code, "message": text, "field": name}`.'
+            },
+        },
+    )
+    if config:
+        app.config.update(config)
+    # Refuse to start on a broken rulebook: RulesError names the file, line and key.
+    app.extensions["greenchannel.rules"] = load_rules(app.config["GREENCHANNEL_RULES"] or None)
+
+    db.init_app(app)
+    csrf.init_app(app)
+
+    api = GreenchannelApi(app)
+    from referral import api_facilities, web
+
+    api.register_blueprint(api_facilities.blp)
+    csrf.exempt(api_facilities.blp)
+    app.register_blueprint(web.bp)
+
+    _register_error_handlers(app)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.get("/healthz")
+    def healthz() -> tuple[dict[str, str], int]:
+        try:
+            db.session.execute(text("SELECT 1"))
+        except OperationalError:
+            return {"status": "unhealthy", "database": "unreachable"}, 503
+        return {"status": "ok", "database": "ok"}, 200
+
+    return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError) -> Response:
+        db.session.rollback()
+        response = error_response(exc.status, exc.code, str(exc), field=exc.field)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
+
+    @app.errorhandler(VocabularyError)
+    def vocabulary_error(exc: VocabularyError) -> Response:
+        db.session.rollback()
+        return error_response(400, "invalid", str(exc), field=exc.field)
+
+    @app.errorhandler(RegistryError)
+    def registry_error(exc: RegistryError) -> Response:
+        db.session.rollback()
+        status = 404 if exc.code == "not_found" else 429 if exc.code == "too_many_attempts" else 400
+        extra: dict[str, Any] = {}
+        errors = getattr(exc, "errors", None)
+        if errors:
+            extra["errors"] = [
+                {"row": e.row, "field": e.field, "message": e.message} for e in errors
+            ]
+        response = error_response(status, exc.code, str(exc), field=exc.field, **extra)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
+
+    @app.errorhandler(OperationalError)
+    def database_down(exc: OperationalError) -> Response:
+        db.session.rollback()
+        log.warning("database unavailable: %s", type(exc.orig).__name__)
+        response = error_response(
+            503, "unavailable", "the database is unavailable; nothing was saved; retry shortly"
+        )
+        response.headers["Retry-After"] = "5"
+        return response

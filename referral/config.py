@@ -1,0 +1,70 @@
+"""Configuration from the environment only (CONTRACT.md), checked loudly at start."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the variable."""
+
+
+def env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _secret_key(environ: Mapping[str, str], instance: Path) -> str:
+    key = environ.get("SECRET_KEY", "")
+    if key:
+        return key
+    # Development only: one key per instance folder, so that a restart keeps sessions and
+    # several local processes agree. Production sets SECRET_KEY.
+    path = instance / "secret_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def load_config(instance_path: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    env = os.environ if environ is None else environ
+    instance = Path(instance_path)
+    backend = env.get("SMS_BACKEND", "console").strip() or "console"
+    if backend not in ("console", "twilio", "recording"):
+        raise ConfigError(f"SMS_BACKEND: expected console or twilio, got {backend!r}")
+    public = env.get("PUBLIC_BASE_URL", "http://localhost:5000").rstrip("/")
+    if not public.startswith(("http://", "https://")):
+        raise ConfigError(f"PUBLIC_BASE_URL: expected an http(s) URL, got {public!r}")
+    return {
+        "DATABASE_URL": env.get("DATABASE_URL") or f"sqlite:///{instance / 'greenchannel.sqlite'}",
+        "SECRET_KEY": _secret_key(env, instance),
+        "PUBLIC_BASE_URL": public,
+        "SMS_BACKEND": backend,
+        "TWILIO_ACCOUNT_SID": env.get("TWILIO_ACCOUNT_SID", ""),
+        "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN", ""),
+        "TWILIO_FROM": env.get("TWILIO_FROM", ""),
+        "TWILIO_MESSAGING_SERVICE_SID": env.get("TWILIO_MESSAGING_SERVICE_SID", ""),
+        "TWILIO_API_BASE": env.get("TWILIO_API_BASE", ""),
+        "GREENCHANNEL_RULES": env.get("GREENCHANNEL_RULES", ""),
+        "GREENCHANNEL_ROADS": env.get("GREENCHANNEL_ROADS") or str(instance / "roads.npz"),
+        "SESSION_COOKIE_SECURE": env_bool(
+            env, "SESSION_COOKIE_SECURE", public.startswith("https://")
+        ),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "MAX_CONTENT_LENGTH": 12 * 1024 * 1024,
+        "WTF_CSRF_TIME_LIMIT": None,
+    }

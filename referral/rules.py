@@ -1,0 +1,484 @@
+"""Region rules: the triage table, colours, bands, timers, road speeds and grace periods.
+
+The rules are data (``referral/data/rules.yaml`` by default, a region's own file through
+``GREENCHANNEL_RULES``). They are validated in full at start: any mistake is reported with the
+file, line and key, and the service refuses to start rather than run on half a rulebook.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from facilities.vocabulary import CAPABILITIES, VocabularyError, parse_level
+
+DEFAULT_RULES_PATH = Path(__file__).parent / "data" / "rules.yaml"
+COLOURS = ("green", "yellow", "orange", "red", "purple")
+URGENCIES = ("critical", "urgent", "planned")
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used; the message names file, line and key."""
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a facility must have: minimum levels and a set of capabilities."""
+
+    maternal_level: int = 0
+    neonatal_level: int = 0
+    capabilities: frozenset[str] = frozenset()
+
+    def merge(self, other: Need) -> Need:
+        return Need(
+            maternal_level=max(self.maternal_level, other.maternal_level),
+            neonatal_level=max(self.neonatal_level, other.neonatal_level),
+            capabilities=self.capabilities | other.capabilities,
+        )
+
+
+@dataclass(frozen=True)
+class Condition:
+    code: str
+    name: dict[str, str]
+    patient: str
+    need: Need
+    urgency: str
+    window_minutes: int | None
+    window_from: str
+    neonatal_by_gestation: bool
+    in_shock: Need | None
+    ventilated: Need | None
+    stabilise: Need | None
+    advice: dict[str, str]
+
+
+@dataclass(frozen=True)
+class UrgencyPolicy:
+    name: str
+    answer_timeout: dt.timedelta
+    escalate_after: dt.timedelta
+    parallel_offers: int
+    target: dt.timedelta
+    pre_alert: str
+
+
+@dataclass(frozen=True)
+class NeonatalBand:
+    below_weeks: float | None
+    below_grams: float | None
+    level: int
+
+
+@dataclass(frozen=True)
+class Rules:
+    source: str
+    stale_grace: dt.timedelta
+    second_grace: dt.timedelta
+    tolerance_minutes: float
+    top_k: int
+    colours: dict[str, Need]
+    neonatal_bands: tuple[NeonatalBand, ...]
+    urgency: dict[str, UrgencyPolicy]
+    working_hours: tuple[dt.time, dt.time, int]
+    road_speeds_kmh: dict[str, float]
+    fallback_detour_factor: float
+    fallback_speed_kmh: float
+    max_snap_km: float
+    conditions: dict[str, Condition] = field(default_factory=dict)
+
+
+class _Reader:
+    """Walks the YAML node tree so every error can name the line and the key path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, node: Node, path: str, message: str) -> RulesError:
+        line = node.start_mark.line + 1
+        return RulesError(f"{self.source}, line {line}, key {path}: {message}")
+
+    def mapping(
+        self,
+        node: Node,
+        path: str,
+        *,
+        allowed: set[str] | None = None,
+        required: set[str] | None = None,
+    ) -> dict[str, Node]:
+        if not isinstance(node, MappingNode):
+            raise self.fail(node, path, "expected a mapping")
+        result: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if allowed is not None and key not in allowed:
+                raise self.fail(
+                    key_node,
+                    f"{path}.{key}" if path else key,
+                    f"unknown key; expected one of {', '.join(sorted(allowed))}",
+                )
+            if key in result:
+                raise self.fail(key_node, f"{path}.{key}" if path else key, "repeated key")
+            result[key] = value_node
+        missing = (required or set()) - set(result)
+        if missing:
+            raise self.fail(node, path or "(top)", f"missing key(s) {', '.join(sorted(missing))}")
+        return result
+
+    def scalar(self, node: Node, path: str) -> Any:
+        if not isinstance(node, ScalarNode):
+            raise self.fail(node, path, "expected a single value")
+        return yaml.safe_load(yaml.serialize(node))
+
+    def number(
+        self, node: Node, path: str, *, low: float = 0, high: float = 1e9, integer: bool = False
+    ) -> float:
+        value = self.scalar(node, path)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(node, path, f"expected a number, got {value!r}")
+        if integer and not isinstance(value, int):
+            raise self.fail(node, path, f"expected a whole number, got {value!r}")
+        if not low <= value <= high:
+            raise self.fail(node, path, f"{value} is outside {low}..{high}")
+        return float(value)
+
+    def text(self, node: Node, path: str, *, choices: tuple[str, ...] | None = None) -> str:
+        value = self.scalar(node, path)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(node, path, "expected text")
+        if choices is not None and value not in choices:
+            raise self.fail(node, path, f"{value!r}: expected one of {', '.join(choices)}")
+        return value
+
+    def level(self, node: Node, path: str, prefix: str) -> int:
+        try:
+            return parse_level(self.scalar(node, path), prefix=prefix, field=path)
+        except VocabularyError as exc:
+            raise self.fail(node, path, str(exc)) from None
+
+    def need(self, node: Node, path: str) -> Need:
+        items = self.mapping(
+            node, path, allowed={"maternal_level", "neonatal_level", "capabilities"}
+        )
+        capabilities: set[str] = set()
+        if "capabilities" in items:
+            seq = items["capabilities"]
+            if not isinstance(seq, SequenceNode):
+                raise self.fail(seq, f"{path}.capabilities", "expected a list")
+            for index, item in enumerate(seq.value):
+                name = self.text(item, f"{path}.capabilities[{index}]")
+                if name not in CAPABILITIES:
+                    raise self.fail(
+                        item, f"{path}.capabilities[{index}]", f"unknown capability {name!r}"
+                    )
+                capabilities.add(name)
+        return Need(
+            maternal_level=self.level(items["maternal_level"], f"{path}.maternal_level", "M")
+            if "maternal_level" in items
+            else 0,
+            neonatal_level=self.level(items["neonatal_level"], f"{path}.neonatal_level", "N")
+            if "neonatal_level" in items
+            else 0,
+            capabilities=frozenset(capabilities),
+        )
+
+    def languages(self, node: Node, path: str) -> dict[str, str]:
+        items = self.mapping(node, path, allowed={"zh", "en"}, required={"zh", "en"})
+        return {lang: self.text(value, f"{path}.{lang}") for lang, value in items.items()}
+
+
+_CONDITION_KEYS = {
+    "name",
+    "patient",
+    "maternal_level",
+    "neonatal_level",
+    "capabilities",
+    "urgency",
+    "window_minutes",
+    "window_from",
+    "neonatal_by_gestation",
+    "in_shock",
+    "ventilated",
+    "stabilise",
+    "advice",
+}
+
+
+def parse_rules(text: str, *, source: str) -> Rules:
+    reader = _Reader(source)
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        raise RulesError(f"{source}{line}: not valid YAML: {exc}") from None
+    if root is None:
+        raise RulesError(f"{source}: the file is empty")
+    top = reader.mapping(
+        root,
+        "",
+        allowed={
+            "version",
+            "staleness",
+            "ranking",
+            "colours",
+            "neonatal_bands",
+            "urgency",
+            "working_hours",
+            "road_speeds_kmh",
+            "fallback",
+            "conditions",
+        },
+        required={
+            "version",
+            "staleness",
+            "ranking",
+            "colours",
+            "neonatal_bands",
+            "urgency",
+            "road_speeds_kmh",
+            "fallback",
+            "conditions",
+        },
+    )
+    if reader.number(top["version"], "version", integer=True) != 1:
+        raise reader.fail(top["version"], "version", "only version 1 is understood")
+
+    staleness = reader.mapping(
+        top["staleness"],
+        "staleness",
+        allowed={"grace_hours", "second_grace_hours"},
+        required={"grace_hours", "second_grace_hours"},
+    )
+    ranking = reader.mapping(
+        top["ranking"],
+        "ranking",
+        allowed={"tolerance_minutes", "top_k"},
+        required={"tolerance_minutes", "top_k"},
+    )
+    colours_node = reader.mapping(
+        top["colours"], "colours", allowed=set(COLOURS), required=set(COLOURS)
+    )
+    colours = {name: reader.need(node, f"colours.{name}") for name, node in colours_node.items()}
+
+    bands_node = top["neonatal_bands"]
+    if not isinstance(bands_node, SequenceNode) or not bands_node.value:
+        raise reader.fail(bands_node, "neonatal_bands", "expected a non-empty list")
+    bands = []
+    for index, band_node in enumerate(bands_node.value):
+        path = f"neonatal_bands[{index}]"
+        band = reader.mapping(
+            band_node, path, allowed={"below_weeks", "below_grams", "level"}, required={"level"}
+        )
+        bands.append(
+            NeonatalBand(
+                below_weeks=reader.number(band["below_weeks"], f"{path}.below_weeks", high=45)
+                if "below_weeks" in band
+                else None,
+                below_grams=reader.number(band["below_grams"], f"{path}.below_grams", high=7000)
+                if "below_grams" in band
+                else None,
+                level=reader.level(band["level"], f"{path}.level", "N"),
+            )
+        )
+    if bands[-1].below_weeks is not None or bands[-1].below_grams is not None:
+        raise reader.fail(
+            bands_node.value[-1],
+            f"neonatal_bands[{len(bands) - 1}]",
+            "the last band must have no limits (it catches every other baby)",
+        )
+
+    urgency_node = reader.mapping(
+        top["urgency"], "urgency", allowed=set(URGENCIES), required=set(URGENCIES)
+    )
+    urgency = {}
+    for name, node in urgency_node.items():
+        path = f"urgency.{name}"
+        keys = {
+            "answer_timeout_minutes",
+            "escalate_after_minutes",
+            "parallel_offers",
+            "target_minutes",
+            "pre_alert",
+        }
+        items = reader.mapping(node, path, allowed=keys, required=keys)
+        timeout = reader.number(
+            items["answer_timeout_minutes"],
+            f"{path}.answer_timeout_minutes",
+            low=0.5,
+            high=7 * 24 * 60,
+        )
+        escalate = reader.number(
+            items["escalate_after_minutes"],
+            f"{path}.escalate_after_minutes",
+            low=0.25,
+            high=timeout,
+        )
+        urgency[name] = UrgencyPolicy(
+            name=name,
+            answer_timeout=dt.timedelta(minutes=timeout),
+            escalate_after=dt.timedelta(minutes=escalate),
+            parallel_offers=int(
+                reader.number(
+                    items["parallel_offers"], f"{path}.parallel_offers", low=1, high=5, integer=True
+                )
+            ),
+            target=dt.timedelta(
+                minutes=reader.number(items["target_minutes"], f"{path}.target_minutes", low=1)
+            ),
+            pre_alert=reader.text(
+                items["pre_alert"], f"{path}.pre_alert", choices=("immediately", "working_hours")
+            ),
+        )
+
+    working = (dt.time(8), dt.time(18), 8)
+    if "working_hours" in top:
+        items = reader.mapping(
+            top["working_hours"],
+            "working_hours",
+            allowed={"start", "end", "utc_offset_hours"},
+            required={"start", "end", "utc_offset_hours"},
+        )
+        try:
+            start = dt.time.fromisoformat(reader.text(items["start"], "working_hours.start"))
+            end = dt.time.fromisoformat(reader.text(items["end"], "working_hours.end"))
+        except ValueError:
+            raise reader.fail(top["working_hours"], "working_hours", "times are HH:MM") from None
+        offset = int(
+            reader.number(
+                items["utc_offset_hours"],
+                "working_hours.utc_offset_hours",
+                low=-12,
+                high=14,
+                integer=True,
+            )
+        )
+        working = (start, end, offset)
+
+    speeds_node = reader.mapping(top["road_speeds_kmh"], "road_speeds_kmh")
+    speeds = {
+        name: reader.number(node, f"road_speeds_kmh.{name}", low=1, high=200)
+        for name, node in speeds_node.items()
+    }
+    fallback = reader.mapping(
+        top["fallback"],
+        "fallback",
+        allowed={"detour_factor", "speed_kmh", "max_snap_km"},
+        required={"detour_factor", "speed_kmh", "max_snap_km"},
+    )
+
+    conditions_node = reader.mapping(top["conditions"], "conditions")
+    conditions = {}
+    for code, node in conditions_node.items():
+        path = f"conditions.{code}"
+        items = reader.mapping(
+            node, path, allowed=_CONDITION_KEYS, required={"name", "patient", "urgency", "advice"}
+        )
+        need_items = {
+            k: items[k] for k in ("maternal_level", "neonatal_level", "capabilities") if k in items
+        }
+        need = Need()
+        if need_items:
+            need = reader.need(
+                MappingNode(
+                    "tag:yaml.org,2002:map",
+                    [(ScalarNode("tag:yaml.org,2002:str", k), v) for k, v in need_items.items()],
+                    start_mark=node.start_mark,
+                    end_mark=node.end_mark,
+                ),
+                path,
+            )
+        by_gestation = False
+        if "neonatal_by_gestation" in items:
+            value = reader.scalar(items["neonatal_by_gestation"], f"{path}.neonatal_by_gestation")
+            if not isinstance(value, bool):
+                raise reader.fail(
+                    items["neonatal_by_gestation"],
+                    f"{path}.neonatal_by_gestation",
+                    "expected true or false",
+                )
+            by_gestation = value
+        conditions[code] = Condition(
+            code=code,
+            name=reader.languages(items["name"], f"{path}.name"),
+            patient=reader.text(items["patient"], f"{path}.patient", choices=("mother", "newborn")),
+            need=need,
+            urgency=reader.text(items["urgency"], f"{path}.urgency", choices=URGENCIES),
+            window_minutes=int(
+                reader.number(
+                    items["window_minutes"], f"{path}.window_minutes", low=1, integer=True
+                )
+            )
+            if "window_minutes" in items
+            else None,
+            window_from=reader.text(
+                items["window_from"], f"{path}.window_from", choices=("decision", "birth")
+            )
+            if "window_from" in items
+            else "decision",
+            neonatal_by_gestation=by_gestation,
+            in_shock=reader.need(items["in_shock"], f"{path}.in_shock")
+            if "in_shock" in items
+            else None,
+            ventilated=reader.need(items["ventilated"], f"{path}.ventilated")
+            if "ventilated" in items
+            else None,
+            stabilise=reader.need(items["stabilise"], f"{path}.stabilise")
+            if "stabilise" in items
+            else None,
+            advice=reader.languages(items["advice"], f"{path}.advice"),
+        )
+    if not conditions:
+        raise reader.fail(top["conditions"], "conditions", "at least one condition is needed")
+
+    return Rules(
+        source=source,
+        stale_grace=dt.timedelta(
+            hours=reader.number(staleness["grace_hours"], "staleness.grace_hours", low=0.1)
+        ),
+        second_grace=dt.timedelta(
+            hours=reader.number(
+                staleness["second_grace_hours"], "staleness.second_grace_hours", low=0.1
+            )
+        ),
+        tolerance_minutes=reader.number(
+            ranking["tolerance_minutes"], "ranking.tolerance_minutes", high=240
+        ),
+        top_k=int(reader.number(ranking["top_k"], "ranking.top_k", low=1, high=100, integer=True)),
+        colours=colours,
+        neonatal_bands=tuple(bands),
+        urgency=urgency,
+        working_hours=working,
+        road_speeds_kmh=speeds,
+        fallback_detour_factor=reader.number(
+            fallback["detour_factor"], "fallback.detour_factor", low=1, high=5
+        ),
+        fallback_speed_kmh=reader.number(
+            fallback["speed_kmh"], "fallback.speed_kmh", low=1, high=200
+        ),
+        max_snap_km=reader.number(
+            fallback["max_snap_km"], "fallback.max_snap_km", low=0.01, high=100
+        ),
+        conditions=conditions,
+    )
+
+
+def load_rules(path: str | Path | None = None) -> Rules:
+    """Load and validate a rules file (the shipped defaults when ``path`` is empty)."""
+    target = Path(path) if path else DEFAULT_RULES_PATH
+    try:
+        text = target.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(f"{target}: cannot read the rules file ({exc.strerror})") from None
+    return parse_rules(text, source=str(target))
+
+
+@lru_cache(maxsize=8)
+def cached_rules(path: str) -> Rules:
+    return load_rules(path or None)

@@ -1,0 +1,162 @@
+"""Shared fixtures: a migrated database (SQLite by default, PostgreSQL when
+GREENCHANNEL_TEST_DATABASE_URL points at one), a session, and the Flask app."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from facilities.db import Base, make_engine
+from migrations import import_models, upgrade
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("GREENCHANNEL_TEST_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    import_models()
+    engine = make_engine(database_url)
+    reset_database(engine)
+    upgrade(database_url)
+    # Models that do not have their revision yet still get tables here; the migration test
+    # (test_migrations.py) is the one that insists every model change ships with a revision.
+    Base.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def reset_database(engine: Engine) -> None:
+    """Start from an empty database: the schema is built by the migrations, not by us."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        else:
+            Base.metadata.drop_all(conn)
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
+def _wipe(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(text(f'DELETE FROM "{table.name}"'))
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory() as session:
+        yield session
+    _wipe(engine)
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    yield sessionmaker(engine, expire_on_commit=False)
+    _wipe(engine)
+
+
+# ---------------------------------------------------------------------------- app and factories
+
+import datetime as dt  # noqa: E402
+from typing import Any  # noqa: E402
+
+from flask import Flask  # noqa: E402
+from flask.testing import FlaskClient, FlaskCliRunner  # noqa: E402
+
+from facilities.accounts import create_user  # noqa: E402
+from facilities.models import Facility, FacilityKind  # noqa: E402
+
+NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def app(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    from referral.app import create_app
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "test-secret",
+            "SMS_BACKEND": "recording",
+            "PUBLIC_BASE_URL": "https://gc.test",
+            "GREENCHANNEL_ROADS": str(tmp_path / "roads.npz"),
+        }
+    )
+    yield app
+    _wipe(engine)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+def add_facility(session: Session, code: str, **values: Any) -> Facility:
+    defaults: dict[str, Any] = {
+        "name": f"{code} 医院",
+        "name_en": f"{code} Hospital",
+        "kind": FacilityKind.COUNTY_HOSPITAL,
+        "province": "云省",
+        "city": "云州市",
+        "county": "临河县",
+        "lat": 30.0,
+        "lon": 110.0,
+        "maternal_level": 2,
+        "neonatal_level": 2,
+        "capabilities": ["blood_transfusion", "caesarean_24h"],
+        "phone": "+862000000001",
+        "active": True,
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    defaults.update(values)
+    facility = Facility(code=code, **defaults)
+    session.add(facility)
+    session.flush()
+    return facility
+
+
+def add_user(
+    session: Session,
+    username: str,
+    role: str,
+    *,
+    facility: str | None = None,
+    area: str = "",
+    password: str | None = None,
+) -> str:
+    """Create a user and return the API token."""
+    created = create_user(
+        session,
+        username=username,
+        role=role,
+        facility_code=facility,
+        area=area,
+        password=password,
+        now=NOW,
+    )
+    return created.token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
