@@ -10,9 +10,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from facilities import registry
+from facilities import clock, registry
 from facilities import status as status_service
-from facilities.db import db, utcnow
+from facilities.db import db
 from facilities.models import Channel, Facility, Role
 from facilities.vocabulary import level_label
 from referral.auth import channel, ensure_can_manage, require_user
@@ -77,7 +77,7 @@ class Facilities(MethodView):
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """The registry with each facility's live status. Any logged-in user."""
         require_user()
-        now = utcnow()
+        now = clock.now()
         rows = [
             facility_out(f, now=now)
             for f in registry.list_facilities(db.session, active_only=query.get("active", False))
@@ -94,7 +94,7 @@ class Facilities(MethodView):
         values = registry.validate_facility(body)
         if db.session.scalar(select(Facility.id).where(Facility.code == values["code"])):
             raise Conflict(f"a facility with code {values['code']} exists", field="code")
-        now = utcnow()
+        now = clock.now()
         facility = Facility(**values, created_at=now, updated_at=now)
         db.session.add(facility)
         db.session.commit()
@@ -107,7 +107,7 @@ class FacilityItem(MethodView):
     def get(self, code: str) -> dict[str, Any]:
         """One facility with its live status. Any logged-in user."""
         require_user()
-        return facility_out(load_facility(code), now=utcnow())
+        return facility_out(load_facility(code), now=clock.now())
 
     @blp.arguments(FacilityFieldsSchema)
     @blp.response(200, FacilityOutSchema)
@@ -116,7 +116,7 @@ class FacilityItem(MethodView):
         require_user(Role.ADMIN)
         facility = load_facility(code)
         values = registry.validate_facility({**body, "code": code})
-        now = utcnow()
+        now = clock.now()
         for key, value in values.items():
             setattr(facility, key, value)
         facility.updated_at = now
@@ -137,7 +137,7 @@ class FacilityStatusItem(MethodView):
         user = require_user(Role.HOSPITAL, Role.COORDINATOR, Role.ADMIN)
         facility = load_facility(code)
         ensure_can_manage(user, facility)
-        now = utcnow()
+        now = clock.now()
         beds = body.get("beds")
         status_service.report_status(
             db.session,
@@ -223,7 +223,7 @@ def import_facilities() -> dict[str, Any]:
         if "csv" in mimetype
         else (registry.detect_format("", data))
     )
-    summary = registry.import_facilities(db.session, data=data, fmt=fmt, now=utcnow())
+    summary = registry.import_facilities(db.session, data=data, fmt=fmt, now=clock.now())
     db.session.commit()
     return {"created": summary.created, "updated": summary.updated, "codes": summary.codes}
 

@@ -18,7 +18,11 @@ from facilities.registry import RegistryError
 from facilities.vocabulary import VocabularyError
 from referral.config import load_config
 from referral.errors import ServiceError, error_response
+from referral.placement import router_for
 from referral.rules import load_rules
+from referral.service import Placement
+from referral.triage import TriageError
+from routing import RoutingError
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
@@ -97,11 +101,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
 
     api = GreenchannelApi(app)
-    from referral import api_facilities, web
+    from alerts.webhooks import webhooks
+    from referral import api_facilities, api_referrals, api_routing, sms, web
 
-    api.register_blueprint(api_facilities.blp)
-    csrf.exempt(api_facilities.blp)
+    for blueprint in (api_facilities.blp, api_referrals.blp, api_routing.blp):
+        api.register_blueprint(blueprint)
+        csrf.exempt(blueprint)  # bearer tokens, or the X-CSRFToken header for sessions
+    app.register_blueprint(webhooks)
+    csrf.exempt(webhooks)  # Twilio signs its requests instead
     app.register_blueprint(web.bp)
+
+    rules = app.extensions["greenchannel.rules"]
+    roads_path = app.config["GREENCHANNEL_ROADS"]
+
+    def place_factory() -> Placement:
+        return Placement(rules=rules, router=router_for(roads_path))
+
+    app.extensions["greenchannel.place"] = place_factory
+    sms.register(place_factory)
 
     _register_error_handlers(app)
 
@@ -121,7 +138,66 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             return {"status": "unhealthy", "database": "unreachable"}, 503
         return {"status": "ok", "database": "ok"}, 200
 
+    _document_plain_routes(api, app)
     return app
+
+
+def _document_plain_routes(api: Api, app: Flask) -> None:
+    """The routes outside the JSON API still belong in its description."""
+    rules = {rule.rule: rule for rule in app.url_map.iter_rules()}
+    form = {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}
+    signed = [
+        {
+            "in": "header",
+            "name": "X-Twilio-Signature",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": "HMAC of PUBLIC_BASE_URL + path and the form, by the auth token",
+        }
+    ]
+    api.spec.path(
+        rule=rules["/healthz"],
+        operations={
+            "get": {
+                "summary": "Liveness and database check",
+                "security": [],
+                "responses": {
+                    "200": {"description": "up, database reachable"},
+                    "503": {"description": "the database is unreachable"},
+                },
+            }
+        },
+    )
+    api.spec.path(
+        rule=rules["/webhooks/twilio/sms"],
+        operations={
+            "post": {
+                "summary": "Inbound SMS: offer and capacity replies, REF commands (TwiML answer)",
+                "security": [],
+                "parameters": signed,
+                "requestBody": {"content": form},
+                "responses": {
+                    "200": {"description": "TwiML <Response> with the answer to the sender"},
+                    "403": {"description": "missing or wrong signature"},
+                },
+            }
+        },
+    )
+    api.spec.path(
+        rule=rules["/webhooks/twilio/status"],
+        operations={
+            "post": {
+                "summary": "Delivery status callbacks (idempotent; a status never moves backwards)",
+                "security": [],
+                "parameters": signed,
+                "requestBody": {"content": form},
+                "responses": {
+                    "200": {"description": "recorded, or ignored when unknown"},
+                    "403": {"description": "missing or wrong signature"},
+                },
+            }
+        },
+    )
 
 
 def _register_error_handlers(app: Flask) -> None:
@@ -135,9 +211,11 @@ def _register_error_handlers(app: Flask) -> None:
         return response
 
     @app.errorhandler(VocabularyError)
-    def vocabulary_error(exc: VocabularyError) -> Response:
+    @app.errorhandler(TriageError)
+    @app.errorhandler(RoutingError)
+    def field_error(exc: VocabularyError | TriageError | RoutingError) -> Response:
         db.session.rollback()
-        return error_response(400, "invalid", str(exc), field=exc.field)
+        return error_response(400, "invalid", str(exc), field=getattr(exc, "field", None))
 
     @app.errorhandler(RegistryError)
     def registry_error(exc: RegistryError) -> Response:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from alerts.timers import WorkerSettings
+from alerts.transports import SmsConfigError, transport_from_config
 from facilities import registry
 from facilities.accounts import AccountError, create_user
 from facilities.db import db, utcnow
@@ -185,6 +189,203 @@ def users_create(
     click.echo(f"API token (shown once, keep it safe): {created.token}")
 
 
+@main.group("roads")
+def roads_group() -> None:
+    """The road network used for travel times."""
+
+
+def _progress() -> Any:
+    shown: dict[str, int] = {}
+
+    def show(stage: str, fraction: float) -> None:
+        step = int(fraction * 10)
+        if shown.get(stage, -1) < step:
+            shown[stage] = step
+            click.echo(f"  {stage}: {fraction:4.0%}", err=True)
+
+    return show
+
+
+@roads_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+def roads_import(file: str) -> None:
+    """Import an OpenStreetMap PBF or GraphML FILE and compile it for fast routing."""
+    import routing
+
+    app = _app()
+    rules = app.extensions["greenchannel.rules"]
+    speeds = {**routing.DEFAULT_SPEEDS, **rules.road_speeds_kmh}
+    click.echo(f"reading {file} ...", err=True)
+    try:
+        if file.lower().endswith((".graphml", ".xml")):
+            network = routing.RoadNetwork.from_graphml(file, speeds=speeds, progress=_progress())
+        else:
+            network = routing.RoadNetwork.from_pbf(file, speeds=speeds, progress=_progress())
+    except (routing.RoutingError, OSError) as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    target = Path(app.config["GREENCHANNEL_ROADS"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part.npz")
+    network.save(partial)
+    partial.replace(target)  # every process sees the old network or the new one, never half
+    report = network.report
+    click.echo(
+        f"road network: {report.nodes} nodes and {report.arcs} arcs kept; dropped "
+        f"{report.nodes_dropped} nodes and {report.arcs_dropped} arcs in "
+        f"{report.components_dropped} disconnected parts; {report.ferries} ferry routes"
+    )
+    click.echo(f"compiled to {target}")
+
+
+@roads_group.command("export")
+@click.argument("file", type=click.Path(dir_okay=False))
+def roads_export(file: str) -> None:
+    """Write the routable network as GraphML (x = lon, y = lat, travel_time in seconds)."""
+    import routing
+
+    app = _app()
+    path = Path(app.config["GREENCHANNEL_ROADS"])
+    if not path.exists():
+        raise click.ClickException(f"no road network at {path}: run `greenchannel roads import`")
+    try:
+        routing.RoadNetwork.load(path).to_graphml(file)
+    except (routing.RoutingError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {file}")
+
+
+@main.command("route")
+@click.option("--from", "origin", help="origin as LAT,LON")
+@click.option("--from-facility", "origin_facility", help="origin as a facility code")
+@click.option("--condition", "conditions", multiple=True, help="condition code (repeatable)")
+@click.option("--colour", "risk_colour", help="five-colour risk of the mother")
+@click.option("--gestation", "gestation_weeks", type=float)
+@click.option("--weight", "birth_weight_g", type=float)
+@click.option("--shock", "in_shock", is_flag=True)
+@click.option("--ventilated", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
+def route(
+    origin: str | None,
+    origin_facility: str | None,
+    conditions: tuple[str, ...],
+    risk_colour: str | None,
+    gestation_weeks: float | None,
+    birth_weight_g: float | None,
+    in_shock: bool,
+    ventilated: bool,
+    as_json: bool,
+) -> None:
+    """The ranked destinations for a case, with ETA and reasons."""
+    import json
+
+    import routing
+    from referral.placement import rank_case
+    from referral.triage import Case, TriageError, triage
+
+    if (origin is None) == (origin_facility is None):
+        raise click.UsageError("give exactly one of --from LAT,LON or --from-facility CODE")
+    app = _app()
+    place = app.extensions["greenchannel.place"]()
+    with _session(app) as session:
+        if origin_facility:
+            try:
+                facility = registry.get_facility(session, origin_facility)
+            except registry.NotFound as exc:
+                raise click.ClickException(str(exc)) from None
+            point = (facility.lat, facility.lon)
+        else:
+            try:
+                lat_text, lon_text = (origin or "").split(",")
+                point = (float(lat_text), float(lon_text))
+            except ValueError:
+                raise click.BadParameter("expected LAT,LON", param_hint="--from") from None
+        case = Case(
+            conditions=tuple(c.upper() for c in conditions),
+            risk_colour=risk_colour,
+            gestation_weeks=gestation_weeks,
+            birth_weight_g=birth_weight_g,
+            in_shock=in_shock,
+            ventilated=ventilated,
+        )
+        try:
+            result = triage(place.rules, case)
+            ranking = rank_case(
+                session,
+                rules=place.rules,
+                router=place.router,
+                origin=point,
+                need=result.need,
+                patient=result.patient,
+                window_minutes=result.window_minutes,
+                stabilise=result.stabilise,
+                now=utcnow(),
+            )
+        except (TriageError, routing.RoutingError) as exc:
+            raise click.ClickException(str(exc)) from None
+    answer = ranking.to_dict()
+    answer["urgency"] = result.urgency
+    answer["reasons"] = result.reasons
+    if as_json:
+        click.echo(json.dumps(answer, ensure_ascii=False, indent=1, default=str))
+        return
+    click.echo(f"urgency {result.urgency}; needs: " + "; ".join(result.reasons))
+    for warning in answer["warnings"]:
+        click.echo(f"warning: {warning}")
+    for number, candidate in enumerate(answer["candidates"], start=1):
+        flag = " (estimate)" if candidate["estimate"] else ""
+        click.echo(
+            f"{number:>2}. {candidate['facility']:<12} {candidate['eta_minutes']:>6} min "
+            f"{candidate['distance_km']:>7} km{flag}  {candidate['name']}"
+        )
+        for reason in candidate["reasons"]:
+            click.echo(f"      - {reason}")
+    if not answer["candidates"]:
+        click.echo("no facility meets every requirement")
+    if answer["excluded"]:
+        click.echo("excluded:")
+        for item in answer["excluded"]:
+            click.echo(f"    {item['facility']:<12} " + "; ".join(item["reasons"]))
+
+
+@main.command("coverage")
+@click.option("--maternal-level", default="M0")
+@click.option("--neonatal-level", default="N0")
+@click.option("--capability", "capabilities", multiple=True)
+def coverage(maternal_level: str, neonatal_level: str, capabilities: tuple[str, ...]) -> None:
+    """From every township health centre: minutes to the nearest facility meeting the need."""
+    import routing
+    from facilities.vocabulary import VocabularyError, parse_capabilities, parse_level
+    from referral.placement import active_closures, policy, snapshots
+
+    app = _app()
+    place = app.extensions["greenchannel.place"]()
+    try:
+        need = routing.Requirements(
+            maternal_level=parse_level(maternal_level, prefix="M", field="--maternal-level"),
+            neonatal_level=parse_level(neonatal_level, prefix="N", field="--neonatal-level"),
+            capabilities=frozenset(parse_capabilities(list(capabilities), field="--capability")),
+        )
+    except VocabularyError as exc:
+        raise click.ClickException(str(exc)) from None
+    with _session(app) as session:
+        facilities = registry.list_facilities(session)
+        origins = [
+            (f.code, f.lat, f.lon) for f in facilities if f.kind.value == "township_health_centre"
+        ]
+        rows = place.router.coverage(
+            origins,
+            snapshots(session, rules=place.rules, now=utcnow()),
+            need,
+            policy=policy(place.rules, window_minutes=None),
+            closures=active_closures(session),
+        )
+    click.echo(f"{'origin':<12} {'nearest':<12} {'minutes':>8}")
+    for row in rows:
+        minutes = f"{row.eta_minutes:8.1f}" if row.facility else "       -"
+        flag = " (estimate)" if row.estimate else ""
+        click.echo(f"{row.origin:<12} {row.facility or '-':<12} {minutes}{flag}")
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -196,6 +397,45 @@ def serve(host: str, port: int, threads: int) -> None:
     app = _app()
     click.echo(f"greenchannel web on http://{host}:{port}/")
     waitress_serve(app, host=host, port=port, threads=threads, ident="greenchannel")
+
+
+def _worker_settings(app: Flask) -> WorkerSettings:
+    rules = app.extensions["greenchannel.rules"]
+    return WorkerSettings(
+        capacity_grace=rules.stale_grace, capacity_second_grace=rules.second_grace
+    )
+
+
+def _worker_arguments(app: Flask) -> dict[str, Any]:
+    try:
+        transport = transport_from_config(app.config)
+    except SmsConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return {
+        "session_factory": app.extensions["greenchannel.db"][1],
+        "transport": transport,
+        "public_base_url": app.config["PUBLIC_BASE_URL"],
+        "settings": _worker_settings(app),
+    }
+
+
+@main.command("worker")
+@click.option(
+    "--interval",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="seconds between polls of the timers and the outbox",
+)
+def worker(interval: float) -> None:
+    """Run the scheduler: escalations, retries, reminders. Run one or more; they never
+    double-send (each due row is claimed with a conditional update)."""
+    from alerts.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = _app()
+    click.echo(f"greenchannel worker: polling every {interval} s")
+    run_worker(**_worker_arguments(app), interval_seconds=interval)
 
 
 @main.command("demo")
@@ -228,4 +468,11 @@ def demo(host: str, port: int, no_serve: bool) -> None:
         return
     from waitress import serve as waitress_serve
 
-    waitress_serve(app, host=host, port=port, threads=8, ident="greenchannel")
+    from alerts.worker import start_background_worker
+
+    click.echo("  SMS are printed below instead of being sent.\n")
+    scheduler = start_background_worker(**_worker_arguments(app), interval_seconds=0.5)
+    try:
+        waitress_serve(app, host=host, port=port, threads=8, ident="greenchannel")
+    finally:
+        scheduler.shutdown(wait=False)

@@ -1,0 +1,294 @@
+"""Alerts: ask one facility's teams for an answer, and escalate while nobody answers.
+
+Round 0 sends the pre-alert to the first active contact (by priority) of each requested team.
+Each later round, after ``step_after`` of silence, goes to the next contact of each team; once
+some team has nobody left to try, the facility switchboard and the area coordinators are told
+(once). A message that cannot be delivered (permanent send error, ``undelivered``/``failed``
+callback) moves that team on at once instead of waiting out the silence.
+
+The caller (the referral package) closes the alert when the answer arrives or the offer ends;
+a step timer that fires after that does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerts import messages, timers
+from alerts.models import Alert, AlertStatus, OutboundMessage, Timer
+from alerts.outbox import cancel_queued, queue_sms
+from facilities.models import Contact, Facility, Role, Team, User
+
+log = logging.getLogger(__name__)
+
+STEP_KIND = "alert.step"
+LANGUAGES = ("zh", "en")
+
+Render = Callable[[str], str] | Mapping[str, str]
+
+
+class AlertError(ValueError):
+    """An alert request that cannot be carried out as asked."""
+
+
+@dataclass(frozen=True)
+class Recipient:
+    phone: str
+    language: str
+    user_id: int | None = None
+    contact_id: int | None = None
+
+
+def _texts(render: Render) -> dict[str, str]:
+    if callable(render):
+        return {language: render(language) for language in LANGUAGES}
+    texts = {language: render[language] for language in LANGUAGES if render.get(language)}
+    if not texts:
+        raise AlertError("render gives no text in 'zh' or 'en'")
+    fallback = texts.get("zh") or texts["en"]
+    return {language: texts.get(language, fallback) for language in LANGUAGES}
+
+
+def open_alert(
+    session: Session,
+    *,
+    subject: str,
+    code: str,
+    facility: Facility,
+    teams: Sequence[Team | str],
+    render: Render,
+    step_after: dt.timedelta,
+    now: dt.datetime,
+) -> Alert:
+    """Queue the pre-alert to each team's first contact and schedule the next step.
+
+    ``subject`` is the caller's opaque key ("offer:17"), unique among alerts; ``code`` is the
+    short case code the recipients quote in their reply; ``render(language)`` (or a mapping
+    language → text) gives the pre-alert text.
+    """
+    team_names = [Team(team).value for team in teams]
+    if not team_names:
+        raise AlertError("an alert needs at least one team")
+    if step_after <= dt.timedelta(0):
+        raise AlertError("step_after must be positive")
+    if session.scalars(select(Alert.id).where(Alert.subject == subject)).first() is not None:
+        raise AlertError(f"an alert for {subject!r} already exists")
+    alert = Alert(
+        subject=subject,
+        code=code.strip().upper(),
+        facility_id=facility.id,
+        teams=team_names,
+        texts=_texts(render),
+        status=AlertStatus.OPEN,
+        step=0,
+        step_after_seconds=int(step_after.total_seconds()),
+        alerted_contact_ids=[],
+        opened_at=now,
+    )
+    session.add(alert)
+    session.flush()
+    log.info("alert %s opened for facility %s (%s)", alert.id, facility.id, ",".join(team_names))
+    _round(session, alert, teams=team_names, now=now)
+    return alert
+
+
+def close_alert(
+    session: Session, *, subject: str, now: dt.datetime, reason: str = "closed"
+) -> Alert | None:
+    """Close the alert: no more steps, queued-but-unsent messages cancelled. Idempotent."""
+    alert = session.scalars(select(Alert).where(Alert.subject == subject)).one_or_none()
+    if alert is None or alert.status == AlertStatus.CLOSED:
+        return alert
+    alert.status = AlertStatus.CLOSED
+    alert.closed_at = now
+    alert.close_reason = reason[:64]
+    timers.cancel(session, subject=subject, now=now, kinds=[STEP_KIND])
+    cancel_queued(session, alert_id=alert.id, now=now)
+    session.flush()
+    log.info("alert %s closed (%s)", alert.id, reason)
+    return alert
+
+
+def get_alert(session: Session, *, subject: str) -> Alert | None:
+    return session.scalars(select(Alert).where(Alert.subject == subject)).one_or_none()
+
+
+def _contacts(session: Session, facility_id: int, team: str) -> list[Contact]:
+    return list(
+        session.scalars(
+            select(Contact)
+            .where(
+                Contact.facility_id == facility_id,
+                Contact.team == Team(team),
+                Contact.active.is_(True),
+            )
+            .order_by(Contact.priority, Contact.id)
+        )
+    )
+
+
+def _round(session: Session, alert: Alert, *, teams: Iterable[str], now: dt.datetime) -> None:
+    """Alert the next contact of each of ``teams``, escalate if one has none, re-arm the timer."""
+    facility = session.get_one(Facility, alert.facility_id)
+    exhausted: list[str] = []
+    for team in teams:
+        contact = next(
+            (
+                c
+                for c in _contacts(session, alert.facility_id, team)
+                if c.id not in alert.alerted_contact_ids
+            ),
+            None,
+        )
+        if contact is None:
+            exhausted.append(team)
+            continue
+        language = contact.language if contact.language in LANGUAGES else "zh"
+        text = alert.texts[language]
+        if alert.step > 0:
+            text = messages.escalated(language, text)
+        queue_sms(
+            session,
+            to=contact.phone,
+            body=text,
+            purpose="prealert" if alert.step == 0 else "escalation",
+            subject=alert.subject,
+            contact_id=contact.id,
+            facility_id=facility.id,
+            alert_id=alert.id,
+            language=language,
+            now=now,
+        )
+        alert.alerted_contact_ids = [*alert.alerted_contact_ids, contact.id]
+    if exhausted and alert.escalated_at is None:
+        _escalate(session, alert, facility, now=now)
+
+    timers.cancel(session, subject=alert.subject, now=now, kinds=[STEP_KIND], include_running=False)
+    if _anything_left(session, alert):
+        timers.schedule(
+            session,
+            kind=STEP_KIND,
+            subject=alert.subject,
+            due_at=now + dt.timedelta(seconds=alert.step_after_seconds),
+            payload={"alert_id": alert.id, "step": alert.step},
+        )
+    session.flush()
+
+
+def _anything_left(session: Session, alert: Alert) -> bool:
+    if alert.escalated_at is None:
+        return True
+    return any(
+        c.id not in alert.alerted_contact_ids
+        for team in alert.teams
+        for c in _contacts(session, alert.facility_id, team)
+    )
+
+
+def _escalate(session: Session, alert: Alert, facility: Facility, *, now: dt.datetime) -> None:
+    """The switchboard is asked to pass the pre-alert on; the area coordinators are told."""
+    alert.escalated_at = now
+    log.info("alert %s escalated to switchboard and coordinators", alert.id)
+    if facility.phone:
+        queue_sms(
+            session,
+            to=facility.phone,
+            body=messages.switchboard_relay("zh", teams=alert.teams, text=alert.texts["zh"]),
+            purpose="switchboard",
+            subject=alert.subject,
+            facility_id=facility.id,
+            alert_id=alert.id,
+            now=now,
+        )
+    minutes = max(int((now - alert.opened_at).total_seconds() // 60), 0)
+    for recipient in area_coordinators(session, facility):
+        name = facility.name_en or facility.name if recipient.language == "en" else facility.name
+        queue_sms(
+            session,
+            to=recipient.phone,
+            body=messages.coordinator_unanswered(
+                recipient.language, code=alert.code, facility_name=name, minutes=minutes
+            ),
+            purpose="coordinator",
+            subject=alert.subject,
+            facility_id=facility.id,
+            contact_id=recipient.contact_id,
+            user_id=recipient.user_id,
+            alert_id=alert.id,
+            language=recipient.language,
+            now=now,
+        )
+
+
+def facility_path(facility: Facility) -> str:
+    return "/".join(part for part in (facility.province, facility.city, facility.county) if part)
+
+
+def area_coordinators(session: Session, facility: Facility) -> list[Recipient]:
+    """Coordinators who cover the facility: users by area, and the facility's coordinator team.
+
+    A user's ``area`` covers the facility when it is empty or a leading run of whole path parts
+    ("Guangxi/Nanning" covers "Guangxi/Nanning/Wuming", not "Guangxi/Nanningxi").
+    """
+    path = facility_path(facility)
+    found: dict[str, Recipient] = {}
+    users = session.scalars(
+        select(User)
+        .where(User.role == Role.COORDINATOR, User.active.is_(True), User.phone != "")
+        .order_by(User.id)
+    )
+    for user in users:
+        area = user.area.strip().strip("/")
+        if area and path != area and not path.startswith(area + "/"):
+            continue
+        language = user.language if user.language in LANGUAGES else "zh"
+        found.setdefault(user.phone, Recipient(user.phone, language, user_id=user.id))
+    for contact in _contacts(session, facility.id, Team.COORDINATOR.value):
+        language = contact.language if contact.language in LANGUAGES else "zh"
+        found.setdefault(contact.phone, Recipient(contact.phone, language, contact_id=contact.id))
+    return list(found.values())
+
+
+def _on_step(session: Session, timer: Timer, now: dt.datetime) -> None:
+    alert = session.get(Alert, timer.payload.get("alert_id"))
+    # A stale timer (alert closed, or moved on by a failure) is a no-op.
+    if alert is None or alert.status != AlertStatus.OPEN or alert.step != timer.payload.get("step"):
+        return
+    alert.step += 1
+    _round(session, alert, teams=alert.teams, now=now)
+
+
+def on_message_failed(session: Session, *, message: OutboundMessage, now: dt.datetime) -> None:
+    """A pre-alert that will never arrive: try that team's next contact now."""
+    alert = session.get(Alert, message.alert_id)
+    if alert is None or alert.status != AlertStatus.OPEN or message.contact_id is None:
+        return
+    contact = session.get(Contact, message.contact_id)
+    if contact is None or contact.team.value not in alert.teams:
+        return  # a coordinator notice: there is nobody further to try
+    team_ids = {c.id for c in _contacts(session, alert.facility_id, contact.team.value)}
+    latest = [cid for cid in alert.alerted_contact_ids if cid in team_ids or cid == contact.id]
+    if not latest or latest[-1] != contact.id:
+        return  # the team has already moved past this contact
+    log.info("alert %s: sms %s undeliverable, moving on at once", alert.id, message.id)
+    alert.step += 1
+    _round(session, alert, teams=[contact.team.value], now=now)
+
+
+def open_alerts_for_facilities(session: Session, facility_ids: Iterable[int]) -> list[Alert]:
+    return list(
+        session.scalars(
+            select(Alert)
+            .where(Alert.facility_id.in_(list(facility_ids)), Alert.status == AlertStatus.OPEN)
+            .order_by(Alert.opened_at, Alert.id)
+        )
+    )
+
+
+timers.register_handler(STEP_KIND, _on_step)

@@ -1,0 +1,411 @@
+"""SMS texts in Chinese (the default) and English, and SMS segment counting.
+
+Every function takes plain values, never a patient's name or ID number: an SMS carries only
+what its reader needs (STYLE rule 12). Unknown languages fall back to Chinese.
+
+The pre-alert is kept within two SMS segments, with room for the escalation prefix, by
+shortening the free-text fields (origin, then condition) when a worst case would overflow.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+# GSM 03.38 basic character set (the escape character itself excluded) and extension table;
+# an extension character costs two septets (escape + char).
+_GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXTENSION = frozenset("^{}\\[~]|€\f")
+
+GSM_SINGLE, GSM_MULTI = 160, 153
+UCS2_SINGLE, UCS2_MULTI = 70, 67
+
+PREALERT_MAX_SEGMENTS = 2
+# The escalation prefix must still fit: room kept free in the pre-alert, in units.
+_ESCALATION_RESERVE = {"GSM-7": 12, "UCS-2": 4}
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    encoding: str  # "GSM-7" or "UCS-2"
+    segments: int
+    units: int  # septets for GSM-7, UTF-16 code units for UCS-2
+
+
+def _pack(costs: Iterable[int], limit: int) -> int:
+    """Segments needed when no character (escape pair, surrogate pair) is split across two."""
+    segments, used = 1, 0
+    for cost in costs:
+        if used + cost > limit:
+            segments += 1
+            used = 0
+        used += cost
+    return segments
+
+
+def sms_segments(text: str) -> SegmentInfo:
+    """How the network will carry ``text``: encoding, number of segments, units used."""
+    if all(ch in _GSM_BASIC or ch in _GSM_EXTENSION for ch in text):
+        costs = [2 if ch in _GSM_EXTENSION else 1 for ch in text]
+        single, multi, encoding = GSM_SINGLE, GSM_MULTI, "GSM-7"
+    else:
+        costs = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+        single, multi, encoding = UCS2_SINGLE, UCS2_MULTI, "UCS-2"
+    units = sum(costs)
+    segments = 1 if units <= single else _pack(costs, multi)
+    return SegmentInfo(encoding=encoding, segments=segments, units=units)
+
+
+def _lang(language: str) -> str:
+    return "en" if language == "en" else "zh"
+
+
+def _fits(text: str, segments: int, reserve: bool) -> bool:
+    info = sms_segments(text)
+    limit = UCS2_MULTI if info.encoding == "UCS-2" else GSM_MULTI
+    budget = limit * segments if segments > 1 else (UCS2_SINGLE if limit == 67 else GSM_SINGLE)
+    if reserve:
+        budget -= _ESCALATION_RESERVE[info.encoding]
+    return info.units <= budget and info.segments <= segments
+
+
+def _shorten(value: str, language: str) -> str:
+    """One character shorter. Chinese names carry their distinctive part (the township, the
+    hospital) at the end, so they lose their head; English ones lose their tail."""
+    if language == "zh":
+        core = value[1:] if value.startswith("…") else value
+        return "…" + core[1:]
+    core = value[:-3] if value.endswith("...") else value
+    return core[:-1] + "..."
+
+
+def _fit_fields(build: Callable[[str, str], str], first: str, second: str, *, language: str) -> str:
+    """Shorten the longer of ``first`` and ``second`` until the pre-alert fits its segments."""
+    while True:
+        text = build(first, second)
+        if _fits(text, PREALERT_MAX_SEGMENTS, reserve=True):
+            return text
+        if len(first) >= len(second) and len(first) > 6:
+            first = _shorten(first, language)
+        elif len(second) > 6:
+            second = _shorten(second, language)
+        else:
+            return text
+
+
+_TYPOGRAPHY = str.maketrans(
+    {"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "…": "...", "\u00a0": " "}
+)
+
+
+def gsm_only(text: str) -> str:
+    """Text an English SMS can carry in GSM-7: typography simplified, anything else as '?'.
+
+    One character outside GSM-7 would turn the whole message into UCS-2 and more than double
+    its segments, so English texts give up exotic characters instead.
+    """
+    text = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHY)
+    return "".join(
+        ch if ch in _GSM_BASIC or ch in _GSM_EXTENSION else ("" if ch < " " else "?")
+        for ch in text
+        if ch not in "\r\n\f"
+    )
+
+
+COLOURS = {
+    "zh": {"green": "绿", "yellow": "黄", "orange": "橙", "red": "红", "purple": "紫"},
+    "en": {
+        "green": "GREEN",
+        "yellow": "YELLOW",
+        "orange": "ORANGE",
+        "red": "RED",
+        "purple": "PURPLE",
+    },
+}
+
+REASONS = {
+    "zh": {
+        "FULL": "满床",
+        "THEATRE": "手术室不可用",
+        "BLOOD": "血源不足",
+        "STAFF": "人员不足",
+        "NICU": "新生儿科无位",
+        "OTHER": "其他",
+    },
+    "en": {
+        "FULL": "no bed",
+        "THEATRE": "theatre unavailable",
+        "BLOOD": "no blood",
+        "STAFF": "no staff",
+        "NICU": "no NICU cot",
+        "OTHER": "other",
+    },
+}
+
+TEAMS = {
+    "zh": {
+        "obstetrics": "产科",
+        "neonatology": "新生儿科",
+        "anaesthesia": "麻醉科",
+        "blood_bank": "输血科",
+        "capacity": "床位管理",
+        "coordinator": "协调员",
+    },
+    "en": {
+        "obstetrics": "obstetrics",
+        "neonatology": "neonatology",
+        "anaesthesia": "anaesthesia",
+        "blood_bank": "blood bank",
+        "capacity": "bed manager",
+        "coordinator": "coordinator",
+    },
+}
+
+
+def prealert(
+    language: str,
+    *,
+    code: str,
+    condition: str,
+    colour: str,
+    origin: str,
+    eta_minutes: int,
+    callback_phone: str,
+    gestation_weeks: int | None = None,
+    weight_g: int | None = None,
+) -> str:
+    """The pre-alert to a receiving team: what is coming, from where, when, and how to answer.
+
+    ``condition`` and ``origin`` come already in the reader's language.
+    """
+    lang = _lang(language)
+    colour_text = COLOURS[lang].get(colour, colour)
+    # No colour graded (an emergency, or a newborn): say nothing rather than an empty label.
+    colour_zh = f"，{colour_text}色" if colour else ""
+    colour_en = f", {colour_text}" if colour else ""
+    if lang == "zh":
+        details = "".join(
+            [
+                f"，孕{gestation_weeks}周" if gestation_weeks is not None else "",
+                f"，体重{weight_g}克" if weight_g is not None else "",
+            ]
+        )
+
+        def build(origin_text: str, condition_text: str) -> str:
+            return (
+                f"【绿色通道】{code}转诊：{condition_text}{details}{colour_zh}。"
+                f"自{origin_text}，约{eta_minutes}分钟到。医生电话{callback_phone}。"
+                f"回复{code} Y 接收；{code} N 原因(满床/手术室/血/人员/新生儿/其他)"
+            )
+
+        return _fit_fields(build, origin, condition, language=lang)
+
+    details = "".join(
+        [
+            f", {gestation_weeks}wk" if gestation_weeks is not None else "",
+            f", {weight_g}g" if weight_g is not None else "",
+        ]
+    )
+
+    origin, condition = gsm_only(origin), gsm_only(condition)
+
+    def build_en(origin_text: str, condition_text: str) -> str:
+        return (
+            f"GREEN CHANNEL pre-alert {code}: {condition_text}{details}{colour_en}. "
+            f"From {origin_text}, ETA {eta_minutes} min. Doctor {callback_phone}. "
+            f"Reply {code} Y to accept, or {code} N FULL/THEATRE/BLOOD/STAFF/NICU/OTHER"
+        )
+
+    return _fit_fields(build_en, origin, condition, language=lang)
+
+
+def escalated(language: str, text: str) -> str:
+    """The pre-alert as sent to the next contact after the previous one stayed silent."""
+    return ("【升级】" if _lang(language) == "zh" else "ESCALATED: ") + text
+
+
+def switchboard_relay(language: str, *, teams: Iterable[str], text: str) -> str:
+    """For the hospital switchboard: pass the pre-alert on to the teams on duty."""
+    lang = _lang(language)
+    names = [TEAMS[lang].get(team, team) for team in teams]
+    if lang == "zh":
+        return f"【请总机转{'/'.join(names)}值班】" + text
+    return f"[SWITCHBOARD: please pass to {'/'.join(names)} on duty] " + text
+
+
+def coordinator_unanswered(language: str, *, code: str, facility_name: str, minutes: int) -> str:
+    if _lang(language) == "zh":
+        return (
+            f"【绿色通道】病例{code}：{facility_name}{minutes}分钟未回复转诊预警，"
+            "已通知总机，请协调。"
+        )
+    return (
+        f"GREEN CHANNEL case {code}: {facility_name} has not answered the pre-alert for "
+        f"{minutes} min; switchboard told. Please follow up."
+    )
+
+
+def coordinator_unplaced(language: str, *, code: str, condition: str, origin: str) -> str:
+    if _lang(language) == "zh":
+        return f"【绿色通道】病例{code}（{condition}，自{origin}）无医院接收，请立即协调。"
+    return (
+        f"GREEN CHANNEL case {code} ({condition}, from {origin}) has no accepting hospital. "
+        "Please act now."
+    )
+
+
+def reply_confirmation(
+    language: str, *, code: str, accepted: bool, minutes: int | None, reason: str | None
+) -> str:
+    lang = _lang(language)
+    if lang == "zh":
+        if accepted:
+            ready = f"，{minutes}分钟内准备好" if minutes is not None else ""
+            return f"已收到：您接收病例{code}{ready}。谢谢！"
+        return f"已收到：您拒绝病例{code}，原因：{REASONS['zh'].get(reason or '', reason)}。"
+    if accepted:
+        ready = f", ready in {minutes} min" if minutes is not None else ""
+        return f"Received: you accept case {code}{ready}. Thank you."
+    return f"Received: you decline case {code}, reason: {REASONS['en'].get(reason or '', reason)}."
+
+
+def case_accepted(
+    language: str, *, code: str, destination: str, eta_minutes: int, destination_phone: str
+) -> str:
+    """To the referring clinic: where to go and whom to call."""
+    if _lang(language) == "zh":
+        return (
+            f"【绿色通道】病例{code}已由{destination}接收，预计{eta_minutes}分钟到达。"
+            f"接收方电话{destination_phone}。请医生护送出发。"
+        )
+    return (
+        f"GREEN CHANNEL case {code} accepted by {destination}, ETA {eta_minutes} min. "
+        f"Their phone {destination_phone}. Leave with a doctor escort."
+    )
+
+
+def patient_arrived(language: str, *, code: str, destination: str) -> str:
+    if _lang(language) == "zh":
+        return f"【绿色通道】病例{code}已到达{destination}。"
+    return f"GREEN CHANNEL case {code} has arrived at {destination}."
+
+
+def capacity_reminder(language: str, *, facility_name: str, hours: int) -> str:
+    if _lang(language) == "zh":
+        return (
+            f"【绿色通道】{facility_name}床位已{hours}小时未更新。请回复空床数："
+            "CAP OB 产科 ICU 重症 NICU 新生儿，例如 CAP OB 3 ICU 1 NICU 0"
+        )
+    return (
+        f"GREEN CHANNEL: {facility_name} bed report is over {hours} h old. Reply with free "
+        "beds: CAP OB <obstetric> ICU <maternal ICU> NICU <nicu>, e.g. CAP OB 3 ICU 1 NICU 0"
+    )
+
+
+def capacity_confirmation(language: str, *, beds: Mapping[str, int]) -> str:
+    lang = _lang(language)
+    names = {
+        "zh": {"obstetric": "产科", "maternal_icu": "重症", "nicu": "新生儿"},
+        "en": {"obstetric": "OB", "maternal_icu": "ICU", "nicu": "NICU"},
+    }[lang]
+    listing = " ".join(f"{names.get(key, key)} {value}" for key, value in beds.items())
+    if lang == "zh":
+        return f"已更新空床：{listing}。谢谢！"
+    return f"Beds updated: {listing}. Thank you."
+
+
+def coordinator_stale_capacity(language: str, *, facility_name: str, hours: int) -> str:
+    if _lang(language) == "zh":
+        return f"【绿色通道】{facility_name}床位已{hours}小时未更新，提醒后仍未回复，请联系。"
+    return (
+        f"GREEN CHANNEL: {facility_name} has not reported beds for {hours} h, even after a "
+        "reminder. Please contact them."
+    )
+
+
+_HELP = {
+    "zh": {
+        "empty": "未能识别回复。",
+        "no_verb": "未能识别回复。",
+        "bad_code": "未能识别病例编号。",
+        "missing_reason": "拒绝须说明原因。",
+        "bad_reason": "无法识别拒绝原因。",
+        "bad_minutes": "准备时间应为0-1440分钟。",
+        "extra": "回复中有无法识别的内容。",
+        "capacity": "床位回复格式：CAP OB 3 ICU 1 NICU 0",
+    },
+    "en": {
+        "empty": "Could not read your reply.",
+        "no_verb": "Could not read your reply.",
+        "bad_code": "Could not read the case code.",
+        "missing_reason": "A decline needs a reason.",
+        "bad_reason": "Unknown decline reason.",
+        "bad_minutes": "Minutes must be 0-1440.",
+        "extra": "Part of your reply was not understood.",
+        "capacity": "Bed reply format: CAP OB 3 ICU 1 NICU 0",
+    },
+}
+
+
+def reply_help(language: str, *, kind: str, code: str | None) -> str:
+    """What to send instead, after a reply we could not read."""
+    lang = _lang(language)
+    head = _HELP[lang].get(kind, _HELP[lang]["no_verb"])
+    if kind == "capacity":
+        return head
+    c = code or ("编号" if lang == "zh" else "CODE")
+    if lang == "zh":
+        return f"{head}接收请回复 {c} Y；拒绝请回复 {c} N 原因（满床/手术室/血/人员/新生儿/其他）"
+    return (
+        f"{head} To accept reply {c} Y; to decline reply {c} N FULL/THEATRE/BLOOD/STAFF/NICU/OTHER"
+    )
+
+
+def unknown_sender() -> str:
+    """Both languages: we do not know who wrote."""
+    return (
+        "此号码未登记为该医院联系人，回复未被采纳。/ This number is not a registered contact "
+        "of the hospital; your reply was not recorded."
+    )
+
+
+def not_open(language: str, *, code: str) -> str:
+    if _lang(language) == "zh":
+        return f"病例{code}的转诊请求已结束，您的回复未改变任何内容。谢谢。"
+    return f"The request for case {code} is no longer open; your reply changed nothing. Thank you."
+
+
+def code_unknown(language: str, *, code: str) -> str:
+    if _lang(language) == "zh":
+        return f"没有发给您医院的病例{code}。请核对编号。"
+    return f"No case {code} was sent to your hospital. Please check the code."
+
+
+def no_open_alert(language: str) -> str:
+    if _lang(language) == "zh":
+        return "您医院目前没有待回复的转诊请求。"
+    return "Your hospital has no request waiting for an answer."
+
+
+def code_required(language: str, *, codes: Iterable[str]) -> str:
+    listing = ", ".join(codes)
+    if _lang(language) == "zh":
+        return f"有多个待回复的病例（{listing}），请在回复前加编号，例如 {listing.split(',')[0]} Y"
+    return (
+        f"Several cases are waiting ({listing}); start your reply with the code, "
+        f"e.g. {listing.split(',')[0]} Y"
+    )
+
+
+def ambiguous_sender(language: str) -> str:
+    if _lang(language) == "zh":
+        return "此号码登记在多家医院，无法确定是哪一家。请在网页上更新床位。"
+    return "This number is registered at several hospitals; please update beds on the web."
+
+
+def received(language: str) -> str:
+    return "已收到。" if _lang(language) == "zh" else "Received."

@@ -1,0 +1,169 @@
+"""The alert tables: the SMS outbox and log, inbound replies, timers, alerts, capacity reminders.
+
+Timers and outbound messages are claimed by the worker with a conditional UPDATE (see
+:mod:`alerts.timers` and :mod:`alerts.outbox`), so their indexes lead with ``status``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from facilities.db import Base, UTCDateTime, utcnow
+from facilities.models import str_enum
+
+
+class MessageStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TimerStatus(enum.StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class AlertStatus(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class OutboundMessage(Base):
+    """One SMS: queued by a service, sent by the worker, tracked by status callbacks."""
+
+    __tablename__ = "outbound_messages"
+    __table_args__ = (
+        Index("ix_outbound_messages_status_due", "status", "priority", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    to_phone: Mapped[str] = mapped_column(String(32))
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+    )
+    facility_id: Mapped[int | None] = mapped_column(
+        ForeignKey("facilities.id", ondelete="SET NULL"), index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    alert_id: Mapped[int | None] = mapped_column(
+        ForeignKey("alerts.id", ondelete="SET NULL"), index=True
+    )
+    # What the message is for ("prealert", "escalation", "capacity_reminder", ...) and the
+    # caller's opaque subject ("offer:17"); both are for the log and for cancelling.
+    purpose: Mapped[str] = mapped_column(String(32))
+    # 0 goes first: a pre-alert must not wait behind a batch of capacity reminders.
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    subject: Mapped[str | None] = mapped_column(String(64), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(2), default="zh")
+    segments: Mapped[int] = mapped_column(Integer, default=1)
+    encoding: Mapped[str] = mapped_column(String(8), default="GSM-7")
+    status: Mapped[MessageStatus] = mapped_column(
+        str_enum(MessageStatus, "outbound_status"), default=MessageStatus.QUEUED
+    )
+    provider_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str] = mapped_column(String(500), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InboundMessage(Base):
+    """Every SMS received, whatever became of it; ``outcome`` says what."""
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    from_phone: Mapped[str] = mapped_column(String(32), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Twilio retries a webhook it could not deliver; the MessageSid makes the retry harmless.
+    provider_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
+    outcome: Mapped[str] = mapped_column(String(32), default="")
+    answer: Mapped[str] = mapped_column(Text, default="")
+
+
+class Timer(Base):
+    """A piece of future work: a row with a ``due_at`` that one worker claims and runs once."""
+
+    __tablename__ = "timers"
+    __table_args__ = (Index("ix_timers_status_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    status: Mapped[TimerStatus] = mapped_column(
+        str_enum(TimerStatus, "timer_status"), default=TimerStatus.PENDING
+    )
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Alert(Base):
+    """A request for an answer, sent to one facility's teams, escalated until answered or closed."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_facility_status", "facility_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), unique=True)
+    code: Mapped[str] = mapped_column(String(16), index=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id", ondelete="CASCADE"))
+    teams: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The pre-alert as rendered for each language at opening, reused by every later step.
+    texts: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    status: Mapped[AlertStatus] = mapped_column(
+        str_enum(AlertStatus, "alert_status"), default=AlertStatus.OPEN
+    )
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    step_after_seconds: Mapped[int] = mapped_column(Integer)
+    alerted_contact_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    close_reason: Mapped[str] = mapped_column(String(64), default="")
+
+
+class CapacityReminder(Base):
+    """Reminder state for one facility's stale bed report.
+
+    ``report_marker`` is the ``beds_reported_at`` the reminder was about (NULL: never reported);
+    a fresher report makes the row out of date, which is how a report resets the reminder.
+    ``version`` makes every change a compare-and-swap, so two workers never remind twice.
+    """
+
+    __tablename__ = "capacity_reminders"
+
+    facility_id: Mapped[int] = mapped_column(
+        ForeignKey("facilities.id", ondelete="CASCADE"), primary_key=True
+    )
+    report_marker: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reminded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    coordinators_told_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=1)

@@ -1,0 +1,344 @@
+"""The SMS outbox: services queue rows, the worker claims and sends them.
+
+Queueing only inserts a row, so a transaction that rolls back never sends anything. The worker
+claims a row with a conditional UPDATE (``status='queued'`` and no live lease) and checks the
+row count, so two workers never send the same row. A claim is a lease: if a worker dies after
+claiming, the row becomes claimable again when ``claimed_until`` passes.
+
+Delivery is at-least-once, not exactly-once. If a worker crashes (or its database commit fails)
+after Twilio accepted a message but before the provider id was recorded, the lease expires and
+another worker sends the message again. The window is one HTTP round trip plus one commit; a
+duplicate pre-alert is far cheaper than a lost one. A client-side timeout has the same effect
+when the provider did accept the request.
+
+A delivery status callback that arrives before the worker has recorded the provider id (Twilio
+can be that fast) finds no row and is acknowledged without effect; the message then stays
+``sent`` rather than ``delivered``. Failures are not lost that way in practice, because Twilio
+reports ``undelivered``/``failed`` well after accepting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from alerts._sql import rowcount
+from alerts.messages import sms_segments
+from alerts.models import MessageStatus, OutboundMessage
+from alerts.transports import PermanentSmsError, SmsTransport, TransientSmsError, mask_phone
+
+log = logging.getLogger(__name__)
+
+SessionFactory = Callable[[], Session]
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    lease: dt.timedelta = dt.timedelta(minutes=2)
+    max_attempts: int = 6
+    backoff_base: dt.timedelta = dt.timedelta(seconds=30)
+    backoff_max: dt.timedelta = dt.timedelta(minutes=15)
+    parallel_sends: int = 8
+
+    def backoff(self, attempts: int) -> dt.timedelta:
+        """Wait after the ``attempts``-th failed try: 30 s, 1 min, 2 min, ... capped."""
+        delay: dt.timedelta = self.backoff_base * (2 ** max(attempts - 1, 0))
+        return min(delay, self.backoff_max)
+
+
+# Housekeeping messages that may wait behind anything about a patient on the move.
+ROUTINE_PURPOSES = frozenset({"capacity_reminder", "coordinator_capacity"})
+ROUTINE_PRIORITY = 5
+
+
+def queue_sms(
+    session: Session,
+    *,
+    to: str,
+    body: str,
+    purpose: str,
+    subject: str | None = None,
+    contact_id: int | None = None,
+    facility_id: int | None = None,
+    user_id: int | None = None,
+    alert_id: int | None = None,
+    language: str = "zh",
+    now: dt.datetime,
+) -> OutboundMessage:
+    """Add one SMS to the outbox; the worker sends it after the caller's transaction commits."""
+    info = sms_segments(body)
+    message = OutboundMessage(
+        to_phone=to,
+        body=body,
+        purpose=purpose,
+        priority=ROUTINE_PRIORITY if purpose in ROUTINE_PURPOSES else 0,
+        subject=subject,
+        contact_id=contact_id,
+        facility_id=facility_id,
+        user_id=user_id,
+        alert_id=alert_id,
+        language=language,
+        segments=info.segments,
+        encoding=info.encoding,
+        status=MessageStatus.QUEUED,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(message)
+    session.flush()
+    log.info("sms %s queued (%s) to %s", message.id, purpose, mask_phone(to))
+    return message
+
+
+def cancel_queued(session: Session, *, alert_id: int, now: dt.datetime) -> int:
+    """Cancel the alert's messages not yet handed to a worker; in-flight ones still go."""
+    result = rowcount(
+        session,
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.alert_id == alert_id,
+            OutboundMessage.status == MessageStatus.QUEUED,
+        )
+        .values(status=MessageStatus.CANCELLED, updated_at=now)
+        .execution_options(synchronize_session=False),
+    )
+    return result
+
+
+def _claimable(now: dt.datetime) -> ColumnElement[bool]:
+    lease_free = or_(OutboundMessage.claimed_until.is_(None), OutboundMessage.claimed_until < now)
+    return or_(
+        and_(
+            OutboundMessage.status == MessageStatus.QUEUED,
+            OutboundMessage.next_attempt_at <= now,
+            lease_free,
+        ),
+        # A worker died between claiming and recording the outcome: its lease has run out.
+        and_(OutboundMessage.status == MessageStatus.SENDING, OutboundMessage.claimed_until < now),
+    )
+
+
+def _claim(
+    session_factory: SessionFactory,
+    *,
+    message_id: int,
+    worker_id: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
+) -> bool:
+    with session_factory() as session, session.begin():
+        result = rowcount(
+            session,
+            update(OutboundMessage)
+            .where(OutboundMessage.id == message_id, _claimable(now))
+            .values(
+                status=MessageStatus.SENDING,
+                claimed_by=worker_id,
+                claimed_until=now + lease,
+                attempts=OutboundMessage.attempts + 1,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False),
+        )
+        return result == 1
+
+
+def deliver_due(
+    session_factory: SessionFactory,
+    *,
+    transport: SmsTransport,
+    now: dt.datetime,
+    worker_id: str,
+    status_callback_url: str | None,
+    policy: DeliveryPolicy | None = None,
+    limit: int = 100,
+) -> int:
+    """Send every due outbox row this worker manages to claim; returns how many were sent.
+
+    Messages queued while handling a failure (the next contact) are sent in the same call.
+    """
+    policy = policy or DeliveryPolicy()
+    tried: set[int] = set()
+    sent = 0
+    for _round in range(20):  # bounded: each round only picks rows not tried yet
+        with session_factory() as session:
+            ids = session.scalars(
+                select(OutboundMessage.id)
+                .where(_claimable(now))
+                .order_by(
+                    OutboundMessage.priority, OutboundMessage.next_attempt_at, OutboundMessage.id
+                )
+                .limit(limit)
+            ).all()
+        fresh = [message_id for message_id in ids if message_id not in tried]
+        if not fresh:
+            break
+        tried.update(fresh)
+
+        def claim_and_send(message_id: int) -> bool:
+            if not _claim(
+                session_factory,
+                message_id=message_id,
+                worker_id=worker_id,
+                now=now,
+                lease=policy.lease,
+            ):
+                return False  # another worker has it
+            return _send_one(
+                session_factory,
+                message_id=message_id,
+                transport=transport,
+                now=now,
+                worker_id=worker_id,
+                status_callback_url=status_callback_url,
+                policy=policy,
+            )
+
+        # The provider answers in tens to hundreds of milliseconds: send several at once so a
+        # burst of pre-alerts is not queued behind each other's round trips. Each message is
+        # still claimed on its own, so the guarantees do not change.
+        if policy.parallel_sends <= 1 or len(fresh) == 1:
+            sent += sum(claim_and_send(message_id) for message_id in fresh)
+        else:
+            with ThreadPoolExecutor(min(policy.parallel_sends, len(fresh))) as pool:
+                sent += sum(pool.map(claim_and_send, fresh))
+    return sent
+
+
+def _send_one(
+    session_factory: SessionFactory,
+    *,
+    message_id: int,
+    transport: SmsTransport,
+    now: dt.datetime,
+    worker_id: str,
+    status_callback_url: str | None,
+    policy: DeliveryPolicy,
+) -> bool:
+    with session_factory() as session:
+        message = session.get_one(OutboundMessage, message_id)
+        to, body = message.to_phone, message.body
+
+    # No transaction is open while we wait on the provider.
+    error: TransientSmsError | PermanentSmsError | None = None
+    try:
+        result = transport.send(to=to, body=body, status_callback=status_callback_url)
+    except (TransientSmsError, PermanentSmsError) as exc:
+        error = exc
+
+    with session_factory() as session, session.begin():
+        message = session.get_one(OutboundMessage, message_id)
+        if message.status != MessageStatus.SENDING or message.claimed_by != worker_id:
+            # Our lease ran out and another worker took the row over: its outcome stands.
+            log.warning("sms %s: claim lost before the outcome was recorded", message_id)
+            return error is None
+        message.claimed_by = None
+        message.claimed_until = None
+        message.updated_at = now
+        if error is None:
+            message.status = MessageStatus.SENT
+            message.provider_id = result.provider_id
+            message.sent_at = now
+            message.error_code = None
+            message.error_message = ""
+            log.info("sms %s sent to %s as %s", message_id, mask_phone(to), result.provider_id)
+            return True
+        message.error_code = error.code
+        message.error_message = str(error)[:500]
+        if isinstance(error, TransientSmsError) and message.attempts < policy.max_attempts:
+            message.status = MessageStatus.QUEUED
+            message.next_attempt_at = now + policy.backoff(message.attempts)
+            log.warning(
+                "sms %s: transient failure (attempt %s, code %s), retry at %s",
+                message_id,
+                message.attempts,
+                error.code,
+                message.next_attempt_at.isoformat(),
+            )
+            return False
+        message.status = MessageStatus.FAILED
+        log.warning(
+            "sms %s to %s failed for good (code %s, %s attempts)",
+            message_id,
+            mask_phone(to),
+            error.code,
+            message.attempts,
+        )
+        _after_failure(session, message=message, now=now)
+        return False
+
+
+# Twilio's statuses mapped onto ours; anything else (accepted, scheduled, ...) is ignored.
+_PROVIDER_STATUS = {
+    "queued": MessageStatus.QUEUED,
+    "sending": MessageStatus.SENDING,
+    "sent": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "read": MessageStatus.DELIVERED,
+    "undelivered": MessageStatus.UNDELIVERED,
+    "failed": MessageStatus.FAILED,
+    "canceled": MessageStatus.FAILED,
+}
+_ORDER = [MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.DELIVERED]
+
+
+def _earlier_than(status: MessageStatus) -> list[MessageStatus]:
+    """The states a message may move to ``status`` from: never backwards, never out of an end."""
+    if status in (MessageStatus.UNDELIVERED, MessageStatus.FAILED):
+        return list(_ORDER[:-1])
+    return list(_ORDER[: _ORDER.index(status)])
+
+
+def apply_status(
+    session: Session,
+    *,
+    provider_id: str,
+    provider_status: str,
+    error_code: int | None,
+    now: dt.datetime,
+) -> OutboundMessage | None:
+    """Record a delivery status callback. Idempotent; ``None`` when the id is not ours."""
+    message = session.scalars(
+        select(OutboundMessage).where(OutboundMessage.provider_id == provider_id)
+    ).one_or_none()
+    if message is None:
+        return None
+    new = _PROVIDER_STATUS.get(provider_status.strip().lower())
+    if new is None:
+        return message
+    values: dict[str, object] = {"status": new, "updated_at": now}
+    if new == MessageStatus.DELIVERED:
+        values["delivered_at"] = now
+    if error_code is not None:
+        values["error_code"] = error_code
+    # Conditional, so that two copies of one callback racing each other apply once.
+    result = rowcount(
+        session,
+        update(OutboundMessage)
+        .where(OutboundMessage.id == message.id, OutboundMessage.status.in_(_earlier_than(new)))
+        .values(**values)
+        .execution_options(synchronize_session=False),
+    )
+    session.refresh(message)
+    if result == 1:
+        log.info("sms %s status %s", message.id, new.value)
+        if new in (MessageStatus.UNDELIVERED, MessageStatus.FAILED):
+            _after_failure(session, message=message, now=now)
+    return message
+
+
+def _after_failure(session: Session, *, message: OutboundMessage, now: dt.datetime) -> None:
+    """A message that will never arrive: the escalation moves on at once."""
+    if message.alert_id is None:
+        return
+    from alerts.escalation import on_message_failed  # escalation imports this module
+
+    on_message_failed(session, message=message, now=now)

@@ -1,0 +1,273 @@
+"""Timers are rows (STYLE rule 6): services schedule them, the worker's :func:`tick` runs them.
+
+A timer is claimed with a conditional UPDATE and a row-count check, then its handler runs in
+a transaction of its own that also marks the timer done, again conditionally: if the timer was
+cancelled meanwhile, the handler's work is rolled back. Two racing ticks therefore never run
+one timer twice; a worker that dies holding a claim loses it when the lease runs out.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from alerts._sql import rowcount
+from alerts.models import Timer, TimerStatus
+from alerts.outbox import DeliveryPolicy, SessionFactory, deliver_due
+from alerts.transports import SmsTransport
+
+log = logging.getLogger(__name__)
+
+TimerHandler = Callable[[Session, Timer, dt.datetime], None]
+
+_handlers: dict[str, TimerHandler] = {}
+# The timer whose handler is running in this thread: cancel() from inside a handler must not
+# cancel that very timer, or the worker would undo the handler's work.
+_running: contextvars.ContextVar[int | None] = contextvars.ContextVar("running_timer", default=None)
+
+
+def register_handler(kind: str, fn: TimerHandler) -> None:
+    """Run ``fn(session, timer, now)`` for due timers of ``kind``; it must not commit."""
+    _handlers[kind] = fn
+
+
+def schedule(
+    session: Session,
+    *,
+    kind: str,
+    subject: str,
+    due_at: dt.datetime,
+    payload: dict[str, Any] | None = None,
+) -> Timer:
+    timer = Timer(
+        kind=kind,
+        subject=subject,
+        due_at=due_at,
+        payload=dict(payload or {}),
+        status=TimerStatus.PENDING,
+        attempts=0,
+    )
+    session.add(timer)
+    session.flush()
+    return timer
+
+
+def cancel(
+    session: Session,
+    *,
+    subject: str,
+    now: dt.datetime,
+    kinds: Iterable[str] | None = None,
+    include_running: bool = True,
+) -> int:
+    """Cancel the subject's pending timers; returns how many.
+
+    With ``include_running`` (the default) a timer another worker is running right now is
+    cancelled too, and that worker undoes its handler's work. Called from inside a handler, it
+    never cancels the timer being handled.
+    """
+    statuses = [TimerStatus.PENDING]
+    if include_running:
+        statuses.append(TimerStatus.CLAIMED)
+    statement = update(Timer).where(Timer.subject == subject, Timer.status.in_(statuses))
+    running = _running.get()
+    if running is not None:
+        statement = statement.where(Timer.id != running)
+    if kinds is not None:
+        statement = statement.where(Timer.kind.in_(list(kinds)))
+    result = rowcount(
+        session,
+        statement.values(status=TimerStatus.CANCELLED, done_at=now).execution_options(
+            synchronize_session=False
+        ),
+    )
+    return result
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Timings of the worker; the defaults suit production."""
+
+    timer_lease: dt.timedelta = dt.timedelta(minutes=5)
+    timer_max_attempts: int = 5
+    timer_retry: dt.timedelta = dt.timedelta(minutes=1)
+    delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    # Capacity reminders: a bed report older than this gets a reminder; None turns them off.
+    capacity_grace: dt.timedelta | None = dt.timedelta(hours=12)
+    # Still stale this long after the reminder: the area coordinators are told (None: grace).
+    capacity_second_grace: dt.timedelta | None = None
+
+
+@dataclass
+class TickReport:
+    timers_run: int = 0
+    timers_failed: int = 0
+    capacity_reminders: int = 0
+    messages_sent: int = 0
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _claimable(now: dt.datetime) -> ColumnElement[bool]:
+    return or_(
+        and_(Timer.status == TimerStatus.PENDING, Timer.due_at <= now),
+        and_(Timer.status == TimerStatus.CLAIMED, Timer.claimed_until < now),
+    )
+
+
+def run_due_timers(
+    session_factory: SessionFactory,
+    *,
+    now: dt.datetime,
+    worker_id: str,
+    settings: WorkerSettings,
+    limit: int = 200,
+) -> tuple[int, int]:
+    """Claim and run due timers, each in its own transaction; returns (run, failed)."""
+    with session_factory() as session:
+        ids = session.scalars(
+            select(Timer.id).where(_claimable(now)).order_by(Timer.due_at, Timer.id).limit(limit)
+        ).all()
+    run = failed = 0
+    for timer_id in ids:
+        with session_factory() as session, session.begin():
+            claimed = rowcount(
+                session,
+                update(Timer)
+                .where(Timer.id == timer_id, _claimable(now))
+                .values(
+                    status=TimerStatus.CLAIMED,
+                    claimed_by=worker_id,
+                    claimed_until=now + settings.timer_lease,
+                    attempts=Timer.attempts + 1,
+                )
+                .execution_options(synchronize_session=False),
+            )
+            if claimed != 1:
+                continue  # another worker has it, or it was cancelled
+        outcome = _run_one(session_factory, timer_id=timer_id, now=now, worker_id=worker_id)
+        if outcome is None:
+            run += 1
+        elif outcome:
+            failed += 1
+            _after_error(
+                session_factory,
+                timer_id=timer_id,
+                now=now,
+                worker_id=worker_id,
+                error=outcome,
+                settings=settings,
+            )
+    return run, failed
+
+
+def _run_one(
+    session_factory: SessionFactory, *, timer_id: int, now: dt.datetime, worker_id: str
+) -> str | None:
+    """Run the handler; ``None`` when done (or found stale), else the error text."""
+    session = session_factory()
+    token = _running.set(timer_id)
+    try:
+        timer = session.get_one(Timer, timer_id)
+        handler = _handlers.get(timer.kind)
+        if handler is None:
+            return f"no handler registered for timer kind {timer.kind!r}"
+        handler(session, timer, now)
+        done = rowcount(
+            session,
+            update(Timer)
+            .where(
+                Timer.id == timer_id,
+                Timer.status == TimerStatus.CLAIMED,
+                Timer.claimed_by == worker_id,
+            )
+            .values(status=TimerStatus.DONE, done_at=now, claimed_until=None)
+            .execution_options(synchronize_session=False),
+        )
+        if done == 1:
+            session.commit()
+        else:
+            # Cancelled (or re-claimed after our lease ran out) while we ran: undo our work.
+            session.rollback()
+            log.info("timer %s cancelled while running; its work was undone", timer_id)
+        return None
+    # A faulty handler must not stop the worker or the other timers: log it, retry later.
+    except Exception as exc:
+        session.rollback()
+        log.exception("timer %s failed", timer_id)
+        return f"{type(exc).__name__}: {exc}"[:500]
+    finally:
+        _running.reset(token)
+        session.close()
+
+
+def _after_error(
+    session_factory: SessionFactory,
+    *,
+    timer_id: int,
+    now: dt.datetime,
+    worker_id: str,
+    error: str,
+    settings: WorkerSettings,
+) -> None:
+    with session_factory() as session, session.begin():
+        timer = session.get_one(Timer, timer_id)
+        if timer.status != TimerStatus.CLAIMED or timer.claimed_by != worker_id:
+            return
+        timer.last_error = error
+        timer.claimed_until = None
+        if timer.attempts >= settings.timer_max_attempts:
+            timer.status = TimerStatus.FAILED
+            timer.done_at = now
+        else:
+            timer.status = TimerStatus.PENDING
+            timer.due_at = now + settings.timer_retry * timer.attempts
+
+
+def tick(
+    session_factory: SessionFactory,
+    *,
+    now: dt.datetime,
+    transport: SmsTransport,
+    worker_id: str | None = None,
+    status_callback_url: str | None = None,
+    settings: WorkerSettings | None = None,
+) -> TickReport:
+    """One pass of the worker: due timers, the capacity sweep, then the outbox."""
+    # The built-in timer kinds register themselves on import.
+    from alerts import capacity, escalation  # noqa: F401
+
+    settings = settings or WorkerSettings()
+    worker_id = worker_id or default_worker_id()
+    report = TickReport()
+    report.timers_run, report.timers_failed = run_due_timers(
+        session_factory, now=now, worker_id=worker_id, settings=settings
+    )
+    if settings.capacity_grace is not None:
+        report.capacity_reminders = capacity.sweep(
+            session_factory,
+            now=now,
+            grace=settings.capacity_grace,
+            second_grace=settings.capacity_second_grace,
+        )
+    report.messages_sent = deliver_due(
+        session_factory,
+        transport=transport,
+        now=now,
+        worker_id=worker_id,
+        status_callback_url=status_callback_url,
+        policy=settings.delivery,
+    )
+    return report

@@ -1,0 +1,511 @@
+"""Referrals over HTTP: thin handlers that parse, call the referral service, commit, serialise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from facilities import clock, registry
+from facilities.db import db
+from facilities.models import Role, User
+from referral import service
+from referral.auth import channel, require_user
+from referral.errors import Forbidden, NotFoundError
+from referral.models import OPEN_STATUSES, Offer, Referral, ReferralStatus
+from referral.placement import current_placement
+from referral.schemas import E164
+from referral.triage import Case
+
+blp = Blueprint(
+    "referrals",
+    __name__,
+    url_prefix="/api/v1/referrals",
+    description="Referrals: the case, its offers to hospitals and its timeline",
+)
+
+
+class CaseSchema(Schema):
+    conditions = fields.List(
+        fields.String(validate=validate.Length(1, 32)),
+        load_default=list,
+        metadata={"description": "condition codes from the region rules, e.g. PPH, NB_ASPHYXIA"},
+    )
+    risk_colour = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(["green", "yellow", "orange", "red", "purple"]),
+        metadata={"description": "five-colour pregnancy risk (the mother)"},
+    )
+    purple = fields.Boolean(
+        load_default=False, metadata={"description": "infectious (purple) besides the colour"}
+    )
+    gestation_weeks = fields.Float(allow_none=True)
+    birth_weight_g = fields.Float(allow_none=True)
+    in_shock = fields.Boolean(load_default=False)
+    ventilated = fields.Boolean(load_default=False)
+    do_not_move = fields.Boolean(
+        load_default=False,
+        metadata={"description": "the patient is too ill to move: ask the team to come"},
+    )
+    born_at = fields.AwareDateTime(allow_none=True, metadata={"description": "newborns"})
+
+
+class PatientSchema(Schema):
+    ref = fields.String(
+        validate=validate.Length(max=64),
+        metadata={"description": "the clinic's own register number; no name or ID number"},
+    )
+    age_years = fields.Integer(validate=validate.Range(0, 70), allow_none=True)
+    sex = fields.String(validate=validate.OneOf(["female", "male", "unknown"]))
+
+
+class ReferralInSchema(Schema):
+    origin_facility = fields.String(required=True)
+    case = fields.Nested(CaseSchema, required=True)
+    patient = fields.Nested(PatientSchema, load_default=dict)
+    callback_phone = fields.String(validate=validate.Regexp(E164))
+
+
+class OfferOutSchema(Schema):
+    id = fields.Integer(required=True)
+    facility = fields.String(required=True)
+    facility_name = fields.String()
+    status = fields.String(required=True)
+    kind = fields.String()
+    rank = fields.Integer(allow_none=True)
+    eta_minutes = fields.Float(allow_none=True)
+    distance_km = fields.Float(allow_none=True)
+    estimate = fields.Boolean()
+    reasons = fields.List(fields.String())
+    offered_at = fields.AwareDateTime()
+    expires_at = fields.AwareDateTime()
+    answered_at = fields.AwareDateTime(allow_none=True)
+    answered_by = fields.String()
+    answer_minutes = fields.Integer(allow_none=True)
+    decline_reason = fields.String(allow_none=True)
+    decline_note = fields.String()
+
+
+class EventOutSchema(Schema):
+    at = fields.AwareDateTime(required=True)
+    kind = fields.String(required=True)
+    actor = fields.String(required=True)
+    channel = fields.String(required=True)
+    offer_id = fields.Integer(allow_none=True)
+    detail = fields.Dict()
+
+
+class ReferralOutSchema(Schema):
+    id = fields.Integer(required=True)
+    code = fields.String(required=True)
+    status = fields.String(required=True)
+    urgency = fields.String(required=True)
+    patient_kind = fields.String()
+    outreach = fields.Boolean()
+    origin_facility = fields.String(required=True)
+    origin_name = fields.String()
+    destination = fields.String(allow_none=True)
+    destination_name = fields.String(allow_none=True)
+    case = fields.Dict()
+    requirements = fields.Dict(required=True)
+    reasons = fields.List(fields.String())
+    advice = fields.Dict(metadata={"description": "stabilisation advice by language"})
+    window_minutes = fields.Integer(allow_none=True)
+    offers = fields.List(fields.Nested(OfferOutSchema), required=True)
+    timeline = fields.List(fields.Nested(EventOutSchema), required=True)
+    intervals = fields.Dict()
+    created_at = fields.AwareDateTime()
+    accepted_at = fields.AwareDateTime(allow_none=True)
+    departed_at = fields.AwareDateTime(allow_none=True)
+    arrived_at = fields.AwareDateTime(allow_none=True)
+    completed_at = fields.AwareDateTime(allow_none=True)
+    outcome = fields.String()
+    cancel_reason = fields.String()
+
+
+class ReferralListSchema(Schema):
+    referrals = fields.List(fields.Nested(ReferralOutSchema), required=True)
+
+
+class ReferralQuerySchema(Schema):
+    status = fields.String(
+        validate=validate.OneOf(["active", "closed", *[s.value for s in ReferralStatus]]),
+        metadata={"description": "active = every open case"},
+    )
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+
+
+class AcceptSchema(Schema):
+    eta_minutes = fields.Integer(
+        allow_none=True,
+        validate=validate.Range(0, 24 * 60),
+        metadata={"description": "minutes until the team is ready"},
+    )
+
+
+class DeclineSchema(Schema):
+    reason = fields.String(
+        required=True,
+        validate=validate.OneOf(["FULL", "THEATRE", "BLOOD", "STAFF", "NICU", "OTHER"]),
+    )
+    note = fields.String(load_default="", validate=validate.Length(max=500))
+
+
+class CompleteSchema(Schema):
+    outcome = fields.String(required=True, validate=validate.Length(1, 2000))
+
+
+class CancelSchema(Schema):
+    reason = fields.String(
+        required=True,
+        validate=validate.OneOf(
+            ["stabilised", "outreach", "died", "family_refused", "duplicate", "other"]
+        ),
+    )
+    note = fields.String(load_default="", validate=validate.Length(max=2000))
+
+
+class RedirectSchema(Schema):
+    facility = fields.String(required=True)
+    reason = fields.String(required=True, validate=validate.Length(1, 500))
+
+
+class EmptySchema(Schema):
+    pass
+
+
+def actor_for(user: User) -> service.Actor:
+    return service.Actor(
+        name=user.username,
+        channel=channel(),
+        role=user.role,
+        user_id=user.id,
+        facility_id=user.facility_id,
+        area=user.area,
+    )
+
+
+def referral_out(referral: Referral) -> dict[str, Any]:
+    rules = current_app.extensions["greenchannel.rules"]
+    advice = {
+        language: [
+            rules.conditions[c].advice[language]
+            for c in referral.case.get("conditions", [])
+            if c in rules.conditions
+        ]
+        for language in ("zh", "en")
+    }
+    destination = referral.destination
+    return {
+        "id": referral.id,
+        "code": referral.code,
+        "status": referral.status.value,
+        "urgency": referral.urgency,
+        "patient_kind": referral.patient_kind,
+        "outreach": referral.outreach,
+        "origin_facility": referral.origin.code,
+        "origin_name": referral.origin.name,
+        "destination": destination.code if destination else None,
+        "destination_name": destination.name if destination else None,
+        "case": referral.case,
+        "requirements": referral.requirements,
+        "reasons": referral.reasons,
+        "advice": advice,
+        "window_minutes": referral.window_minutes,
+        "offers": [offer_out(o) for o in referral.offers],
+        "timeline": [
+            {
+                "at": e.at,
+                "kind": e.kind,
+                "actor": e.actor,
+                "channel": e.channel,
+                "offer_id": e.offer_id,
+                "detail": e.detail,
+            }
+            for e in referral.events
+        ],
+        "intervals": service.intervals(referral),
+        "created_at": referral.created_at,
+        "accepted_at": referral.accepted_at,
+        "departed_at": referral.departed_at,
+        "arrived_at": referral.arrived_at,
+        "completed_at": referral.completed_at,
+        "outcome": referral.outcome,
+        "cancel_reason": referral.cancel_reason,
+    }
+
+
+def offer_out(offer: Offer) -> dict[str, Any]:
+    return {
+        "id": offer.id,
+        "facility": offer.facility.code,
+        "facility_name": offer.facility.name,
+        "status": offer.status.value,
+        "kind": offer.kind,
+        "rank": offer.rank,
+        "eta_minutes": offer.eta_minutes,
+        "distance_km": offer.distance_km,
+        "estimate": offer.estimate,
+        "reasons": offer.reasons,
+        "offered_at": offer.offered_at,
+        "expires_at": offer.expires_at,
+        "answered_at": offer.answered_at,
+        "answered_by": offer.answered_by,
+        "answer_minutes": offer.answer_minutes,
+        "decline_reason": offer.decline_reason.value if offer.decline_reason else None,
+        "decline_note": offer.decline_note,
+    }
+
+
+def load_visible(referral_id: int, actor: service.Actor) -> Referral:
+    referral = service.get_referral(db.session, referral_id)
+    if not service.can_view(actor, referral):
+        raise NotFoundError(f"no referral {referral_id}", field="id")
+    return referral
+
+
+def case_from(body: dict[str, Any]) -> Case:
+    return Case(
+        conditions=tuple(c.strip().upper() for c in body.get("conditions", [])),
+        risk_colour=body.get("risk_colour"),
+        purple=body.get("purple", False),
+        gestation_weeks=body.get("gestation_weeks"),
+        birth_weight_g=body.get("birth_weight_g"),
+        in_shock=body.get("in_shock", False),
+        ventilated=body.get("ventilated", False),
+        do_not_move=body.get("do_not_move", False),
+    )
+
+
+@blp.route("")
+class Referrals(MethodView):
+    @blp.arguments(ReferralQuerySchema, location="query")
+    @blp.response(200, ReferralListSchema)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """The cases this user may see, newest first; ``status=active`` for every open case."""
+        user = require_user()
+        actor = actor_for(user)
+        statement = select(Referral).order_by(Referral.created_at.desc(), Referral.id.desc())
+        wanted = query.get("status")
+        if wanted == "active":
+            statement = statement.where(Referral.status.in_(OPEN_STATUSES))
+        elif wanted == "closed":
+            statement = statement.where(Referral.status.not_in(OPEN_STATUSES))
+        elif wanted:
+            statement = statement.where(Referral.status == ReferralStatus(wanted))
+        if user.role in (Role.CLINIC, Role.HOSPITAL):
+            offered = select(Offer.referral_id).where(Offer.facility_id == user.facility_id)
+            statement = statement.where(
+                (Referral.origin_facility_id == user.facility_id) | Referral.id.in_(offered)
+            )
+        rows = [
+            r
+            for r in db.session.scalars(statement.limit(query["limit"] * 2))
+            if service.can_view(actor, r)
+        ][: query["limit"]]
+        return {"referrals": [referral_out(r) for r in rows]}
+
+    @blp.arguments(ReferralInSchema)
+    @blp.response(201, ReferralOutSchema)
+    @blp.doc(
+        parameters=[
+            {
+                "in": "header",
+                "name": "Idempotency-Key",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 200},
+                "description": "retries with the same key return the first result",
+            }
+        ]
+    )
+    def post(self, body: dict[str, Any]) -> Any:
+        """Start a referral: triage, rank, and offer to the best hospitals at once.
+
+        Clinic and hospital users for their own facility; coordinators in their area.
+        """
+        user = require_user(Role.CLINIC, Role.HOSPITAL, Role.COORDINATOR, Role.ADMIN)
+        key = (request.headers.get("Idempotency-Key") or "").strip()[:200] or None
+        try:
+            origin = registry.get_facility(db.session, body["origin_facility"])
+        except registry.NotFound:
+            raise NotFoundError(
+                f"no facility {body['origin_facility']!r}", field="origin_facility"
+            ) from None
+        case_body = body["case"]
+        arguments = {
+            "place": current_placement(),
+            "actor": actor_for(user),
+            "origin": origin,
+            "case": case_from(case_body),
+            "patient": body.get("patient", {}),
+            "callback_phone": body.get("callback_phone", ""),
+            "idempotency_key": key,
+            "born_at": case_body.get("born_at"),
+            "now": clock.now(),
+        }
+        try:
+            referral, created = service.create_referral(db.session, **arguments)
+            db.session.commit()
+        except IntegrityError:
+            # Two requests raced: the same Idempotency-Key (the other one won: answer with its
+            # result) or, very rarely, the same new case code (try again with a fresh one).
+            db.session.rollback()
+            referral, created = service.create_referral(db.session, **arguments)
+            db.session.commit()
+        return referral_out(referral), 201 if created else 200
+
+
+@blp.route("/<int:referral_id>")
+class ReferralItem(MethodView):
+    @blp.response(200, ReferralOutSchema)
+    def get(self, referral_id: int) -> dict[str, Any]:
+        """One case with its offers, timeline and intervals."""
+        actor = actor_for(require_user())
+        return referral_out(load_visible(referral_id, actor))
+
+
+def _offer_action(referral_id: int, offer_id: int) -> tuple[service.Actor, Referral, Offer]:
+    user = require_user(Role.HOSPITAL, Role.COORDINATOR, Role.ADMIN)
+    actor = actor_for(user)
+    referral = load_visible(referral_id, actor)
+    return actor, referral, service.get_offer(db.session, referral, offer_id)
+
+
+@blp.route("/<int:referral_id>/offers/<int:offer_id>/accept", methods=["POST"])
+@blp.arguments(AcceptSchema)
+@blp.response(200, ReferralOutSchema)
+def accept(body: dict[str, Any], referral_id: int, offer_id: int) -> dict[str, Any]:
+    """The offered hospital (or a coordinator) accepts. 409 when the offer is not pending."""
+    actor, referral, offer = _offer_action(referral_id, offer_id)
+    service.accept_offer(
+        db.session,
+        place=current_placement(),
+        referral=referral,
+        offer=offer,
+        actor=actor,
+        minutes=body.get("eta_minutes"),
+        now=clock.now(),
+    )
+    db.session.commit()
+    return referral_out(referral)
+
+
+@blp.route("/<int:referral_id>/offers/<int:offer_id>/decline", methods=["POST"])
+@blp.arguments(DeclineSchema)
+@blp.response(200, ReferralOutSchema)
+def decline(body: dict[str, Any], referral_id: int, offer_id: int) -> dict[str, Any]:
+    """The offered hospital declines with a reason; the case moves on by itself."""
+    actor, referral, offer = _offer_action(referral_id, offer_id)
+    service.decline_offer(
+        db.session,
+        place=current_placement(),
+        referral=referral,
+        offer=offer,
+        actor=actor,
+        reason=body["reason"],
+        note=body["note"],
+        now=clock.now(),
+    )
+    db.session.commit()
+    return referral_out(referral)
+
+
+def _journey(referral_id: int) -> tuple[service.Actor, Referral]:
+    actor = actor_for(require_user())
+    return actor, load_visible(referral_id, actor)
+
+
+@blp.route("/<int:referral_id>/depart", methods=["POST"])
+@blp.arguments(EmptySchema)
+@blp.response(200, ReferralOutSchema)
+def depart(_body: dict[str, Any], referral_id: int) -> dict[str, Any]:
+    """The referring facility: the patient has left with an escort."""
+    actor, referral = _journey(referral_id)
+    service.depart(db.session, referral=referral, actor=actor, now=clock.now())
+    db.session.commit()
+    return referral_out(referral)
+
+
+@blp.route("/<int:referral_id>/arrive", methods=["POST"])
+@blp.arguments(EmptySchema)
+@blp.response(200, ReferralOutSchema)
+def arrive(_body: dict[str, Any], referral_id: int) -> dict[str, Any]:
+    """The receiving hospital: the patient is here."""
+    actor, referral = _journey(referral_id)
+    service.arrive(db.session, referral=referral, actor=actor, now=clock.now())
+    db.session.commit()
+    return referral_out(referral)
+
+
+@blp.route("/<int:referral_id>/complete", methods=["POST"])
+@blp.arguments(CompleteSchema)
+@blp.response(200, ReferralOutSchema)
+def complete(body: dict[str, Any], referral_id: int) -> dict[str, Any]:
+    """The receiving hospital records the outcome and closes the case."""
+    actor, referral = _journey(referral_id)
+    service.complete(
+        db.session, referral=referral, actor=actor, outcome=body["outcome"], now=clock.now()
+    )
+    db.session.commit()
+    return referral_out(referral)
+
+
+@blp.route("/<int:referral_id>/cancel", methods=["POST"])
+@blp.arguments(CancelSchema)
+@blp.response(200, ReferralOutSchema)
+def cancel(body: dict[str, Any], referral_id: int) -> dict[str, Any]:
+    """Cancel with a reason; pending offers are withdrawn and every timer stops."""
+    actor, referral = _journey(referral_id)
+    service.cancel(
+        db.session,
+        referral=referral,
+        actor=actor,
+        reason=body["reason"],
+        note=body["note"],
+        now=clock.now(),
+    )
+    db.session.commit()
+    return referral_out(referral)
+
+
+@blp.route("/<int:referral_id>/redirect", methods=["POST"])
+@blp.arguments(RedirectSchema)
+@blp.response(200, ReferralOutSchema)
+def redirect_case(body: dict[str, Any], referral_id: int) -> dict[str, Any]:
+    """A coordinator sends the case to a facility of their choice, with a reason."""
+    actor, referral = _journey(referral_id)
+    if actor.role not in (Role.COORDINATOR, Role.ADMIN):
+        raise Forbidden("only a coordinator may redirect a case", field="facility")
+    try:
+        facility = registry.get_facility(db.session, body["facility"])
+    except registry.NotFound:
+        raise NotFoundError(f"no facility {body['facility']!r}", field="facility") from None
+    service.redirect(
+        db.session,
+        place=current_placement(),
+        referral=referral,
+        actor=actor,
+        facility=facility,
+        reason=body["reason"],
+        now=clock.now(),
+    )
+    db.session.commit()
+    return referral_out(referral)
+
+
+@blp.route("/<int:referral_id>/reopen", methods=["POST"])
+@blp.arguments(EmptySchema)
+@blp.response(200, ReferralOutSchema)
+def reopen(_body: dict[str, Any], referral_id: int) -> dict[str, Any]:
+    """A coordinator asks every capable hospital again for an unplaced case."""
+    actor, referral = _journey(referral_id)
+    service.reopen(
+        db.session, place=current_placement(), referral=referral, actor=actor, now=clock.now()
+    )
+    db.session.commit()
+    return referral_out(referral)

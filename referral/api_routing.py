@@ -1,0 +1,303 @@
+"""Routing over HTTP: rank destinations for a case, road closures, coverage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import select
+
+from facilities import clock, registry
+from facilities.db import db
+from facilities.models import FacilityKind, Role
+from facilities.vocabulary import CAPABILITIES, parse_level
+from referral.api_referrals import CaseSchema, case_from
+from referral.auth import require_user
+from referral.errors import NotFoundError, ServiceError
+from referral.models import RoadClosure
+from referral.placement import current_placement, rank_case, snapshots
+from referral.rules import Need
+from referral.triage import need_as_dict, triage
+from routing import Requirements
+
+blp = Blueprint(
+    "routing",
+    __name__,
+    url_prefix="/api/v1",
+    description="Ranked destinations, road closures and coverage",
+)
+
+
+class OriginSchema(Schema):
+    lat = fields.Float(validate=validate.Range(-90, 90))
+    lon = fields.Float(validate=validate.Range(-180, 180))
+    facility = fields.String(metadata={"description": "a facility code instead of lat/lon"})
+
+    @validates_schema
+    def one_kind(self, data: dict[str, Any], **_: Any) -> None:
+        has_point = "lat" in data or "lon" in data
+        if has_point == ("facility" in data) or (has_point and not {"lat", "lon"} <= set(data)):
+            raise ValidationError("give either lat and lon, or facility", field_name="facility")
+
+
+class NeedSchema(Schema):
+    maternal_level = fields.String(load_default="M0", validate=validate.Regexp(r"^M[0-4]$"))
+    neonatal_level = fields.String(load_default="N0", validate=validate.Regexp(r"^N[0-4]$"))
+    capabilities = fields.List(
+        fields.String(validate=validate.OneOf(CAPABILITIES)), load_default=list
+    )
+    patient = fields.String(load_default="mother", validate=validate.OneOf(["mother", "newborn"]))
+
+
+class RouteInSchema(Schema):
+    origin = fields.Nested(OriginSchema, required=True)
+    case = fields.Nested(CaseSchema, metadata={"description": "triaged by the region rules"})
+    requirements = fields.Nested(NeedSchema, metadata={"description": "instead of a case"})
+
+    @validates_schema
+    def case_or_requirements(self, data: dict[str, Any], **_: Any) -> None:
+        if ("case" in data) == ("requirements" in data):
+            raise ValidationError("give either case or requirements", field_name="case")
+
+
+class RouteOutSchema(Schema):
+    requirements = fields.Dict(required=True)
+    urgency = fields.String(allow_none=True)
+    reasons = fields.List(fields.String())
+    origin = fields.Dict()
+    candidates = fields.List(
+        fields.Dict(),
+        required=True,
+        metadata={
+            "description": "each: facility, name, eta_minutes, distance_km, estimate, confirmed, "
+            "reasons"
+        },
+    )
+    more_candidates = fields.Integer()
+    excluded = fields.List(
+        fields.Dict(), required=True, metadata={"description": "each: facility, name, reasons"}
+    )
+    warnings = fields.List(fields.String(), required=True)
+    beyond_window = fields.Boolean()
+    window_minutes = fields.Integer(allow_none=True)
+    stabilise_at = fields.Dict(allow_none=True)
+    outreach = fields.Dict(allow_none=True)
+
+
+class ClosureInSchema(Schema):
+    lat = fields.Float(required=True, validate=validate.Range(-90, 90))
+    lon = fields.Float(required=True, validate=validate.Range(-180, 180))
+    radius_m = fields.Float(load_default=100, validate=validate.Range(1, 50_000))
+    kind = fields.String(load_default="closed", validate=validate.OneOf(["closed", "slow"]))
+    speed_factor = fields.Float(load_default=1.0, validate=validate.Range(0.05, 1.0))
+    reason = fields.String(load_default="", validate=validate.Length(max=500))
+
+
+class ClosureOutSchema(ClosureInSchema):
+    id = fields.Integer(required=True)
+    created_by = fields.String()
+    created_at = fields.AwareDateTime()
+    lifted_at = fields.AwareDateTime(allow_none=True)
+
+
+class ClosureListSchema(Schema):
+    closures = fields.List(fields.Nested(ClosureOutSchema), required=True)
+
+
+class CoverageQuerySchema(Schema):
+    maternal_level = fields.String(load_default="M0", validate=validate.Regexp(r"^M[0-4]$"))
+    neonatal_level = fields.String(load_default="N0", validate=validate.Regexp(r"^N[0-4]$"))
+    capabilities = fields.List(
+        fields.String(validate=validate.OneOf(CAPABILITIES)), load_default=list
+    )
+
+
+class CoverageOutSchema(Schema):
+    requirements = fields.Dict(required=True)
+    rows = fields.List(
+        fields.Dict(),
+        required=True,
+        metadata={"description": "each: origin, facility, eta_minutes, distance_km, estimate"},
+    )
+
+
+@blp.route("/route", methods=["POST"])
+@blp.arguments(RouteInSchema)
+@blp.response(200, RouteOutSchema)
+def route(body: dict[str, Any]) -> dict[str, Any]:
+    """The ranked destinations for a case from an origin, with ETA and reasons."""
+    require_user()
+    place = current_placement()
+    origin = body["origin"]
+    if "facility" in origin:
+        try:
+            facility = registry.get_facility(db.session, origin["facility"])
+        except registry.NotFound:
+            raise NotFoundError(
+                f"no facility {origin['facility']!r}", field="origin.facility"
+            ) from None
+        point = (facility.lat, facility.lon)
+    else:
+        point = (origin["lat"], origin["lon"])
+    urgency = None
+    reasons: list[str] = []
+    window = None
+    stabilise = None
+    if "case" in body:
+        result = triage(place.rules, case_from(body["case"]))
+        need, patient, urgency, reasons = (
+            result.need,
+            result.patient,
+            result.urgency,
+            (result.reasons),
+        )
+        window, stabilise = result.window_minutes, result.stabilise
+    else:
+        given = body["requirements"]
+        need = Need(
+            maternal_level=parse_level(given["maternal_level"], prefix="M", field="maternal_level"),
+            neonatal_level=parse_level(given["neonatal_level"], prefix="N", field="neonatal_level"),
+            capabilities=frozenset(given["capabilities"]),
+        )
+        patient = given["patient"]
+    ranking = rank_case(
+        db.session,
+        rules=place.rules,
+        router=place.router,
+        origin=point,
+        need=need,
+        patient=patient,
+        window_minutes=window,
+        stabilise=stabilise,
+        now=clock.now(),
+    )
+    answer = ranking.to_dict()
+    answer.update(
+        requirements={**need_as_dict(need), "beds": answer["requirements"]["beds"]},
+        urgency=urgency,
+        reasons=reasons,
+        window_minutes=window,
+    )
+    return answer
+
+
+def closure_out(row: RoadClosure) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "lat": row.lat,
+        "lon": row.lon,
+        "radius_m": row.radius_m,
+        "kind": row.kind,
+        "speed_factor": row.speed_factor,
+        "reason": row.reason,
+        "created_by": row.created_by,
+        "created_at": row.created_at,
+        "lifted_at": row.lifted_at,
+    }
+
+
+@blp.route("/roads/closures")
+class Closures(MethodView):
+    @blp.response(200, ClosureListSchema)
+    def get(self) -> dict[str, Any]:
+        """Road closures and slowdowns in effect."""
+        require_user()
+        rows = db.session.scalars(
+            select(RoadClosure).where(RoadClosure.lifted_at.is_(None)).order_by(RoadClosure.id)
+        )
+        return {"closures": [closure_out(r) for r in rows]}
+
+    @blp.arguments(ClosureInSchema)
+    @blp.response(201, ClosureOutSchema)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Close or slow the roads around a point; the very next routing query reflects it."""
+        user = require_user(Role.COORDINATOR, Role.ADMIN)
+        if body["kind"] == "slow" and body["speed_factor"] >= 1.0:
+            raise ServiceError(
+                "speed_factor: a slowdown keeps less than 1.0 of the speed", field="speed_factor"
+            )
+        row = RoadClosure(
+            lat=body["lat"],
+            lon=body["lon"],
+            radius_m=body["radius_m"],
+            kind=body["kind"],
+            speed_factor=body["speed_factor"] if body["kind"] == "slow" else 1.0,
+            reason=body["reason"],
+            created_by=user.username,
+            created_at=clock.now(),
+        )
+        db.session.add(row)
+        db.session.commit()
+        return closure_out(row)
+
+
+@blp.route("/roads/closures/<int:closure_id>", methods=["DELETE"])
+@blp.response(200, ClosureOutSchema)
+def lift_closure(closure_id: int) -> dict[str, Any]:
+    """Lift a closure; routing returns to the old answer at once."""
+    user = require_user(Role.COORDINATOR, Role.ADMIN)
+    row = db.session.get(RoadClosure, closure_id)
+    if row is None:
+        raise NotFoundError(f"no closure {closure_id}", field="id")
+    if row.lifted_at is None:
+        row.lifted_at = clock.now()
+        row.lifted_by = user.username
+        db.session.commit()
+    return closure_out(row)
+
+
+@blp.route("/coverage", methods=["GET"])
+@blp.arguments(CoverageQuerySchema, location="query")
+@blp.response(200, CoverageOutSchema)
+def coverage(query: dict[str, Any]) -> dict[str, Any]:
+    """From every township health centre, the travel time to the nearest facility that meets
+    the requirement (the basis of planning maps)."""
+    require_user(Role.COORDINATOR, Role.ADMIN)
+    place = current_placement()
+    need = Need(
+        maternal_level=parse_level(query["maternal_level"], prefix="M", field="maternal_level"),
+        neonatal_level=parse_level(query["neonatal_level"], prefix="N", field="neonatal_level"),
+        capabilities=frozenset(query["capabilities"]),
+    )
+    return coverage_rows(place, need)
+
+
+def coverage_rows(place: Any, need: Need) -> dict[str, Any]:
+    from referral.placement import active_closures, policy
+
+    now = clock.now()
+    every = snapshots(db.session, rules=place.rules, now=now)
+    kinds = {f.code: f.kind for f in registry.list_facilities(db.session)}
+    origins = [
+        (s.code, s.lat, s.lon)
+        for s in every
+        if kinds.get(s.code) is FacilityKind.TOWNSHIP_HEALTH_CENTRE
+    ]
+    # Planning looks at capability, not at tonight's beds: no bed requirement here.
+    req = Requirements(
+        maternal_level=need.maternal_level,
+        neonatal_level=need.neonatal_level,
+        capabilities=need.capabilities,
+    )
+    rows = place.router.coverage(
+        origins,
+        every,
+        req,
+        policy=policy(place.rules, window_minutes=None),
+        closures=active_closures(db.session),
+    )
+    return {
+        "requirements": need_as_dict(need),
+        "rows": [
+            {
+                "origin": r.origin,
+                "facility": r.facility,
+                "eta_minutes": round(r.eta_minutes, 1) if r.facility else None,
+                "distance_km": round(r.distance_km, 2) if r.facility else None,
+                "estimate": r.estimate,
+            }
+            for r in rows
+        ],
+    }

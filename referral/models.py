@@ -1,0 +1,205 @@
+"""Referrals, the offers made to hospitals, the case timeline, and road closures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from facilities.db import Base, UTCDateTime
+from facilities.models import Facility, str_enum
+
+
+class ReferralStatus(enum.StrEnum):
+    REQUESTED = "requested"
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    IN_TRANSIT = "in_transit"
+    ARRIVED = "arrived"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    UNPLACED = "unplaced"
+
+
+OPEN_STATUSES = (
+    ReferralStatus.REQUESTED,
+    ReferralStatus.OFFERED,
+    ReferralStatus.ACCEPTED,
+    ReferralStatus.IN_TRANSIT,
+    ReferralStatus.ARRIVED,
+    ReferralStatus.UNPLACED,
+)
+
+
+class OfferStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
+
+
+class DeclineReason(enum.StrEnum):
+    FULL = "FULL"
+    THEATRE = "THEATRE"
+    BLOOD = "BLOOD"
+    STAFF = "STAFF"
+    NICU = "NICU"
+    OTHER = "OTHER"
+
+
+class CancelReason(enum.StrEnum):
+    STABILISED = "stabilised"
+    OUTREACH = "outreach"
+    DIED = "died"
+    FAMILY_REFUSED = "family_refused"
+    DUPLICATE = "duplicate"
+    OTHER = "other"
+
+
+class Referral(Base):
+    __tablename__ = "referrals"
+    __table_args__ = (
+        UniqueConstraint("created_by_id", "idempotency_key", name="uq_referrals_idempotency"),
+        # One open referral per patient per clinic, guarded by the database itself.
+        UniqueConstraint(
+            "origin_facility_id", "open_patient_ref", name="uq_referrals_open_patient"
+        ),
+        Index("ix_referrals_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The short code used in SMS. ``open_code`` holds it only while the case is open, so the
+    # code is unique among open cases (NULLs never collide) and may be reused later.
+    code: Mapped[str] = mapped_column(String(8), index=True)
+    open_code: Mapped[str | None] = mapped_column(String(8), unique=True)
+    status: Mapped[ReferralStatus] = mapped_column(str_enum(ReferralStatus, "referral_status"))
+    urgency: Mapped[str] = mapped_column(String(16))
+    patient_kind: Mapped[str] = mapped_column(String(16))
+    outreach: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    origin_facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
+    origin_lat: Mapped[float] = mapped_column(Float)
+    origin_lon: Mapped[float] = mapped_column(Float)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_channel: Mapped[str] = mapped_column(String(16))
+    callback_phone: Mapped[str] = mapped_column(String(32), default="")
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+
+    # The case as given (conditions, colour, gestation, weight, toggles) and what triage made
+    # of it; the patient block holds no name or ID number.
+    case: Mapped[dict[str, Any]] = mapped_column(JSON)
+    patient: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    patient_ref: Mapped[str | None] = mapped_column(String(64))
+    open_patient_ref: Mapped[str | None] = mapped_column(String(64))
+    requirements: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    window_minutes: Mapped[int | None] = mapped_column(Integer)
+
+    destination_facility_id: Mapped[int | None] = mapped_column(ForeignKey("facilities.id"))
+    accepted_offer_id: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    cancel_reason: Mapped[str] = mapped_column(String(32), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    first_alert_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    first_answer_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    departed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    arrived_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    origin: Mapped[Facility] = relationship(foreign_keys=[origin_facility_id])
+    destination: Mapped[Facility | None] = relationship(foreign_keys=[destination_facility_id])
+    offers: Mapped[list[Offer]] = relationship(
+        back_populates="referral", order_by="Offer.id", cascade="all, delete-orphan"
+    )
+    events: Mapped[list[ReferralEvent]] = relationship(
+        back_populates="referral",
+        order_by="(ReferralEvent.at, ReferralEvent.id)",
+        cascade="all, delete-orphan",
+    )
+
+
+class Offer(Base):
+    __tablename__ = "offers"
+    __table_args__ = (Index("ix_offers_referral_status", "referral_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    referral_id: Mapped[int] = mapped_column(ForeignKey("referrals.id", ondelete="CASCADE"))
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
+    status: Mapped[OfferStatus] = mapped_column(str_enum(OfferStatus, "offer_status"))
+    kind: Mapped[str] = mapped_column(String(16), default="transfer")  # or "outreach"
+    rank: Mapped[int | None] = mapped_column(Integer)
+    eta_minutes: Mapped[float | None] = mapped_column(Float)
+    distance_km: Mapped[float | None] = mapped_column(Float)
+    estimate: Mapped[bool] = mapped_column(Boolean, default=False)
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    offered_by: Mapped[str] = mapped_column(String(100), default="system")
+    offered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    answered_by: Mapped[str] = mapped_column(String(100), default="")
+    answer_channel: Mapped[str] = mapped_column(String(16), default="")
+    answer_minutes: Mapped[int | None] = mapped_column(Integer)
+    decline_reason: Mapped[DeclineReason | None] = mapped_column(
+        str_enum(DeclineReason, "decline_reason")
+    )
+    decline_note: Mapped[str] = mapped_column(Text, default="")
+
+    referral: Mapped[Referral] = relationship(back_populates="offers")
+    facility: Mapped[Facility] = relationship()
+
+
+class ReferralEvent(Base):
+    """The case timeline: every step with its time, actor and channel."""
+
+    __tablename__ = "referral_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    referral_id: Mapped[int] = mapped_column(
+        ForeignKey("referrals.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(16))
+    offer_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    referral: Mapped[Referral] = relationship(back_populates="events")
+
+
+class RoadClosure(Base):
+    """A coordinator's closure or slowdown around a point; routing reads the active ones."""
+
+    __tablename__ = "road_closures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    radius_m: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(16))  # "closed" or "slow"
+    speed_factor: Mapped[float] = mapped_column(Float, default=1.0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    lifted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    lifted_by: Mapped[str] = mapped_column(String(100), default="")

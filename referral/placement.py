@@ -1,0 +1,190 @@
+"""Glue between the database and the router: snapshots, closures, the road network per process.
+
+The compiled road network is a file (``GREENCHANNEL_ROADS``); each process loads it once and
+reloads it when the file changes, so a new ``greenchannel roads import`` reaches every web process
+and worker without a restart. Closures and live status are read from the database on every
+query, so any process answers with what any other process has just written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+import routing
+from facilities.models import Facility
+from facilities.status import status_view
+from referral.rules import Need, Rules
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_routers: dict[str, tuple[float, routing.Router]] = {}
+
+
+def router_for(path: str) -> routing.Router:
+    """The process's router for the compiled network at ``path`` (estimates only if absent)."""
+    file = Path(path)
+    try:
+        mtime = file.stat().st_mtime if path else -1.0
+    except OSError:
+        mtime = -1.0
+    with _lock:
+        hit = _routers.get(path)
+        if hit is not None and hit[0] == mtime:
+            return hit[1]
+        network = routing.RoadNetwork.load(file) if mtime >= 0 else None
+        router = routing.Router(network)
+        _routers[path] = (mtime, router)
+        if network is None:
+            log.warning("no road network at %s: travel times are straight-line estimates", path)
+        return router
+
+
+def current_placement() -> Any:
+    """The rules and router of the current app (a ``referral.service.Placement``)."""
+    return current_app.extensions["greenchannel.place"]()
+
+
+def snapshots(
+    session: Session, *, rules: Rules, now: dt.datetime, only: Sequence[str] | None = None
+) -> list[routing.FacilitySnapshot]:
+    query = select(Facility).options(selectinload(Facility.status)).order_by(Facility.code)
+    if only is not None:
+        query = query.where(Facility.code.in_(list(only)))
+    result = []
+    for facility in session.scalars(query):
+        view = status_view(facility, now=now, grace=rules.stale_grace)
+        result.append(
+            routing.FacilitySnapshot(
+                code=facility.code,
+                name=facility.name,
+                lat=facility.lat,
+                lon=facility.lon,
+                maternal_level=facility.maternal_level,
+                neonatal_level=facility.neonatal_level,
+                capabilities=frozenset(facility.capabilities),
+                unavailable=frozenset(view.unavailable),
+                beds=dict(view.beds),
+                diversion=view.diversion.value,
+                diversion_reason=view.diversion_reason,
+                stale=view.stale,
+                active=facility.active,
+            )
+        )
+    return result
+
+
+def active_closures(session: Session) -> list[routing.Closure]:
+    from referral.models import RoadClosure
+
+    rows = session.scalars(select(RoadClosure).where(RoadClosure.lifted_at.is_(None)))
+    return [
+        routing.Closure(
+            id=str(row.id),
+            lat=row.lat,
+            lon=row.lon,
+            radius_m=row.radius_m,
+            kind=row.kind,
+            speed_factor=row.speed_factor,
+        )
+        for row in rows
+    ]
+
+
+def beds_needed(need: Need, patient: str) -> frozenset[str]:
+    beds = set()
+    if patient == "mother":
+        beds.add("obstetric")
+        if "adult_icu" in need.capabilities:
+            beds.add("maternal_icu")
+    if need.neonatal_level >= 2:
+        beds.add("nicu")
+    return frozenset(beds)
+
+
+def requirements(need: Need, patient: str) -> routing.Requirements:
+    return routing.Requirements(
+        maternal_level=need.maternal_level,
+        neonatal_level=need.neonatal_level,
+        capabilities=need.capabilities,
+        beds=beds_needed(need, patient),
+    )
+
+
+def policy(rules: Rules, *, window_minutes: float | None) -> routing.Policy:
+    return routing.Policy(
+        tolerance_minutes=rules.tolerance_minutes,
+        time_window_minutes=window_minutes,
+        top_k=rules.top_k,
+        max_snap_m=rules.max_snap_km * 1000,
+        detour_factor=rules.fallback_detour_factor,
+        rural_speed_kmh=rules.fallback_speed_kmh,
+    )
+
+
+def rank_case(
+    session: Session,
+    *,
+    rules: Rules,
+    router: routing.Router,
+    origin: tuple[float, float],
+    need: Need,
+    patient: str,
+    window_minutes: float | None,
+    stabilise: Need | None,
+    now: dt.datetime,
+    only: Sequence[str] | None = None,
+) -> routing.Ranking:
+    return routing.rank(
+        origin,
+        snapshots(session, rules=rules, now=now, only=only),
+        requirements(need, patient),
+        router=router,
+        policy=policy(rules, window_minutes=window_minutes),
+        closures=active_closures(session),
+        stabilise=requirements(stabilise, patient) if stabilise else None,
+    )
+
+
+def rank_referral(
+    session: Session, *, place: Any, referral: Any, now: dt.datetime
+) -> routing.Ranking:
+    from referral.service import need_of
+
+    stabilise = referral.requirements.get("stabilise")
+    return rank_case(
+        session,
+        rules=place.rules,
+        router=place.router,
+        origin=(referral.origin_lat, referral.origin_lon),
+        need=need_of(referral),
+        patient=referral.patient_kind,
+        window_minutes=referral.window_minutes,
+        stabilise=Need(
+            maternal_level=int(stabilise["maternal_level"][1:]),
+            neonatal_level=int(stabilise["neonatal_level"][1:]),
+            capabilities=frozenset(stabilise["capabilities"]),
+        )
+        if stabilise
+        else None,
+        now=now,
+    )
+
+
+def missing_requirements(need: Need, facility: Facility) -> list[str]:
+    missing = []
+    if facility.maternal_level < need.maternal_level:
+        missing.append(f"maternal level M{facility.maternal_level} < M{need.maternal_level}")
+    if facility.neonatal_level < need.neonatal_level:
+        missing.append(f"neonatal level N{facility.neonatal_level} < N{need.neonatal_level}")
+    missing += [f"lacks {c}" for c in sorted(need.capabilities - set(facility.capabilities))]
+    return missing

@@ -1,0 +1,1028 @@
+"""The referral's life (DOMAIN.md §6): create, offer, answer, move on, travel, arrive, close.
+
+Services are plain functions: they take a session and keyword arguments (``now`` included),
+never commit, and raise :class:`ReferralError` subclasses. Every state change is a conditional
+UPDATE on the current state, so two answers racing for the same case cannot both win.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from alerts import escalation, messages, timers
+from alerts.outbox import queue_sms
+from facilities.models import Facility, Role, Team
+from facilities.registry import area_covers
+from referral import placement
+from referral.errors import Conflict, Forbidden, NotFoundError, ServiceError
+from referral.models import (
+    OPEN_STATUSES,
+    CancelReason,
+    DeclineReason,
+    Offer,
+    OfferStatus,
+    Referral,
+    ReferralEvent,
+    ReferralStatus,
+)
+from referral.rules import Need, Rules
+from referral.triage import Case, need_as_dict, triage
+
+log = logging.getLogger(__name__)
+
+OFFER_EXPIRY = "offer.expiry"
+CODE_ALPHABET = "ACDEFHJKMNPRTUVWXY34679"  # no 0/O, 1/I/L, 2/Z, 5/S, 8/B: read over a phone
+CODE_LENGTH = 4
+
+
+class ReferralError(ServiceError):
+    pass
+
+
+class StateConflict(Conflict):
+    code = "conflict"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a user (web/API), a contact answering by SMS, or the system."""
+
+    name: str
+    channel: str
+    role: Role | None = None
+    user_id: int | None = None
+    facility_id: int | None = None
+    area: str = ""
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls(name="system", channel="system")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What a service needs besides the session: the rules and the router."""
+
+    rules: Rules
+    router: Any
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _event(
+    session: Session,
+    referral: Referral,
+    kind: str,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+    offer: Offer | None = None,
+    **detail: Any,
+) -> None:
+    session.add(
+        ReferralEvent(
+            referral_id=referral.id,
+            at=now,
+            kind=kind,
+            actor=actor.name,
+            channel=actor.channel,
+            offer_id=offer.id if offer else None,
+            detail=detail,
+        )
+    )
+
+
+def _swap_referral(
+    session: Session, referral: Referral, *, expected: Sequence[ReferralStatus], **values: Any
+) -> bool:
+    """Move the referral only if it is still in one of the expected states (a CAS)."""
+    result = session.execute(
+        update(Referral)
+        .where(Referral.id == referral.id, Referral.status.in_(list(expected)))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(referral)
+        return False
+    session.refresh(referral)
+    return True
+
+
+def _swap_offer(session: Session, offer: Offer, **values: Any) -> bool:
+    result = session.execute(
+        update(Offer)
+        .where(Offer.id == offer.id, Offer.status == OfferStatus.PENDING)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(offer)
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def new_code(session: Session) -> str:
+    for _ in range(50):
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        if session.scalar(select(Referral.id).where(Referral.open_code == code)) is None:
+            return code
+    raise ReferralError("could not find a free case code; too many open cases")
+
+
+def subject(offer: Offer) -> str:
+    return f"offer:{offer.id}"
+
+
+def teams_for(referral: Referral) -> list[Team]:
+    if referral.patient_kind == "newborn":
+        return [Team.NEONATOLOGY]
+    teams = [Team.OBSTETRICS]
+    if referral.requirements.get("neonatal_level", "N0") not in ("N0", "N1"):
+        teams.append(Team.NEONATOLOGY)
+    caps = set(referral.requirements.get("capabilities", []))
+    if referral.urgency == "critical":
+        teams.append(Team.ANAESTHESIA)
+    if caps & {"massive_transfusion", "blood_transfusion"} and referral.urgency == "critical":
+        teams.append(Team.BLOOD_BANK)
+    return teams
+
+
+def condition_text(rules: Rules, referral: Referral, language: str) -> str:
+    names = [
+        rules.conditions[c].name[language]
+        for c in referral.case.get("conditions", [])
+        if c in rules.conditions
+    ]
+    if names:
+        return "、".join(names) if language == "zh" else ", ".join(names)
+    colour = referral.case.get("risk_colour") or ""
+    return f"{colour} risk" if language == "en" else f"{colour}风险"
+
+
+def need_of(referral: Referral) -> Need:
+    req = referral.requirements
+    return Need(
+        maternal_level=int(str(req["maternal_level"])[1:]),
+        neonatal_level=int(str(req["neonatal_level"])[1:]),
+        capabilities=frozenset(req["capabilities"]),
+    )
+
+
+def _request_hash(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def check_origin_scope(actor: Actor, origin: Facility) -> None:
+    if actor.role is Role.ADMIN:
+        return
+    if actor.role is Role.COORDINATOR:
+        if not area_covers(actor.area, origin):
+            raise Forbidden(f"{origin.code} is outside your area", field="origin_facility")
+        return
+    if actor.role in (Role.CLINIC, Role.HOSPITAL) and actor.facility_id == origin.id:
+        return
+    raise Forbidden("you can refer only from your own facility", field="origin_facility")
+
+
+# ---------------------------------------------------------------------------- creation
+
+
+def create_referral(
+    session: Session,
+    *,
+    place: Placement,
+    actor: Actor,
+    origin: Facility,
+    case: Case,
+    patient: dict[str, Any],
+    callback_phone: str = "",
+    idempotency_key: str | None = None,
+    born_at: dt.datetime | None = None,
+    now: dt.datetime,
+) -> tuple[Referral, bool]:
+    """Create a referral and make its first offers. Returns ``(referral, created)``.
+
+    A repeated ``idempotency_key`` from the same user returns the first referral unchanged
+    (``created`` False); the same key with a different request is a conflict.
+    """
+    check_origin_scope(actor, origin)
+    request_hash = _request_hash({"origin": origin.code, "case": case.__dict__, "patient": patient})
+    if idempotency_key:
+        existing = session.scalar(
+            select(Referral).where(
+                Referral.created_by_id == actor.user_id,
+                Referral.idempotency_key == idempotency_key,
+            )
+        )
+        if existing is not None:
+            if existing.patient.get("_request") != request_hash:
+                raise Conflict(
+                    "Idempotency-Key was already used for a different request",
+                    field="Idempotency-Key",
+                )
+            return existing, False
+    patient_ref = (patient.get("ref") or "").strip() or None
+    if patient_ref:
+        duplicate = session.scalar(
+            select(Referral).where(
+                Referral.origin_facility_id == origin.id,
+                Referral.patient_ref == patient_ref,
+                Referral.status.in_(OPEN_STATUSES),
+            )
+        )
+        if duplicate is not None:
+            raise Conflict(
+                f"this patient already has open referral {duplicate.code} (id {duplicate.id})",
+                field="patient.ref",
+            )
+    result = triage(place.rules, case)
+    code = new_code(session)
+    referral = Referral(
+        code=code,
+        open_code=code,
+        status=ReferralStatus.REQUESTED,
+        urgency=result.urgency,
+        patient_kind=result.patient,
+        outreach=case.do_not_move,
+        origin_facility_id=origin.id,
+        origin_lat=origin.lat,
+        origin_lon=origin.lon,
+        created_by_id=actor.user_id,
+        created_by=actor.name,
+        created_channel=actor.channel,
+        callback_phone=callback_phone or origin.phone,
+        idempotency_key=idempotency_key,
+        case={
+            "conditions": list(case.conditions),
+            "risk_colour": case.risk_colour,
+            "purple": case.purple,
+            "gestation_weeks": case.gestation_weeks,
+            "birth_weight_g": case.birth_weight_g,
+            "in_shock": case.in_shock,
+            "ventilated": case.ventilated,
+            "do_not_move": case.do_not_move,
+            "born_at": born_at.isoformat() if born_at else None,
+        },
+        patient={**{k: v for k, v in patient.items() if k != "ref"}, "_request": request_hash},
+        patient_ref=patient_ref,
+        open_patient_ref=patient_ref,
+        requirements={
+            **need_as_dict(result.need),
+            "stabilise": need_as_dict(result.stabilise) if result.stabilise else None,
+        },
+        reasons=result.reasons,
+        window_minutes=result.window_minutes,
+        created_at=now,
+        updated_at=now,
+    )
+    origin_facility = origin
+    session.add(referral)
+    session.flush()
+    referral.origin = origin_facility
+    _event(
+        session,
+        referral,
+        "created",
+        actor=actor,
+        now=now,
+        urgency=result.urgency,
+        requirements=referral.requirements,
+        reasons=result.reasons,
+    )
+    offer_next(session, place=place, referral=referral, actor=Actor.system(), now=now)
+    return referral, True
+
+
+# ---------------------------------------------------------------------------- offers
+
+
+def _tried_facilities(referral: Referral) -> set[int]:
+    return {offer.facility_id for offer in referral.offers}
+
+
+def offer_next(
+    session: Session,
+    *,
+    place: Placement,
+    referral: Referral,
+    actor: Actor,
+    now: dt.datetime,
+    include_tried: bool = False,
+) -> list[Offer]:
+    """Offer the case to the next candidates until the urgency's parallel count is pending.
+
+    Nobody left → the case is ``unplaced`` and the area coordinators are told.
+    """
+    if referral.status not in (
+        ReferralStatus.REQUESTED,
+        ReferralStatus.OFFERED,
+        ReferralStatus.UNPLACED,
+    ):
+        return []
+    policy = place.rules.urgency[referral.urgency]
+    pending = [o for o in referral.offers if o.status is OfferStatus.PENDING]
+    wanted = (1 if referral.outreach else policy.parallel_offers) - len(pending)
+    made: list[Offer] = []
+    if wanted > 0:
+        skip = set() if include_tried else _tried_facilities(referral)
+        skip |= {o.facility_id for o in pending}
+        ranking = placement.rank_referral(session, place=place, referral=referral, now=now)
+        codes = {
+            f.code: f
+            for f in session.scalars(
+                select(Facility).where(Facility.code.in_([c.facility for c in ranking.candidates]))
+            )
+        }
+        for index, candidate in enumerate(ranking.candidates):
+            facility = codes[candidate.facility]
+            if facility.id in skip or facility.id == referral.origin_facility_id:
+                continue
+            made.append(
+                _make_offer(
+                    session,
+                    place=place,
+                    referral=referral,
+                    facility=facility,
+                    rank=index + 1,
+                    eta_minutes=candidate.eta_minutes,
+                    distance_km=candidate.distance_km,
+                    estimate=candidate.estimate,
+                    reasons=[r.text for r in candidate.reasons],
+                    actor=actor,
+                    now=now,
+                )
+            )
+            if len(made) >= wanted:
+                break
+    if made or pending:
+        if referral.status is not ReferralStatus.OFFERED:
+            _swap_referral(
+                session,
+                referral,
+                expected=[referral.status],
+                status=ReferralStatus.OFFERED,
+                updated_at=now,
+            )
+        return made
+    _mark_unplaced(session, place=place, referral=referral, now=now)
+    return made
+
+
+def _make_offer(
+    session: Session,
+    *,
+    place: Placement,
+    referral: Referral,
+    facility: Facility,
+    rank: int | None,
+    eta_minutes: float | None,
+    distance_km: float | None,
+    estimate: bool,
+    reasons: list[str],
+    actor: Actor,
+    now: dt.datetime,
+) -> Offer:
+    policy = place.rules.urgency[referral.urgency]
+    offer = Offer(
+        referral=referral,
+        facility=facility,
+        status=OfferStatus.PENDING,
+        kind="outreach" if referral.outreach else "transfer",
+        rank=rank,
+        eta_minutes=eta_minutes,
+        distance_km=distance_km,
+        estimate=estimate,
+        reasons=reasons,
+        offered_by=actor.name,
+        offered_at=now,
+        expires_at=now + policy.answer_timeout,
+    )
+    session.add(offer)
+    session.flush()
+    eta = round(offer.eta_minutes) if offer.eta_minutes is not None else 0
+    case = referral.case
+    origin = referral.origin
+
+    def render(language: str) -> str:
+        return messages.prealert(
+            language,
+            code=referral.code,
+            condition=(
+                ("【下沉会诊】" if language == "zh" else "OUTREACH ") if referral.outreach else ""
+            )
+            + condition_text(place.rules, referral, language),
+            colour=case.get("risk_colour") or "",
+            origin=origin.name if language == "zh" else (origin.name_en or origin.name),
+            eta_minutes=eta,
+            callback_phone=referral.callback_phone,
+            gestation_weeks=int(case["gestation_weeks"]) if case.get("gestation_weeks") else None,
+            weight_g=int(case["birth_weight_g"]) if case.get("birth_weight_g") else None,
+        )
+
+    escalation.open_alert(
+        session,
+        subject=subject(offer),
+        code=referral.code,
+        facility=facility,
+        teams=teams_for(referral),
+        render=render,
+        step_after=policy.escalate_after,
+        now=now,
+    )
+    timers.schedule(
+        session,
+        kind=OFFER_EXPIRY,
+        subject=subject(offer),
+        due_at=offer.expires_at,
+        payload={"offer_id": offer.id},
+    )
+    if referral.first_alert_at is None:
+        referral.first_alert_at = now
+    _event(
+        session,
+        referral,
+        "offered",
+        actor=actor,
+        now=now,
+        offer=offer,
+        facility=facility.code,
+        rank=rank,
+        eta_minutes=offer.eta_minutes,
+        expires_at=offer.expires_at.isoformat(),
+        offer_kind=offer.kind,
+    )
+    return offer
+
+
+def _mark_unplaced(
+    session: Session, *, place: Placement, referral: Referral, now: dt.datetime
+) -> None:
+    if not _swap_referral(
+        session,
+        referral,
+        expected=[ReferralStatus.REQUESTED, ReferralStatus.OFFERED],
+        status=ReferralStatus.UNPLACED,
+        updated_at=now,
+    ):
+        return
+    _event(
+        session,
+        referral,
+        "unplaced",
+        actor=Actor.system(),
+        now=now,
+        note="no capable facility left to ask: a coordinator must act",
+    )
+    origin = referral.origin
+    for recipient in escalation.area_coordinators(session, origin):
+        queue_sms(
+            session,
+            to=recipient.phone,
+            purpose="coordinator_unplaced",
+            subject=f"referral:{referral.id}",
+            facility_id=origin.id,
+            language=recipient.language,
+            body=messages.coordinator_unplaced(
+                recipient.language,
+                code=referral.code,
+                condition=condition_text(place.rules, referral, recipient.language),
+                origin=origin.name
+                if recipient.language == "zh"
+                else (origin.name_en or origin.name),
+            ),
+            now=now,
+        )
+
+
+def get_offer(session: Session, referral: Referral, offer_id: int) -> Offer:
+    offer = session.get(Offer, offer_id)
+    if offer is None or offer.referral_id != referral.id:
+        raise NotFoundError(f"referral {referral.id} has no offer {offer_id}", field="offer_id")
+    return offer
+
+
+def _check_answerer(actor: Actor, offer: Offer) -> None:
+    if actor.channel == "sms" or actor.role is Role.ADMIN:
+        return  # SMS answers are matched to the hospital's registered contacts by alerts
+    if actor.role is Role.COORDINATOR:
+        if not area_covers(actor.area, offer.facility):
+            raise Forbidden("the offered hospital is outside your area", field="offer_id")
+        return
+    if actor.role is Role.HOSPITAL and actor.facility_id == offer.facility_id:
+        return
+    raise Forbidden("only the offered hospital or a coordinator may answer", field="offer_id")
+
+
+def _not_pending(offer: Offer) -> StateConflict:
+    return StateConflict(
+        f"offer {offer.id} is {offer.status.value}, no longer pending: nothing changed",
+        field="offer_id",
+    )
+
+
+def accept_offer(
+    session: Session,
+    *,
+    place: Placement,
+    referral: Referral,
+    offer: Offer,
+    actor: Actor,
+    minutes: int | None = None,
+    now: dt.datetime,
+) -> Referral:
+    """The hospital accepts: exactly one acceptance wins; every other offer is withdrawn."""
+    _check_answerer(actor, offer)
+    if offer.status is not OfferStatus.PENDING:
+        raise _not_pending(offer)
+    if not _swap_referral(
+        session,
+        referral,
+        expected=[ReferralStatus.OFFERED, ReferralStatus.UNPLACED],
+        status=ReferralStatus.ACCEPTED,
+        accepted_offer_id=offer.id,
+        destination_facility_id=offer.facility_id,
+        accepted_at=now,
+        updated_at=now,
+    ):
+        raise StateConflict(
+            f"case {referral.code} is already {referral.status.value}: nothing changed",
+            field="offer_id",
+        )
+    if not _swap_offer(
+        session,
+        offer,
+        status=OfferStatus.ACCEPTED,
+        answered_at=now,
+        answered_by=actor.name,
+        answer_channel=actor.channel,
+        answer_minutes=minutes,
+    ):
+        raise _not_pending(offer)  # rolls back the referral swap with the transaction
+    if referral.first_answer_at is None:
+        referral.first_answer_at = now
+    _event(
+        session,
+        referral,
+        "accepted",
+        actor=actor,
+        now=now,
+        offer=offer,
+        facility=offer.facility.code,
+        minutes=minutes,
+    )
+    for other in referral.offers:
+        if (
+            other.id != offer.id
+            and other.status is OfferStatus.PENDING
+            and _swap_offer(session, other, status=OfferStatus.WITHDRAWN, answered_at=now)
+        ):
+            _event(
+                session,
+                referral,
+                "withdrawn",
+                actor=Actor.system(),
+                now=now,
+                offer=other,
+                facility=other.facility.code,
+                note="another hospital accepted",
+            )
+    _stop_all_alerts(session, referral, now=now)
+    _tell_clinic_accepted(session, referral=referral, offer=offer, now=now)
+    return referral
+
+
+def decline_offer(
+    session: Session,
+    *,
+    place: Placement,
+    referral: Referral,
+    offer: Offer,
+    actor: Actor,
+    reason: str,
+    note: str = "",
+    now: dt.datetime,
+) -> Referral:
+    """The hospital declines with a reason (首诊负责制: refusal must be justified)."""
+    _check_answerer(actor, offer)
+    try:
+        clean = DeclineReason(reason.strip().upper())
+    except ValueError:
+        raise ServiceError(
+            f"reason: expected one of {', '.join(r.value for r in DeclineReason)}",
+            field="reason",
+        ) from None
+    if clean is DeclineReason.OTHER and not note.strip():
+        raise ServiceError("note: say why when the reason is OTHER", field="note")
+    if not _swap_offer(
+        session,
+        offer,
+        status=OfferStatus.DECLINED,
+        answered_at=now,
+        answered_by=actor.name,
+        answer_channel=actor.channel,
+        decline_reason=clean,
+        decline_note=note.strip()[:500],
+    ):
+        raise _not_pending(offer)
+    if referral.first_answer_at is None:
+        referral.first_answer_at = now
+    escalation.close_alert(session, subject=subject(offer), now=now, reason="declined")
+    timers.cancel(session, subject=subject(offer), now=now)
+    _event(
+        session,
+        referral,
+        "declined",
+        actor=actor,
+        now=now,
+        offer=offer,
+        facility=offer.facility.code,
+        reason=clean.value,
+        note=note.strip()[:500],
+    )
+    offer_next(session, place=place, referral=referral, actor=Actor.system(), now=now)
+    return referral
+
+
+def expire_offer(session: Session, *, place: Placement, offer_id: int, now: dt.datetime) -> None:
+    """The answer timeout passed in silence: expire the offer and move on (a timer handler)."""
+    offer = session.get(Offer, offer_id)
+    if offer is None or offer.status is not OfferStatus.PENDING:
+        return  # answered or withdrawn meanwhile: a stale timer is a no-op
+    if now < offer.expires_at:
+        return
+    if not _swap_offer(session, offer, status=OfferStatus.EXPIRED, answered_at=now):
+        return
+    referral = offer.referral
+    escalation.close_alert(session, subject=subject(offer), now=now, reason="expired")
+    _event(
+        session,
+        referral,
+        "expired",
+        actor=Actor.system(),
+        now=now,
+        offer=offer,
+        facility=offer.facility.code,
+    )
+    offer_next(session, place=place, referral=referral, actor=Actor.system(), now=now)
+
+
+def _stop_all_alerts(session: Session, referral: Referral, *, now: dt.datetime) -> None:
+    for offer in referral.offers:
+        escalation.close_alert(session, subject=subject(offer), now=now, reason="case settled")
+        timers.cancel(session, subject=subject(offer), now=now)
+
+
+def _clinic_recipients(session: Session, referral: Referral) -> list[tuple[str, str]]:
+    """The referring side: the call-back phone, else the origin's obstetrics contacts."""
+    if referral.callback_phone and referral.callback_phone != referral.origin.phone:
+        return [(referral.callback_phone, "zh")]
+    contacts = [
+        c
+        for c in referral.origin.contacts
+        if c.active and c.team in (Team.OBSTETRICS, Team.NEONATOLOGY)
+    ]
+    if contacts:
+        first = min(contacts, key=lambda c: c.priority)
+        return [(first.phone, first.language)]
+    return [(referral.origin.phone, "zh")] if referral.origin.phone else []
+
+
+def _tell_clinic_accepted(
+    session: Session, *, referral: Referral, offer: Offer, now: dt.datetime
+) -> None:
+    destination = offer.facility
+    for phone, language in _clinic_recipients(session, referral):
+        queue_sms(
+            session,
+            to=phone,
+            purpose="case_accepted",
+            subject=f"referral:{referral.id}",
+            facility_id=referral.origin_facility_id,
+            language=language,
+            body=messages.case_accepted(
+                language,
+                code=referral.code,
+                destination=destination.name
+                if language == "zh"
+                else (destination.name_en or destination.name),
+                eta_minutes=round(offer.eta_minutes or 0),
+                destination_phone=destination.phone,
+            ),
+            now=now,
+        )
+
+
+# ---------------------------------------------------------------------------- journey
+
+
+def _check_role(actor: Actor, allowed: set[Role], facility_id: int | None, what: str) -> None:
+    if actor.role is Role.ADMIN or actor.channel == "system":
+        return
+    if actor.role is Role.COORDINATOR and Role.COORDINATOR in allowed:
+        return
+    if actor.role in allowed and actor.facility_id == facility_id:
+        return
+    raise Forbidden(f"you may not {what} this case", field="id")
+
+
+def depart(session: Session, *, referral: Referral, actor: Actor, now: dt.datetime) -> Referral:
+    """The referring clinic says the patient has left, escorted, for the accepted destination."""
+    _check_role(
+        actor,
+        {Role.CLINIC, Role.HOSPITAL, Role.COORDINATOR},
+        referral.origin_facility_id,
+        "mark the departure of",
+    )
+    if not _swap_referral(
+        session,
+        referral,
+        expected=[ReferralStatus.ACCEPTED],
+        status=ReferralStatus.IN_TRANSIT,
+        departed_at=now,
+        updated_at=now,
+    ):
+        raise StateConflict(
+            f"case {referral.code} is {referral.status.value}: it can depart only once "
+            "accepted (the referring facility confirms the destination first)",
+            field="id",
+        )
+    _event(session, referral, "departed", actor=actor, now=now)
+    return referral
+
+
+def arrive(session: Session, *, referral: Referral, actor: Actor, now: dt.datetime) -> Referral:
+    """The receiving hospital says the patient is here (a missed departure is tolerated)."""
+    _check_role(
+        actor,
+        {Role.HOSPITAL, Role.COORDINATOR},
+        referral.destination_facility_id,
+        "mark the arrival of",
+    )
+    if not _swap_referral(
+        session,
+        referral,
+        expected=[ReferralStatus.IN_TRANSIT, ReferralStatus.ACCEPTED],
+        status=ReferralStatus.ARRIVED,
+        arrived_at=now,
+        updated_at=now,
+    ):
+        raise StateConflict(
+            f"case {referral.code} is {referral.status.value}: only an accepted or travelling "
+            "case can arrive",
+            field="id",
+        )
+    _event(session, referral, "arrived", actor=actor, now=now)
+    destination = referral.destination
+    assert destination is not None
+    for phone, language in _clinic_recipients(session, referral):
+        queue_sms(
+            session,
+            to=phone,
+            purpose="patient_arrived",
+            subject=f"referral:{referral.id}",
+            facility_id=referral.origin_facility_id,
+            language=language,
+            body=messages.patient_arrived(
+                language,
+                code=referral.code,
+                destination=destination.name
+                if language == "zh"
+                else (destination.name_en or destination.name),
+            ),
+            now=now,
+        )
+    return referral
+
+
+def complete(
+    session: Session, *, referral: Referral, actor: Actor, outcome: str, now: dt.datetime
+) -> Referral:
+    _check_role(
+        actor, {Role.HOSPITAL, Role.COORDINATOR}, referral.destination_facility_id, "complete"
+    )
+    text = outcome.strip()
+    if not text:
+        raise ServiceError("outcome: say how the case ended", field="outcome")
+    if not _swap_referral(
+        session,
+        referral,
+        expected=[ReferralStatus.ARRIVED],
+        status=ReferralStatus.COMPLETED,
+        outcome=text[:2000],
+        completed_at=now,
+        closed_at=now,
+        open_code=None,
+        open_patient_ref=None,
+        updated_at=now,
+    ):
+        raise StateConflict(
+            f"case {referral.code} is {referral.status.value}: only an arrived case completes",
+            field="id",
+        )
+    _event(session, referral, "completed", actor=actor, now=now, outcome=text[:2000])
+    return referral
+
+
+def cancel(
+    session: Session,
+    *,
+    referral: Referral,
+    actor: Actor,
+    reason: str,
+    note: str = "",
+    now: dt.datetime,
+) -> Referral:
+    _check_role(
+        actor, {Role.CLINIC, Role.HOSPITAL, Role.COORDINATOR}, referral.origin_facility_id, "cancel"
+    )
+    try:
+        clean = CancelReason(reason.strip().lower())
+    except ValueError:
+        raise ServiceError(
+            f"reason: expected one of {', '.join(r.value for r in CancelReason)}",
+            field="reason",
+        ) from None
+    if not _swap_referral(
+        session,
+        referral,
+        expected=[
+            ReferralStatus.REQUESTED,
+            ReferralStatus.OFFERED,
+            ReferralStatus.ACCEPTED,
+            ReferralStatus.IN_TRANSIT,
+            ReferralStatus.UNPLACED,
+        ],
+        status=ReferralStatus.CANCELLED,
+        cancel_reason=clean.value,
+        note=note.strip()[:2000],
+        closed_at=now,
+        open_code=None,
+        open_patient_ref=None,
+        updated_at=now,
+    ):
+        raise StateConflict(
+            f"case {referral.code} is {referral.status.value}: it can no longer be cancelled",
+            field="id",
+        )
+    for offer in referral.offers:
+        if offer.status is OfferStatus.PENDING:
+            _swap_offer(session, offer, status=OfferStatus.WITHDRAWN, answered_at=now)
+    _stop_all_alerts(session, referral, now=now)
+    _event(
+        session,
+        referral,
+        "cancelled",
+        actor=actor,
+        now=now,
+        reason=clean.value,
+        note=note.strip()[:2000],
+    )
+    return referral
+
+
+def redirect(
+    session: Session,
+    *,
+    place: Placement,
+    referral: Referral,
+    actor: Actor,
+    facility: Facility,
+    reason: str,
+    now: dt.datetime,
+) -> Offer:
+    """A coordinator sends the case to a facility of their choice (the reason is recorded).
+
+    Pending offers are withdrawn; an accepted destination is released. If the chosen facility
+    lacks a requirement, the timeline says so: the coordinator decides, the record shows it.
+    """
+    if actor.role not in (Role.COORDINATOR, Role.ADMIN):
+        raise Forbidden("only a coordinator may redirect a case", field="facility")
+    if not reason.strip():
+        raise ServiceError("reason: say why the case is redirected", field="reason")
+    if referral.status not in (
+        ReferralStatus.REQUESTED,
+        ReferralStatus.OFFERED,
+        ReferralStatus.UNPLACED,
+        ReferralStatus.ACCEPTED,
+    ):
+        raise StateConflict(
+            f"case {referral.code} is {referral.status.value}: it can no longer be redirected",
+            field="id",
+        )
+    for offer in referral.offers:
+        if offer.status is OfferStatus.PENDING:
+            _swap_offer(session, offer, status=OfferStatus.WITHDRAWN, answered_at=now)
+    _stop_all_alerts(session, referral, now=now)
+    _swap_referral(
+        session,
+        referral,
+        expected=[referral.status],
+        status=ReferralStatus.OFFERED,
+        accepted_offer_id=None,
+        destination_facility_id=None,
+        accepted_at=None,
+        updated_at=now,
+    )
+    missing = placement.missing_requirements(need_of(referral), facility)
+    route = place.router.route(
+        (referral.origin_lat, referral.origin_lon),
+        (facility.lat, facility.lon),
+        closures=placement.active_closures(session),
+        policy=placement.policy(place.rules, window_minutes=None),
+    )
+    reachable = math.isfinite(route.eta_minutes)
+    _event(
+        session,
+        referral,
+        "redirected",
+        actor=actor,
+        now=now,
+        facility=facility.code,
+        reason=reason.strip()[:500],
+        missing=missing,
+    )
+    return _make_offer(
+        session,
+        place=place,
+        referral=referral,
+        facility=facility,
+        rank=None,
+        eta_minutes=route.eta_minutes if reachable else None,
+        distance_km=route.distance_km if reachable else None,
+        estimate=route.estimate,
+        reasons=[f"chosen by coordinator {actor.name}: {reason.strip()[:200]}", *missing],
+        actor=actor,
+        now=now,
+    )
+
+
+def reopen(
+    session: Session, *, place: Placement, referral: Referral, actor: Actor, now: dt.datetime
+) -> list[Offer]:
+    """A coordinator re-opens offers for an unplaced case, asking everyone capable again."""
+    if actor.role not in (Role.COORDINATOR, Role.ADMIN):
+        raise Forbidden("only a coordinator may re-open offers", field="id")
+    if referral.status is not ReferralStatus.UNPLACED:
+        raise StateConflict(
+            f"case {referral.code} is {referral.status.value}: only unplaced cases re-open",
+            field="id",
+        )
+    _event(session, referral, "reopened", actor=actor, now=now)
+    made = offer_next(
+        session, place=place, referral=referral, actor=actor, now=now, include_tried=True
+    )
+    return made
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def intervals(referral: Referral) -> dict[str, float | None]:
+    """The report card of DOMAIN.md §6, in minutes (None while a milestone is missing)."""
+
+    def minutes(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
+        if start is None or end is None:
+            return None
+        return round((end - start).total_seconds() / 60, 2)
+
+    return {
+        "decision_to_first_alert": minutes(referral.created_at, referral.first_alert_at),
+        "decision_to_first_answer": minutes(referral.created_at, referral.first_answer_at),
+        "decision_to_accepted": minutes(referral.created_at, referral.accepted_at),
+        "accepted_to_departed": minutes(referral.accepted_at, referral.departed_at),
+        "departed_to_arrived": minutes(referral.departed_at, referral.arrived_at),
+        "decision_to_arrived": minutes(referral.created_at, referral.arrived_at),
+        "arrived_to_completed": minutes(referral.arrived_at, referral.completed_at),
+    }
+
+
+def get_referral(session: Session, referral_id: int) -> Referral:
+    referral = session.get(Referral, referral_id)
+    if referral is None:
+        raise NotFoundError(f"no referral {referral_id}", field="id")
+    return referral
+
+
+def can_view(actor: Actor, referral: Referral) -> bool:
+    if actor.role is Role.ADMIN:
+        return True
+    if actor.role is Role.COORDINATOR:
+        return (
+            area_covers(actor.area, referral.origin)
+            or (referral.destination is not None and area_covers(actor.area, referral.destination))
+            or any(area_covers(actor.area, o.facility) for o in referral.offers)
+        )
+    if actor.facility_id == referral.origin_facility_id:
+        return True
+    return any(o.facility_id == actor.facility_id for o in referral.offers)
