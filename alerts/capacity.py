@@ -96,14 +96,14 @@ def _facility(
             )
         )
         session.flush()
-        return _remind(session, facility, now=now, grace=grace)
+        return _remind(session, facility, now=now, age=_age(now, reported_at, grace))
     if reminder.report_marker != reported_at:
         # A report came in after the last reminder and has gone stale again: a new cycle.
         if not _swap(
             session, reminder, report_marker=reported_at, reminded_at=now, coordinators_told_at=None
         ):
             return 0
-        return _remind(session, facility, now=now, grace=grace)
+        return _remind(session, facility, now=now, age=_age(now, reported_at, grace))
     if reminder.coordinators_told_at is None and now >= reminder.reminded_at + after_reminder:
         if not _swap(session, reminder, coordinators_told_at=now):
             return 0
@@ -129,7 +129,12 @@ def _hours(delta: dt.timedelta) -> int:
     return max(int(delta.total_seconds() // 3600), 1)
 
 
-def _remind(session: Session, facility: Facility, *, now: dt.datetime, grace: dt.timedelta) -> int:
+def _age(now: dt.datetime, reported_at: dt.datetime | None, grace: dt.timedelta) -> dt.timedelta:
+    """How old the figures are, as the reminder says it (the grace when never reported)."""
+    return now - reported_at if reported_at is not None else grace
+
+
+def _remind(session: Session, facility: Facility, *, now: dt.datetime, age: dt.timedelta) -> int:
     for team in REMINDED_TEAMS:
         contact = session.scalars(
             select(Contact)
@@ -147,7 +152,7 @@ def _remind(session: Session, facility: Facility, *, now: dt.datetime, grace: dt
             session,
             to=contact.phone,
             body=messages.capacity_reminder(
-                contact.language, facility_name=name, hours=_hours(grace)
+                contact.language, facility_name=name, hours=_hours(age)
             ),
             purpose="capacity_reminder",
             subject=f"capacity:{facility.id}",

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts import messages, timers
-from alerts.models import Alert, AlertStatus, OutboundMessage, Timer
+from alerts.models import Alert, AlertStatus, MessageStatus, OutboundMessage, Timer
 from alerts.outbox import cancel_queued, queue_sms
 from facilities.models import Contact, Facility, Role, Team, User
 
@@ -115,6 +115,49 @@ def close_alert(
     return alert
 
 
+def stand_down(session: Session, *, subject: str, reason: str, now: dt.datetime) -> int:
+    """Tell everyone the alert actually reached that the patient is not coming. Returns how
+    many were told. Call it with :func:`close_alert` when an offer is withdrawn: a team left
+    preparing a theatre for a patient who went elsewhere is a team not ready for the next one."""
+    alert = get_alert(session, subject=subject)
+    if alert is None:
+        return 0
+    reached = session.execute(
+        select(OutboundMessage.to_phone, OutboundMessage.language)
+        .where(
+            OutboundMessage.alert_id == alert.id,
+            OutboundMessage.purpose != "stand_down",
+            OutboundMessage.status.not_in([MessageStatus.QUEUED, MessageStatus.CANCELLED]),
+        )
+        .distinct()
+    ).all()
+    told = set(
+        session.scalars(
+            select(OutboundMessage.to_phone).where(
+                OutboundMessage.alert_id == alert.id, OutboundMessage.purpose == "stand_down"
+            )
+        )
+    )
+    count = 0
+    for phone, language in reached:
+        if phone in told:
+            continue
+        told.add(phone)
+        queue_sms(
+            session,
+            to=phone,
+            body=messages.stand_down(language, code=alert.code, reason=reason),
+            purpose="stand_down",
+            subject=subject,
+            facility_id=alert.facility_id,
+            alert_id=alert.id,
+            language=language,
+            now=now,
+        )
+        count += 1
+    return count
+
+
 def get_alert(session: Session, *, subject: str) -> Alert | None:
     return session.scalars(select(Alert).where(Alert.subject == subject)).one_or_none()
 
@@ -206,7 +249,8 @@ def _escalate(session: Session, alert: Alert, facility: Facility, *, now: dt.dat
             alert_id=alert.id,
             now=now,
         )
-    minutes = max(int((now - alert.opened_at).total_seconds() // 60), 0)
+    # 90 s of silence reads "1.5 min", not "1 min": the coordinator weighs every minute.
+    minutes = max(round((now - alert.opened_at).total_seconds() / 60, 1), 0.0)
     for recipient in area_coordinators(session, facility):
         name = facility.name_en or facility.name if recipient.language == "en" else facility.name
         queue_sms(

@@ -237,15 +237,15 @@ def switchboard_relay(language: str, *, teams: Iterable[str], text: str) -> str:
     return f"[SWITCHBOARD: please pass to {'/'.join(names)} on duty] " + text
 
 
-def coordinator_unanswered(language: str, *, code: str, facility_name: str, minutes: int) -> str:
+def coordinator_unanswered(language: str, *, code: str, facility_name: str, minutes: float) -> str:
     if _lang(language) == "zh":
         return (
-            f"【绿色通道】病例{code}：{facility_name}{minutes}分钟未回复转诊预警，"
+            f"【绿色通道】病例{code}：{facility_name}{minutes:g}分钟未回复转诊预警，"
             "已通知总机，请协调。"
         )
     return (
         f"GREEN CHANNEL case {code}: {facility_name} has not answered the pre-alert for "
-        f"{minutes} min; switchboard told. Please follow up."
+        f"{minutes:g} min; switchboard told. Please follow up."
     )
 
 
@@ -286,6 +286,29 @@ def case_accepted(
         f"GREEN CHANNEL case {code} accepted by {destination}, ETA {eta_minutes} min. "
         f"Their phone {destination_phone}. Leave with a doctor escort."
     )
+
+
+STAND_DOWN_REASONS = {
+    "zh": {
+        "placed": "已由其他医院接收",
+        "cancelled": "已取消",
+        "redirected": "已由协调员改派",
+    },
+    "en": {
+        "placed": "was accepted by another hospital",
+        "cancelled": "was cancelled",
+        "redirected": "was redirected by the coordinator",
+    },
+}
+
+
+def stand_down(language: str, *, code: str, reason: str) -> str:
+    """To a team that was pre-alerted: the patient is not coming; stop preparing."""
+    lang = _lang(language)
+    why = STAND_DOWN_REASONS[lang].get(reason, STAND_DOWN_REASONS[lang]["cancelled"])
+    if lang == "zh":
+        return f"【绿色通道】病例{code}{why}，无需再准备，谢谢。"
+    return f"GREEN CHANNEL case {code} {why}: no need to prepare. Thank you."
 
 
 def patient_arrived(language: str, *, code: str, destination: str) -> str:

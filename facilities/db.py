@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Dialect, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
@@ -124,7 +125,12 @@ class Database:
 
         session = g.pop("db_session", None)
         if session is not None:
-            session.close()
+            try:
+                session.close()
+            except DBAPIError:
+                # The connection died under us (a database restart): discard it rather than
+                # turn an answer that is already made into a 500.
+                session.invalidate()
 
 
 db = Database()

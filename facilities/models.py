@@ -235,3 +235,16 @@ class LoginFailure(Base):
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class RateCounter(Base):
+    """A fixed-window request counter per key (a token, a phone) and window start.
+
+    Incremented with one atomic upsert, so every web process counts against the same row.
+    """
+
+    __tablename__ = "rate_counters"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

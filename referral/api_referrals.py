@@ -10,11 +10,12 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload, selectinload
 
 from facilities import clock, registry
 from facilities.db import db
 from facilities.models import Role, User
-from referral import service
+from referral import audit, observability, service
 from referral.auth import channel, require_user
 from referral.errors import Forbidden, NotFoundError
 from referral.models import OPEN_STATUSES, Offer, Referral, ReferralStatus
@@ -190,6 +191,22 @@ def actor_for(user: User) -> service.Actor:
     )
 
 
+def audited(action: str, actor: service.Actor, referral_id: int | None, **detail: Any) -> None:
+    """One audit row in this request's transaction (who, when, what, which case)."""
+    audit.record(
+        db.session,
+        action=action,
+        actor=actor.name,
+        channel=actor.channel,
+        role=actor.role.value if actor.role else "",
+        user_id=actor.user_id,
+        referral_id=referral_id,
+        request_id=observability.request_id(),
+        now=clock.now(),
+        **detail,
+    )
+
+
 def referral_out(referral: Referral) -> dict[str, Any]:
     rules = current_app.extensions["greenchannel.rules"]
     advice = {
@@ -282,6 +299,16 @@ def case_from(body: dict[str, Any]) -> Case:
     )
 
 
+# A board lists up to 500 cases: load what referral_out and can_view read in a few queries
+# rather than several per case.
+BOARD_LOADING = (
+    joinedload(Referral.origin),
+    joinedload(Referral.destination),
+    selectinload(Referral.offers).joinedload(Offer.facility),
+    selectinload(Referral.events),
+)
+
+
 @blp.route("")
 class Referrals(MethodView):
     @blp.arguments(ReferralQuerySchema, location="query")
@@ -290,7 +317,11 @@ class Referrals(MethodView):
         """The cases this user may see, newest first; ``status=active`` for every open case."""
         user = require_user()
         actor = actor_for(user)
-        statement = select(Referral).order_by(Referral.created_at.desc(), Referral.id.desc())
+        statement = (
+            select(Referral)
+            .options(*BOARD_LOADING)
+            .order_by(Referral.created_at.desc(), Referral.id.desc())
+        )
         wanted = query.get("status")
         if wanted == "active":
             statement = statement.where(Referral.status.in_(OPEN_STATUSES))
@@ -308,6 +339,8 @@ class Referrals(MethodView):
             for r in db.session.scalars(statement.limit(query["limit"] * 2))
             if service.can_view(actor, r)
         ][: query["limit"]]
+        audited("list", actor, None, referral_ids=[r.id for r in rows], status=wanted or "")
+        db.session.commit()
         return {"referrals": [referral_out(r) for r in rows]}
 
     @blp.arguments(ReferralInSchema)
@@ -350,12 +383,14 @@ class Referrals(MethodView):
         }
         try:
             referral, created = service.create_referral(db.session, **arguments)
+            audited("create" if created else "create_repeat", arguments["actor"], referral.id)
             db.session.commit()
         except IntegrityError:
             # Two requests raced: the same Idempotency-Key (the other one won: answer with its
             # result) or, very rarely, the same new case code (try again with a fresh one).
             db.session.rollback()
             referral, created = service.create_referral(db.session, **arguments)
+            audited("create" if created else "create_repeat", arguments["actor"], referral.id)
             db.session.commit()
         return referral_out(referral), 201 if created else 200
 
@@ -366,7 +401,10 @@ class ReferralItem(MethodView):
     def get(self, referral_id: int) -> dict[str, Any]:
         """One case with its offers, timeline and intervals."""
         actor = actor_for(require_user())
-        return referral_out(load_visible(referral_id, actor))
+        referral = load_visible(referral_id, actor)
+        audited("view", actor, referral.id)
+        db.session.commit()
+        return referral_out(referral)
 
 
 def _offer_action(referral_id: int, offer_id: int) -> tuple[service.Actor, Referral, Offer]:
@@ -391,6 +429,7 @@ def accept(body: dict[str, Any], referral_id: int, offer_id: int) -> dict[str, A
         minutes=body.get("eta_minutes"),
         now=clock.now(),
     )
+    audited("accept", actor, referral.id)
     db.session.commit()
     return referral_out(referral)
 
@@ -411,6 +450,7 @@ def decline(body: dict[str, Any], referral_id: int, offer_id: int) -> dict[str, 
         note=body["note"],
         now=clock.now(),
     )
+    audited("decline", actor, referral.id)
     db.session.commit()
     return referral_out(referral)
 
@@ -427,6 +467,7 @@ def depart(_body: dict[str, Any], referral_id: int) -> dict[str, Any]:
     """The referring facility: the patient has left with an escort."""
     actor, referral = _journey(referral_id)
     service.depart(db.session, referral=referral, actor=actor, now=clock.now())
+    audited("depart", actor, referral.id)
     db.session.commit()
     return referral_out(referral)
 
@@ -438,6 +479,7 @@ def arrive(_body: dict[str, Any], referral_id: int) -> dict[str, Any]:
     """The receiving hospital: the patient is here."""
     actor, referral = _journey(referral_id)
     service.arrive(db.session, referral=referral, actor=actor, now=clock.now())
+    audited("arrive", actor, referral.id)
     db.session.commit()
     return referral_out(referral)
 
@@ -451,6 +493,7 @@ def complete(body: dict[str, Any], referral_id: int) -> dict[str, Any]:
     service.complete(
         db.session, referral=referral, actor=actor, outcome=body["outcome"], now=clock.now()
     )
+    audited("complete", actor, referral.id)
     db.session.commit()
     return referral_out(referral)
 
@@ -469,6 +512,7 @@ def cancel(body: dict[str, Any], referral_id: int) -> dict[str, Any]:
         note=body["note"],
         now=clock.now(),
     )
+    audited("cancel", actor, referral.id)
     db.session.commit()
     return referral_out(referral)
 
@@ -494,6 +538,7 @@ def redirect_case(body: dict[str, Any], referral_id: int) -> dict[str, Any]:
         reason=body["reason"],
         now=clock.now(),
     )
+    audited("redirect", actor, referral.id)
     db.session.commit()
     return referral_out(referral)
 
@@ -507,5 +552,6 @@ def reopen(_body: dict[str, Any], referral_id: int) -> dict[str, Any]:
     service.reopen(
         db.session, place=current_placement(), referral=referral, actor=actor, now=clock.now()
     )
+    audited("reopen", actor, referral.id)
     db.session.commit()
     return referral_out(referral)

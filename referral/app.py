@@ -12,14 +12,17 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from facilities.db import db
 from facilities.registry import RegistryError
 from facilities.vocabulary import VocabularyError
+from referral import observability, ratelimit
 from referral.config import load_config
 from referral.errors import ServiceError, error_response
 from referral.placement import router_for
 from referral.rules import load_rules
+from referral.schemas import ErrorSchema
 from referral.service import Placement
 from referral.triage import TriageError
 from routing import RoutingError
@@ -54,8 +57,18 @@ def _first_error(messages: Any, path: str = "") -> tuple[str | None, str]:
     return path or None, str(messages)
 
 
+class DatabaseIdConverter(IntegerConverter):
+    """``<int:…>`` ids fit the database's 32-bit integers: a larger number is a 404, not a 500."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
 class GreenchannelApi(Api):  # type: ignore[misc]
     """flask-smorest, answering every HTTP error in the project's one error shape."""
+
+    ERROR_SCHEMA = ErrorSchema  # and describing that shape in the OpenAPI document
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         status = error.code or 500
@@ -75,6 +88,7 @@ class GreenchannelApi(Api):  # type: ignore[misc]
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
+    app.url_map.converters["int"] = DatabaseIdConverter
     app.config.update(load_config(app.instance_path))
     app.config.update(
         API_TITLE="greenchannel",
@@ -102,14 +116,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     api = GreenchannelApi(app)
     from alerts.webhooks import webhooks
-    from referral import api_facilities, api_referrals, api_routing, sms, web
+    from referral import api_facilities, api_map, api_referrals, api_routing, sms, web
 
-    for blueprint in (api_facilities.blp, api_referrals.blp, api_routing.blp):
+    for blueprint in (api_facilities.blp, api_referrals.blp, api_routing.blp, api_map.blp):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)  # bearer tokens, or the X-CSRFToken header for sessions
     app.register_blueprint(webhooks)
     csrf.exempt(webhooks)  # Twilio signs its requests instead
-    app.register_blueprint(web.bp)
+    web.init_app(app)  # Flask-Babel and the page blueprints
 
     rules = app.extensions["greenchannel.rules"]
     roads_path = app.config["GREENCHANNEL_ROADS"]
@@ -121,6 +135,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     sms.register(place_factory)
 
     _register_error_handlers(app)
+    observability.init_app(app)  # request ids, JSON logs, /metrics
+    ratelimit.init_app(app)  # per-token and per-phone limits: 429 with Retry-After
 
     @app.after_request
     def security_headers(response: Response) -> Response:
@@ -179,6 +195,7 @@ def _document_plain_routes(api: Api, app: Flask) -> None:
                 "responses": {
                     "200": {"description": "TwiML <Response> with the answer to the sender"},
                     "403": {"description": "missing or wrong signature"},
+                    "429": {"description": "too many messages from this phone this minute"},
                 },
             }
         },

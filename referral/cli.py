@@ -386,6 +386,28 @@ def coverage(maternal_level: str, neonatal_level: str, capabilities: tuple[str, 
         click.echo(f"{row.origin:<12} {row.facility or '-':<12} {minutes}{flag}")
 
 
+@main.command("retention")
+@click.option("--days", type=int, help="override GREENCHANNEL_RETENTION_DAYS (default 365)")
+def retention(days: int | None) -> None:
+    """Scrub patient fields and free text of cases closed more than N days ago (timeline and
+    intervals stay), and forget old rate-limit windows. Run it daily or hourly (cron)."""
+    from referral import ratelimit
+    from referral.retention import retention_days, scrub_closed_cases
+
+    app = _app()
+    try:
+        keep = days if days is not None else retention_days()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if keep < 1:
+        raise click.ClickException("--days: expected a whole number of days ≥ 1")
+    now = utcnow()
+    with _session(app) as session:
+        count = scrub_closed_cases(session, now=now, days=keep)
+        ratelimit.prune(db.engine, now=now)
+    click.echo(f"scrubbed {count} closed case(s) older than {keep} days")
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -395,8 +417,20 @@ def serve(host: str, port: int, threads: int) -> None:
     from waitress import serve as waitress_serve
 
     app = _app()
+    _warm_up(app)
     click.echo(f"greenchannel web on http://{host}:{port}/")
     waitress_serve(app, host=host, port=port, threads=threads, ident="greenchannel")
+
+
+def _warm_up(app: Flask) -> None:
+    """Load the road network and compile the routing kernels before the first patient waits."""
+    from referral.placement import router_for
+
+    router = router_for(app.config["GREENCHANNEL_ROADS"])
+    if router.network is not None:
+        click.echo("loading the road network and routing kernels ...", err=True)
+        seconds = router.warm_up()
+        click.echo(f"routing ready in {seconds:.1f} s", err=True)
 
 
 def _worker_settings(app: Flask) -> WorkerSettings:
@@ -434,6 +468,7 @@ def worker(interval: float) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = _app()
+    _warm_up(app)
     click.echo(f"greenchannel worker: polling every {interval} s")
     run_worker(**_worker_arguments(app), interval_seconds=interval)
 
@@ -442,36 +477,84 @@ def worker(interval: float) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--no-serve", is_flag=True, help="build the demo region and stop")
-def demo(host: str, port: int, no_serve: bool) -> None:
+@click.option(
+    "--scenario",
+    type=click.Choice(["pph"]),
+    help="play a scripted case end to end in simulated time (temporary database) and stop",
+)
+@click.option(
+    "--fast",
+    is_flag=True,
+    envvar="GREENCHANNEL_DEMO_FAST",
+    help="with --scenario: no pauses for reading (also GREENCHANNEL_DEMO_FAST=1)",
+)
+def demo(host: str, port: int, no_serve: bool, scenario: str | None, fast: bool) -> None:
     """Build the demo region (first run only), then serve everything in one process."""
     from migrations import upgrade
-    from referral.demo import build_demo_region, demo_logins
+    from referral import demo as region
+    from referral.demo_console import LabelledConsoleTransport, phone_labels, walkthrough
+    from referral.demo_roads import save_network
 
+    if scenario:
+        from referral.scenario import run_scenario
+
+        try:
+            run_scenario(scenario, fast=fast)
+        except (RulesError, ConfigError) as exc:
+            raise click.ClickException(str(exc)) from None
+        return
     app = _app()
     upgrade(app.config["DATABASE_URL"])
+    rules = app.extensions["greenchannel.rules"]
+    now = utcnow()
     with _session(app) as session:
         if registry.list_facilities(session):
-            logins = demo_logins(session)
             click.echo("demo region already built; using it")
         else:
-            logins = build_demo_region(session, now=utcnow())
+            region.build_demo_region(session, now=now)
             session.commit()
-            click.echo("built the demo region")
-    click.echo(f"\n  greenchannel demo: http://{host}:{port}/")
-    click.echo(f"  API description:   http://{host}:{port}/api/v1/openapi.json\n")
+            click.echo("built the demo region: 39 facilities, contacts, users")
+        is_demo = region.is_demo_region(session)
+        if is_demo:
+            refreshed = region.refresh_demo_capacity(session, now=now, grace=rules.stale_grace)
+            if refreshed:
+                click.echo(f"bed figures of {len(refreshed)} demo hospitals reported again")
+        logins = region.demo_logins(session)
+        tokens = region.issue_demo_tokens(session, now=now) if is_demo else {}
+        session.commit()
+        labels = phone_labels(session)
+    roads = Path(app.config["GREENCHANNEL_ROADS"])
+    if is_demo and not roads.exists():
+        click.echo("building the demo road network ...")
+        built = region.demo_road_network(speeds=rules.road_speeds_kmh)
+        save_network(built.network, roads)
+        click.echo(f"road network: {built.summary()}; compiled to {roads}")
+    elif not roads.exists():
+        click.echo(f"no road network at {roads}: travel times are straight-line estimates")
+    base = f"http://{host}:{port}"
+    click.echo(f"\n  greenchannel demo: {base}/")
+    click.echo(f"  API description:   {base}/api/v1/openapi.json\n")
     click.echo("  demo logins (username / password):")
     for login in logins:
         where = f" at {login.facility}" if login.facility else ""
         click.echo(f"    {login.username:<12} {login.password}   ({login.role}{where})")
     click.echo("")
+    if tokens:
+        click.echo(walkthrough(base, tokens))
     if no_serve:
         return
     from waitress import serve as waitress_serve
 
     from alerts.worker import start_background_worker
 
-    click.echo("  SMS are printed below instead of being sent.\n")
-    scheduler = start_background_worker(**_worker_arguments(app), interval_seconds=0.5)
+    _warm_up(app)
+    # One window shows the SMS; the request logs would bury them (warnings still show).
+    logging.getLogger().setLevel(logging.WARNING)
+    arguments = _worker_arguments(app)
+    if app.config["SMS_BACKEND"] == "console":
+        arguments["transport"] = LabelledConsoleTransport(labels)
+    click.echo("  SMS are printed below instead of being sent. Ctrl-C stops the demo.\n")
+    scheduler = start_background_worker(**arguments, interval_seconds=0.5)
     try:
         waitress_serve(app, host=host, port=port, threads=8, ident="greenchannel")
     finally:

@@ -203,3 +203,26 @@ class RoadClosure(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     lifted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     lifted_by: Mapped[str] = mapped_column(String(100), default="")
+
+
+class AuditEntry(Base):
+    """Append-only: who did or saw what to which case, written in the same transaction.
+
+    The application only ever inserts rows (``referral.audit`` refuses updates and deletes).
+    Rows carry ids, never patient fields, so retention scrubbing leaves them whole.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_referral_at", "referral_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    # No foreign keys: the trail must outlive whatever it talks about.
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16), default="")
+    channel: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    referral_id: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -15,6 +15,10 @@ class ErrorSchema(Schema):
     error = fields.String(required=True, metadata={"description": "machine-readable code"})
     message = fields.String(required=True, metadata={"description": "what went wrong, for people"})
     field = fields.String(metadata={"description": "the request field at fault, when one is"})
+    errors = fields.List(
+        fields.Dict(),
+        metadata={"description": "imports: every bad row, each with row, field and message"},
+    )
 
 
 class BedsSchema(Schema):
@@ -56,6 +60,8 @@ class FacilityInSchema(FacilityFieldsSchema):
 
 
 class FacilityOutSchema(FacilityInSchema):
+    # A facility imported from CSV may have no switchboard number: "" on the way out.
+    phone = fields.String(validate=validate.Regexp(r"^(\+[1-9][0-9]{6,14})?$"))
     beds = fields.Nested(BedsSchema, required=True)
     diversion = fields.String(required=True)
     diversion_reason = fields.String()

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from alerts import escalation, messages, timers
@@ -307,6 +307,28 @@ def create_referral(
 # ---------------------------------------------------------------------------- offers
 
 
+def _serialise_movers(session: Session, referral: Referral) -> None:
+    """Two moves of one case at once (both parallel offers declined in the same instant, a
+    decline and an expiry) must not both pick from the same snapshot, or they ask the same next
+    hospital twice. On PostgreSQL a transaction lock per case queues them, and the offers are
+    read again once it is held. (SQLite writes one transaction at a time already.) An advisory
+    lock rather than ``FOR UPDATE`` on the referral: an accept holds that row while it withdraws
+    the other offers, and an expiry holding one of those offers would deadlock with it."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.flush()
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": referral.id})
+    session.scalars(
+        select(Referral).where(Referral.id == referral.id).execution_options(populate_existing=True)
+    ).all()
+    session.scalars(
+        select(Offer)
+        .where(Offer.referral_id == referral.id)
+        .execution_options(populate_existing=True)
+    ).all()
+    session.expire(referral, ["offers"])
+
+
 def _tried_facilities(referral: Referral) -> set[int]:
     return {offer.facility_id for offer in referral.offers}
 
@@ -324,6 +346,7 @@ def offer_next(
 
     Nobody left → the case is ``unplaced`` and the area coordinators are told.
     """
+    _serialise_movers(session, referral)
     if referral.status not in (
         ReferralStatus.REQUESTED,
         ReferralStatus.OFFERED,
@@ -581,12 +604,14 @@ def accept_offer(
         facility=offer.facility.code,
         minutes=minutes,
     )
+    withdrawn: list[Offer] = []
     for other in referral.offers:
         if (
             other.id != offer.id
             and other.status is OfferStatus.PENDING
             and _swap_offer(session, other, status=OfferStatus.WITHDRAWN, answered_at=now)
         ):
+            withdrawn.append(other)
             _event(
                 session,
                 referral,
@@ -597,7 +622,7 @@ def accept_offer(
                 facility=other.facility.code,
                 note="another hospital accepted",
             )
-    _stop_all_alerts(session, referral, now=now)
+    _stop_all_alerts(session, referral, now=now, stand_down=withdrawn, reason="placed")
     _tell_clinic_accepted(session, referral=referral, offer=offer, now=now)
     return referral
 
@@ -677,10 +702,34 @@ def expire_offer(session: Session, *, place: Placement, offer_id: int, now: dt.d
     offer_next(session, place=place, referral=referral, actor=Actor.system(), now=now)
 
 
-def _stop_all_alerts(session: Session, referral: Referral, *, now: dt.datetime) -> None:
+def _stop_all_alerts(
+    session: Session,
+    referral: Referral,
+    *,
+    now: dt.datetime,
+    stand_down: Sequence[Offer] = (),
+    reason: str = "placed",
+) -> None:
+    """Close every alert and timer of the case; tell the teams of ``stand_down`` offers, which
+    were told a patient is coming, that she is not (messages not yet sent are simply dropped)."""
     for offer in referral.offers:
         escalation.close_alert(session, subject=subject(offer), now=now, reason="case settled")
         timers.cancel(session, subject=subject(offer), now=now)
+    for offer in stand_down:
+        escalation.stand_down(session, subject=subject(offer), reason=reason, now=now)
+
+
+def _release_offers(session: Session, referral: Referral, *, now: dt.datetime) -> list[Offer]:
+    """Withdraw the pending offers; return them with the accepted one (its team was expecting
+    the patient too)."""
+    released = []
+    for offer in referral.offers:
+        if offer.status is OfferStatus.PENDING:
+            if _swap_offer(session, offer, status=OfferStatus.WITHDRAWN, answered_at=now):
+                released.append(offer)
+        elif offer.status is OfferStatus.ACCEPTED and offer.id == referral.accepted_offer_id:
+            released.append(offer)
+    return released
 
 
 def _clinic_recipients(session: Session, referral: Referral) -> list[tuple[str, str]]:
@@ -875,10 +924,13 @@ def cancel(
             f"case {referral.code} is {referral.status.value}: it can no longer be cancelled",
             field="id",
         )
-    for offer in referral.offers:
-        if offer.status is OfferStatus.PENDING:
-            _swap_offer(session, offer, status=OfferStatus.WITHDRAWN, answered_at=now)
-    _stop_all_alerts(session, referral, now=now)
+    _stop_all_alerts(
+        session,
+        referral,
+        now=now,
+        stand_down=_release_offers(session, referral, now=now),
+        reason="cancelled",
+    )
     _event(
         session,
         referral,
@@ -920,10 +972,13 @@ def redirect(
             f"case {referral.code} is {referral.status.value}: it can no longer be redirected",
             field="id",
         )
-    for offer in referral.offers:
-        if offer.status is OfferStatus.PENDING:
-            _swap_offer(session, offer, status=OfferStatus.WITHDRAWN, answered_at=now)
-    _stop_all_alerts(session, referral, now=now)
+    _stop_all_alerts(
+        session,
+        referral,
+        now=now,
+        stand_down=_release_offers(session, referral, now=now),
+        reason="redirected",
+    )
     _swap_referral(
         session,
         referral,

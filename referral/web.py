@@ -1,15 +1,202 @@
-"""Web pages: login and logout now; the clinic, hospital and coordinator pages grow here."""
+"""Web pages, the shared part: login and logout, language, role guards, formatting helpers.
+
+The pages themselves live in :mod:`referral.web_cases` (clinic form and the case page),
+:mod:`referral.web_hospital` and :mod:`referral.web_board`. Every form posts to a server-side
+route that calls the same services as the JSON API and redirects, so the pages work without
+JavaScript; with it, ``static/live.js`` refreshes the marked parts of a page by short polling.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+import datetime as dt
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import Babel, format_datetime, format_decimal, format_timedelta, get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from facilities import clock
 from facilities.accounts import LoginThrottled, check_login
 from facilities.db import db, utcnow
+from facilities.models import Role, User
 from referral.auth import current_user
+from referral.errors import ServiceError
 
 bp = Blueprint("web", __name__)
+LANGUAGES = ("zh", "en")
+F = TypeVar("F", bound=Callable[..., Any])
+
+ROLE_HOME = {
+    Role.CLINIC: "cases.clinic",
+    Role.HOSPITAL: "hospital.index",
+    Role.COORDINATOR: "board.index",
+    Role.ADMIN: "board.index",
+}
+ROLE_NAMES = {
+    Role.CLINIC: _l("Clinic"),
+    Role.HOSPITAL: _l("Hospital"),
+    Role.COORDINATOR: _l("Coordinator"),
+    Role.ADMIN: _l("Administrator"),
+}
+
+
+# ---------------------------------------------------------------------------- language
+
+
+def select_locale() -> str:
+    """``?lang=`` wins and is remembered in the session; Chinese is the default."""
+    wanted = request.args.get("lang", "")
+    if wanted in LANGUAGES:
+        session["lang"] = wanted
+        return wanted
+    stored = session.get("lang", "")
+    return stored if stored in LANGUAGES else "zh"
+
+
+def language() -> str:
+    return str(get_locale() or "zh")[:2]
+
+
+def lang_url(code: str) -> str:
+    """The current page in another language (GET pages only; a POST lands on home)."""
+    if request.method != "GET" or request.endpoint is None:
+        return url_for("web.home", lang=code)
+    args = {**request.view_args, **request.args.to_dict(), "lang": code}  # type: ignore[dict-item]
+    return url_for(request.endpoint, **args)
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def local_time(value: dt.datetime | None, fmt: str = "short") -> str:
+    if value is None:
+        return "—"
+    if fmt == "time":
+        return str(format_datetime(value, "HH:mm"))
+    return str(format_datetime(value, fmt))
+
+
+def ago(value: dt.datetime | None) -> str:
+    """How long ago, in the page's language ("5 minutes ago"; the clock tests can steer)."""
+    if value is None:
+        return str(_("never"))
+    return str(format_timedelta(value - clock.now(), add_direction=True, threshold=1.0))
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    pattern = "#,##0" if digits == 0 else "#,##0." + "0" * digits
+    return str(format_decimal(value, format=pattern))
+
+
+def init_app(app: Flask) -> None:
+    """Flask-Babel (zh by default), the page blueprints and the template helpers."""
+    from referral import web_board, web_cases, web_hospital, web_labels
+
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", "zh")
+    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Shanghai")
+    Babel(app, locale_selector=select_locale)
+    for blueprint in (bp, web_cases.bp, web_hospital.bp, web_board.bp):
+        app.register_blueprint(blueprint)
+    app.jinja_env.globals.update(
+        lang_url=lang_url,
+        language=language,
+        ROLE_NAMES=ROLE_NAMES,
+        server_now=clock.now,
+        number=number,
+        **web_labels.template_globals(),
+    )
+    app.jinja_env.filters.update(local_time=local_time, ago=ago)
+
+    @app.context_processor
+    def page_defaults() -> dict[str, Any]:
+        return {"user": g.get("user")}
+
+
+def page_error(error: HTTPException) -> tuple[str, int]:
+    """Errors inside the pages are pages too (the API keeps its JSON errors)."""
+    status = error.code or 500
+    titles = {
+        400: _("The form was not accepted (it may have expired): go back and try again."),
+        403: _("This page is not for your role."),
+        404: _("Not found, or not visible to you."),
+    }
+    message = titles.get(status, _("Something went wrong."))
+    return render_template("error.html", status=status, message=message), status
+
+
+# ---------------------------------------------------------------------------- guards
+
+
+def login_url() -> str:
+    return url_for("web.login", next=request.full_path if request.method == "GET" else None)
+
+
+def page_for(*roles: Role) -> Callable[[F], F]:
+    """A page for these roles: anonymous users go to the login form, others get 403."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            user = current_user()
+            if user is None:
+                return redirect(login_url())
+            if roles and user.role not in roles:
+                abort(403)
+            g.page_user = user
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate
+
+
+def page_user() -> User:
+    return cast(User, g.page_user)
+
+
+def report_failure(exc: ServiceError) -> None:
+    """A refused action, for the person: a translated lead, the service's exact words after."""
+    db.session.rollback()
+    leads = {
+        409: _("Nothing changed: the case has moved on."),
+        403: _("You may not do that."),
+        404: _("Not found."),
+    }
+    lead = leads.get(exc.status, _("Please check the form."))
+    flash(f"{lead} ({exc})", "error")
+
+
+def safe_next(target: str | None) -> str | None:
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
+
+
+# ---------------------------------------------------------------------------- pages
+
+bp.register_error_handler(HTTPException, page_error)
 
 
 @bp.get("/")
@@ -17,13 +204,14 @@ def home() -> str | Response:
     user = current_user()
     if user is None:
         return redirect(url_for("web.login"))
-    return render_template("home.html", user=user)
+    return render_template("home.html", user=user, target=ROLE_HOME[user.role])
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> str | Response | tuple[str, int, dict[str, str]]:
+    next_url = safe_next(request.values.get("next"))
     if request.method == "GET":
-        return render_template("login.html", error=None, username="")
+        return render_template("login.html", error=None, username="", next_url=next_url)
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     try:
@@ -36,21 +224,36 @@ def login() -> str | Response | tuple[str, int, dict[str, str]]:
         )
     except LoginThrottled as exc:
         db.session.commit()
-        page = render_template("login.html", error=str(exc), username=username)
+        error = _("Too many failed attempts: try again in %(minutes)s minutes.")
+        page = render_template(
+            "login.html",
+            error=error % {"minutes": max(1, round(exc.retry_after / 60))},
+            username=username,
+            next_url=next_url,
+        )
         return page, 429, {"Retry-After": str(exc.retry_after)}
     db.session.commit()
     if user is None:
         page = render_template(
-            "login.html", error="用户名或密码错误 / Wrong username or password", username=username
+            "login.html",
+            error=_("Wrong username or password"),
+            username=username,
+            next_url=next_url,
         )
         return page, 401, {}
+    lang = session.get("lang")
     session.clear()
     session["user_id"] = user.id
+    if lang in LANGUAGES:
+        session["lang"] = lang
     session.permanent = False
-    return redirect(url_for("web.home"))
+    return redirect(next_url or url_for(ROLE_HOME[user.role]))
 
 
 @bp.post("/logout")
 def logout() -> Response:
+    lang = session.get("lang")
     session.clear()
+    if lang in LANGUAGES:
+        session["lang"] = lang
     return redirect(url_for("web.login"))

@@ -66,6 +66,12 @@ def test_a_pph_referral_is_declined_ignored_moved_on_accepted_and_completed(worl
     world.tick()
     to_clinic = world.transport.to(world.phones["T-1:obstetrics"])
     assert any(case["code"] in sms.body and "H-C" in sms.body for sms in to_clinic)
+    # D's team had been pre-alerted: it is told to stand down; C's team is not.
+    stand_down = [s.body for s in world.transport.to(world.phones["H-D:obstetrics"])]
+    assert len(stand_down) == 2 and "其他医院接收" in stand_down[-1]
+    assert not any(
+        "无需再准备" in s.body for s in world.transport.to(world.phones["H-C:obstetrics"])
+    )
 
     # Nothing is left ticking: far in the future, no offer expires and nobody is escalated.
     sent_before = len(world.transport.sent)
@@ -258,6 +264,8 @@ def test_cancel_withdraws_offers_and_stops_every_timer(world: World) -> None:
     assert cancelled.status_code == 200
     assert {o["status"] for o in cancelled.get_json()["offers"]} == {"withdrawn"}
     world.tick()
+    # Pre-alerts that had not left yet are dropped, so nobody needs telling; none had left.
+    assert not any("无需再准备" in s.body for s in world.transport.sent)
     sent = len(world.transport.sent)
     world.clock.advance(minutes=10)
     world.tick()
@@ -269,6 +277,7 @@ def test_cancel_withdraws_offers_and_stops_every_timer(world: World) -> None:
 def test_a_coordinator_redirects_with_a_reason_that_the_timeline_keeps(world: World) -> None:
     case = world.post("clinic", "/api/v1/referrals", PPH_REQUEST).get_json()
     rid = case["id"]
+    world.tick()  # the pre-alerts to H-A and H-B leave
     moved = world.post(
         "coordinator",
         f"/api/v1/referrals/{rid}/redirect",
@@ -285,3 +294,6 @@ def test_a_coordinator_redirects_with_a_reason_that_the_timeline_keeps(world: Wo
         ).status_code
         == 403
     )
+    world.tick()
+    for team in ("H-A:obstetrics", "H-B:anaesthesia"):
+        assert "改派" in world.transport.to(world.phones[team])[-1].body

@@ -1,0 +1,527 @@
+"""Load: does the service hold a busy region on PostgreSQL without losing or repeating anything?
+
+    python bench/load.py [--minutes 5] [--database-url postgresql://…] [--keep]
+
+A fresh PostgreSQL database (``gc_load_<pid>`` on 127.0.0.1 unless ``--database-url``), two
+``greenchannel serve`` processes, one ``greenchannel worker`` and a fake Twilio on loopback. For
+the duration, from this process:
+
+- 100 clinics create referrals (one every ~40 s each, ~2.5/s in all; each cancels a case still
+  unplaced after a minute, and marks the departure of an accepted one);
+- 30 hospitals poll their offers every 3 s and answer them (70% accept, 30% decline FULL),
+  mark arrivals and completions, and report capacity every ~30 s;
+- 10 coordinator boards refresh ``GET /api/v1/referrals?status=active`` every 2 s.
+
+Requests go round-robin to the two web processes. Afterwards the database is checked: every
+201 is a referral and every referral a 201 (nothing lost, nothing doubled), no hospital offered
+twice the same case, at most one accepted offer per case, every open offer still has its
+timer, every SMS sent once (the fake provider's count equals the sent rows) and none left
+queued. Targets on the 2-core machine: zero errors; p99 < 300 ms to create a referral and
+< 100 ms for the board. 409 answers (an offer that expired or was taken a moment before the
+answer) are the service doing its job and are counted apart, not as errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from tests.fake_twilio import running_fake_twilio  # noqa: E402
+
+CLINICS, HOSPITALS, BOARDS = 100, 30, 10
+CLINIC_PERIOD, HOSPITAL_POLL, CAPACITY_PERIOD, BOARD_PERIOD = 40.0, 3.0, 30.0, 2.0
+CONDITIONS = ["PPH", "SEVERE_PE", "PRETERM_LABOUR", "NB_RESP", "APH", "NB_SEPSIS"]
+CAPS = [
+    "caesarean_24h",
+    "blood_transfusion",
+    "massive_transfusion",
+    "adult_icu",
+    "interventional_radiology",
+    "neonatal_cpap",
+    "neonatal_ventilation",
+    "therapeutic_hypothermia",
+    "exchange_transfusion",
+]
+
+
+@dataclass
+class Stats:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    errors: list[str] = field(default_factory=list)
+    created: dict[str, int] = field(default_factory=dict)  # idempotency key → referral id
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, name: str, seconds: float, status: int) -> None:
+        with self.lock:
+            self.latencies[name].append(seconds)
+            self.statuses[name][status] += 1
+
+
+def build_region(url: str) -> dict[str, Any]:
+    """Facilities, contacts, capacity and a token per actor, straight into the database."""
+    from facilities.accounts import create_user
+    from facilities.db import make_engine
+    from facilities.models import Channel, Contact, Facility, FacilityKind, Team
+    from facilities.status import report_status
+    from migrations import upgrade
+
+    upgrade(url)
+    engine = make_engine(url)
+    now = dt.datetime.now(dt.UTC)
+    rng = random.Random(7)
+    tokens: dict[str, Any] = {"clinics": [], "hospitals": [], "boards": []}
+    with Session(engine) as s:
+        area = {"province": "云省", "city": "云州市", "county": "临河县"}
+        for n in range(HOSPITALS):
+            level = 2 + n % 3
+            hospital = Facility(
+                code=f"H{n:02d}",
+                name=f"医院{n}",
+                kind=FacilityKind.COUNTY_HOSPITAL,
+                lat=29.0 + rng.random(),
+                lon=106.0 + rng.random(),
+                maternal_level=level,
+                neonatal_level=level,
+                capabilities=sorted(CAPS),
+                phone=f"+86230000{n:04d}",
+                created_at=now,
+                updated_at=now,
+                **area,
+            )
+            s.add(hospital)
+            s.flush()
+            report_status(
+                s,
+                facility=hospital,
+                beds={"obstetric": 5, "maternal_icu": 2, "nicu": 3},
+                diversion="normal",
+                reported_by="load",
+                user_id=None,
+                channel=Channel.API,
+                now=now,
+            )
+            for k, team in enumerate(
+                (Team.OBSTETRICS, Team.ANAESTHESIA, Team.BLOOD_BANK, Team.NEONATOLOGY)
+            ):
+                for priority in (1, 2):
+                    s.add(
+                        Contact(
+                            facility_id=hospital.id,
+                            name=f"{team.value} {priority}",
+                            team=team,
+                            phone=f"+861390{n:03d}{k}{priority:03d}",
+                            language="zh",
+                            priority=priority,
+                            active=True,
+                        )
+                    )
+            created = create_user(
+                s, username=f"hosp{n:02d}", role="hospital", facility_code=hospital.code, now=now
+            )
+            tokens["hospitals"].append((hospital.code, created.token))
+        for n in range(CLINICS):
+            clinic = Facility(
+                code=f"T{n:03d}",
+                name=f"卫生院{n}",
+                kind=FacilityKind.TOWNSHIP_HEALTH_CENTRE,
+                lat=29.0 + rng.random(),
+                lon=106.0 + rng.random(),
+                maternal_level=1,
+                neonatal_level=1,
+                capabilities=[],
+                phone=f"+86231000{n:04d}",
+                created_at=now,
+                updated_at=now,
+                **area,
+            )
+            s.add(clinic)
+            s.flush()
+            created = create_user(
+                s, username=f"clinic{n:03d}", role="clinic", facility_code=clinic.code, now=now
+            )
+            tokens["clinics"].append((clinic.code, created.token))
+        for n in range(BOARDS):
+            created = create_user(s, username=f"board{n}", role="coordinator", area="云省", now=now)
+            tokens["boards"].append((f"board{n}", created.token))
+        s.commit()
+    engine.dispose()
+    return tokens
+
+
+class Actor:
+    def __init__(self, stats: Stats, token: str, bases: list[str], stop: threading.Event) -> None:
+        self.stats = stats
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.bases = bases
+        self.stop = stop
+        self.turn = random.randrange(len(bases))
+
+    def call(
+        self, name: str, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any
+    ) -> requests.Response | None:
+        self.turn += 1
+        base = self.bases[self.turn % len(self.bases)]
+        start = time.perf_counter()
+        try:
+            response = self.session.request(method, base + path, timeout=30, **kwargs)
+        except requests.RequestException as exc:
+            with self.stats.lock:
+                self.stats.errors.append(f"{name}: {type(exc).__name__}")
+            return None
+        self.stats.record(name, time.perf_counter() - start, response.status_code)
+        if response.status_code not in ok and response.status_code != 409:
+            with self.stats.lock:
+                self.stats.errors.append(f"{name}: {response.status_code} {response.text[:200]}")
+        return response
+
+    def pause(self, mean: float) -> bool:
+        return not self.stop.wait(random.expovariate(1 / mean))
+
+
+def clinic_loop(actor: Actor, code: str) -> None:
+    number = 0
+    open_cases: list[tuple[int, float]] = []
+    while actor.pause(CLINIC_PERIOD):
+        for rid, since in list(open_cases):
+            answer = actor.call("GET /referrals/{id}", "GET", f"/api/v1/referrals/{rid}")
+            if answer is None or answer.status_code != 200:
+                continue
+            status = answer.json()["status"]
+            if status == "accepted":
+                actor.call("POST depart", "POST", f"/api/v1/referrals/{rid}/depart", json={})
+                open_cases.remove((rid, since))
+            elif status in ("offered", "unplaced", "requested") and time.time() - since > 60:
+                actor.call(
+                    "POST cancel",
+                    "POST",
+                    f"/api/v1/referrals/{rid}/cancel",
+                    json={"reason": "stabilised"},
+                )
+                open_cases.remove((rid, since))
+            elif status not in ("offered", "unplaced", "requested"):
+                open_cases.remove((rid, since))
+        number += 1
+        key = f"{code}-{number}-{uuid.uuid4().hex[:8]}"
+        body = {
+            "origin_facility": code,
+            "case": {"conditions": [random.choice(CONDITIONS)], "gestation_weeks": 34},
+            "patient": {"ref": key, "age_years": 27},
+        }
+        answer = None
+        for _attempt in range(3):  # a retry with the same key can never make a second case
+            answer = actor.call(
+                "POST /referrals",
+                "POST",
+                "/api/v1/referrals",
+                ok=(200, 201),
+                json=body,
+                headers={"Idempotency-Key": key},
+            )
+            if answer is not None:
+                break
+        if answer is not None and answer.status_code in (200, 201):
+            rid = answer.json()["id"]
+            with actor.stats.lock:
+                actor.stats.created[key] = rid
+            open_cases.append((rid, time.time()))
+
+
+def hospital_loop(actor: Actor, code: str) -> None:
+    next_capacity = time.monotonic() + random.uniform(0, CAPACITY_PERIOD)
+    while actor.pause(HOSPITAL_POLL):
+        if time.monotonic() >= next_capacity:
+            next_capacity += CAPACITY_PERIOD
+            actor.call(
+                "PUT capacity",
+                "PUT",
+                f"/api/v1/facilities/{code}/status",
+                json={"beds": {"obstetric": random.randint(0, 6), "maternal_icu": 1, "nicu": 2}},
+            )
+        answer = actor.call("GET hospital list", "GET", "/api/v1/referrals?status=active&limit=50")
+        if answer is None or answer.status_code != 200:
+            continue
+        for case in answer.json()["referrals"]:
+            rid = case["id"]
+            if case["status"] == "in_transit" and case["destination"] == code:
+                actor.call("POST arrive", "POST", f"/api/v1/referrals/{rid}/arrive", json={})
+                actor.call(
+                    "POST complete",
+                    "POST",
+                    f"/api/v1/referrals/{rid}/complete",
+                    json={"outcome": "delivered"},
+                )
+                continue
+            for offer in case["offers"]:
+                if offer["facility"] != code or offer["status"] != "pending":
+                    continue
+                if random.random() < 0.7:
+                    actor.call(
+                        "POST accept",
+                        "POST",
+                        f"/api/v1/referrals/{rid}/offers/{offer['id']}/accept",
+                        json={"eta_minutes": 10},
+                    )
+                else:
+                    actor.call(
+                        "POST decline",
+                        "POST",
+                        f"/api/v1/referrals/{rid}/offers/{offer['id']}/decline",
+                        json={"reason": "FULL"},
+                    )
+
+
+def board_loop(actor: Actor, _name: str) -> None:
+    while actor.pause(BOARD_PERIOD):
+        actor.call("GET board (status=active)", "GET", "/api/v1/referrals?status=active")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def wait_for(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def check_database(url: str, stats: Stats, provider_messages: int) -> list[tuple[str, bool, str]]:
+    from alerts.models import MessageStatus, OutboundMessage, Timer, TimerStatus
+    from facilities.db import make_engine
+    from referral.models import Offer, OfferStatus, Referral
+
+    engine = make_engine(url)
+    checks: list[tuple[str, bool, str]] = []
+    with Session(engine) as s:
+        rows = {r.idempotency_key: r.id for r in s.scalars(select(Referral))}
+        lost = [k for k, rid in stats.created.items() if rows.get(k) != rid]
+        extra = [k for k in rows if k not in stats.created]
+        checks.append(
+            (
+                "no referral lost or doubled",
+                not lost and not extra,
+                f"{len(stats.created)} created by 201/200, {len(rows)} in the database, "
+                f"{len(lost)} lost, {len(extra)} unacknowledged",
+            )
+        )
+        doubled = s.execute(
+            select(Offer.referral_id, Offer.facility_id, func.count())
+            .group_by(Offer.referral_id, Offer.facility_id)
+            .having(func.count() > 1)
+        ).all()
+        accepted_twice = s.execute(
+            select(Offer.referral_id, func.count())
+            .where(Offer.status == OfferStatus.ACCEPTED)
+            .group_by(Offer.referral_id)
+            .having(func.count() > 1)
+        ).all()
+        pending = s.scalars(select(Offer.id).where(Offer.status == OfferStatus.PENDING)).all()
+        timed = set(
+            s.scalars(
+                select(Timer.subject).where(
+                    Timer.status.in_([TimerStatus.PENDING, TimerStatus.CLAIMED])
+                )
+            )
+        )
+        untimed = [o for o in pending if f"offer:{o}" not in timed]
+        offers = s.scalar(select(func.count()).select_from(Offer))
+        checks.append(
+            (
+                "no offer lost or duplicated",
+                not doubled and not accepted_twice and not untimed,
+                f"{offers} offers; {len(doubled)} hospitals asked twice, {len(accepted_twice)} "
+                f"cases accepted twice, {len(untimed)} pending offers without a timer",
+            )
+        )
+        by_status = Counter(status for status in s.scalars(select(OutboundMessage.status)))
+        sent = by_status[MessageStatus.SENT] + by_status[MessageStatus.DELIVERED]
+        stuck = by_status[MessageStatus.QUEUED] + by_status[MessageStatus.SENDING]
+        checks.append(
+            (
+                "no message lost or duplicated",
+                provider_messages == sent and stuck == 0,
+                f"{sent} sent rows, {provider_messages} accepted by the provider, {stuck} still "
+                f"queued, {by_status[MessageStatus.CANCELLED]} cancelled (alert closed), "
+                f"{by_status[MessageStatus.FAILED]} failed",
+            )
+        )
+        referral_states = Counter(r.value for r in s.scalars(select(Referral.status)))
+        checks.append(("referrals by state", True, dict(referral_states).__repr__()))
+    engine.dispose()
+    return checks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--database-url", help="an empty PostgreSQL database (default: a new one)")
+    parser.add_argument("--port", type=int, default=5600)
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the fake provider's access log
+
+    created_db = None
+    url = args.database_url
+    if not url:
+        created_db = f"gc_load_{os.getpid()}"
+        admin = create_engine(
+            "postgresql+psycopg://postgres@127.0.0.1/postgres", isolation_level="AUTOCOMMIT"
+        )
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {created_db}"))
+        admin.dispose()
+        url = f"postgresql://postgres@127.0.0.1/{created_db}"
+    print(f"database {url}; building the region …", flush=True)
+    tokens = build_region(url)
+    stats = Stats()
+    stop = threading.Event()
+    processes: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as folder, running_fake_twilio() as fake:
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "SECRET_KEY": "bench",
+            "SMS_BACKEND": "twilio",
+            "TWILIO_ACCOUNT_SID": fake.account_sid,
+            "TWILIO_AUTH_TOKEN": fake.auth_token,
+            "TWILIO_FROM": "+8610690000",
+            "TWILIO_API_BASE": fake.base_url,
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{args.port}",
+            "GREENCHANNEL_ROADS": f"{folder}/roads.npz",
+        }
+        ports = [args.port, args.port + 1]
+        logs = open(Path(folder) / "processes.log", "wb")  # noqa: SIM115
+        for port in ports:
+            processes.append(
+                subprocess.Popen(
+                    ["greenchannel", "serve", "--port", str(port)],
+                    env=env,
+                    stdout=logs,
+                    stderr=logs,
+                )
+            )
+        processes.append(
+            subprocess.Popen(["greenchannel", "worker"], env=env, stdout=logs, stderr=logs)
+        )
+        try:
+            bases = [f"http://127.0.0.1:{port}" for port in ports]
+            for base in bases:
+                wait_for(base + "/healthz")
+            threads = [
+                threading.Thread(target=loop, args=(Actor(stats, token, bases, stop), name))
+                for loop, group in (
+                    (clinic_loop, "clinics"),
+                    (hospital_loop, "hospitals"),
+                    (board_loop, "boards"),
+                )
+                for name, token in tokens[group]
+            ]
+            print(
+                f"{CLINICS} clinics, {HOSPITALS} hospitals, {BOARDS} boards for "
+                f"{args.minutes:g} min against 2 web processes and 1 worker …",
+                flush=True,
+            )
+            started = time.monotonic()
+            for thread in threads:
+                thread.start()
+            stop.wait(args.minutes * 60)
+            stop.set()
+            for thread in threads:
+                thread.join()
+            elapsed = time.monotonic() - started
+            # Let the worker send what the last requests queued.
+            deadline = time.monotonic() + 30
+            from facilities.db import make_engine
+
+            engine = make_engine(url)
+            while time.monotonic() < deadline:
+                with engine.connect() as conn:
+                    left = conn.execute(
+                        text(
+                            "SELECT count(*) FROM outbound_messages"
+                            " WHERE status IN ('queued', 'sending')"
+                        )
+                    ).scalar_one()
+                if not left:
+                    break
+                time.sleep(0.5)
+            engine.dispose()
+            provider_messages = len(fake.messages)
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=20)
+            logs.close()
+
+    print(f"\n== load: {elapsed:.0f} s, {sum(len(v) for v in stats.latencies.values())} requests")
+    print(f"{'endpoint':<28}{'count':>7}{'per s':>8}{'p50 ms':>9}{'p99 ms':>9}  statuses")
+    for name in sorted(stats.latencies):
+        values = stats.latencies[name]
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(stats.statuses[name].items()))
+        print(
+            f"{name:<28}{len(values):>7}{len(values) / elapsed:>8.1f}"
+            f"{percentile(values, 50) * 1000:>9.0f}{percentile(values, 99) * 1000:>9.0f}"
+            f"  {statuses}"
+        )
+    checks = check_database(url, stats, provider_messages)
+    create_p99 = percentile(stats.latencies["POST /referrals"], 99) * 1000
+    board_p99 = percentile(stats.latencies["GET board (status=active)"], 99) * 1000
+    print("\n== targets")
+    targets = [
+        ("zero errors", not stats.errors, f"{len(stats.errors)} errors"),
+        *[(name, ok, detail) for name, ok, detail in checks],
+        ("create a referral p99 < 300 ms", create_p99 < 300, f"p99 {create_p99:.0f} ms"),
+        ("board p99 < 100 ms", board_p99 < 100, f"p99 {board_p99:.0f} ms"),
+    ]
+    for name, ok, detail in targets:
+        verdict = "PASS" if ok else "MISS"
+        if name == "referrals by state":
+            verdict = "info"
+        print(f"{verdict:<5} {name}: {detail}")
+    for error in stats.errors[:10]:
+        print(f"  error: {error}")
+    if created_db and not args.keep:
+        admin = create_engine(
+            "postgresql+psycopg://postgres@127.0.0.1/postgres", isolation_level="AUTOCOMMIT"
+        )
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {created_db} WITH (FORCE)"))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Rate limits on API token use and on the inbound SMS webhook, counted in the database.
+
+A fixed one-minute window per key: one ``INSERT … ON CONFLICT DO UPDATE SET count = count + 1
+RETURNING count`` (PostgreSQL and SQLite both have it) is atomic, so every web process counts
+against the same row and no process keeps state of its own. The counter commits on its own
+connection before the request's work starts: a request that is refused, or that fails later,
+still counts. Old windows are deleted by ``greenchannel retention``.
+
+Limits (per minute) come from the environment: ``GREENCHANNEL_RATE_LIMIT_TOKEN`` (default 600,
+per API token) and ``GREENCHANNEL_RATE_LIMIT_SMS`` (default 30, per sending phone); ``0`` turns
+a limit off.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import os
+from collections.abc import Mapping
+
+from flask import Flask, Response, current_app, request
+from sqlalchemy import Engine, delete, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from facilities import clock
+from facilities.db import db
+from facilities.models import RateCounter
+from referral.config import ConfigError
+from referral.errors import error_response
+
+WINDOW = dt.timedelta(minutes=1)
+DEFAULTS = {"GREENCHANNEL_RATE_LIMIT_TOKEN": 600, "GREENCHANNEL_RATE_LIMIT_SMS": 30}
+SMS_WEBHOOK = "/webhooks/twilio/sms"
+
+
+def limits_from_env(environ: Mapping[str, str] | None = None) -> dict[str, int]:
+    env = os.environ if environ is None else environ
+    limits: dict[str, int] = {}
+    for name, default in DEFAULTS.items():
+        raw = env.get(name, "").strip()
+        if not raw:
+            limits[name] = default
+            continue
+        if not raw.isdecimal():
+            raise ConfigError(
+                f"{name}: expected a whole number of requests per minute, got {raw!r}"
+            )
+        limits[name] = int(raw)
+    return limits
+
+
+def window_start(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC).replace(second=0, microsecond=0)
+
+
+def hit(engine: Engine, *, key: str, now: dt.datetime) -> int:
+    """Count one request for ``key`` in the current window; returns the count so far."""
+    start = window_start(now)
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(RateCounter)
+        .values(key=key[:100], window_start=start, count=1)
+        .on_conflict_do_update(
+            index_elements=["key", "window_start"],
+            set_={"count": RateCounter.__table__.c.count + 1},
+        )
+        .returning(RateCounter.__table__.c.count)
+    )
+    with engine.begin() as conn:
+        if dialect is postgresql:
+            # A count lost in a crash is harmless: do not wait for the disk on every request.
+            conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        return int(conn.execute(statement).scalar_one())
+
+
+def prune(engine: Engine, *, now: dt.datetime) -> int:
+    """Forget windows older than an hour."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            delete(RateCounter).where(RateCounter.window_start < now - dt.timedelta(hours=1))
+        )
+        return int(result.rowcount)
+
+
+def _key_for_request() -> tuple[str, str] | None:
+    """(key, setting name) of the limit that applies to this request, if any."""
+    if request.path.startswith("/api/"):
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            digest = hashlib.sha256(token.strip().encode()).hexdigest()[:32]
+            return f"token:{digest}", "GREENCHANNEL_RATE_LIMIT_TOKEN"
+        return None
+    if request.path == SMS_WEBHOOK and request.method == "POST":
+        phone = (request.form.get("From") or "").strip()[:32]
+        return f"sms:{phone or '?'}", "GREENCHANNEL_RATE_LIMIT_SMS"
+    return None
+
+
+def _check() -> Response | None:
+    found = _key_for_request()
+    if found is None:
+        return None
+    key, setting = found
+    limit = int(current_app.config[setting])
+    if limit <= 0:
+        return None
+    now = clock.now()
+    if hit(db.engine, key=key, now=now) <= limit:
+        return None
+    retry_after = max(1, math.ceil((window_start(now) + WINDOW - now).total_seconds()))
+    response = error_response(
+        429,
+        "too_many_requests",
+        f"more than {limit} requests a minute: retry in {retry_after} seconds",
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    for name, value in limits_from_env().items():
+        app.config.setdefault(name, value)
+    app.before_request(_check)

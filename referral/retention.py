@@ -1,0 +1,104 @@
+"""Retention: closed cases lose their patient fields after ``GREENCHANNEL_RETENTION_DAYS``.
+
+What goes: the patient block (age, sex, the clinic's register number), free-text notes and the
+outcome text, on the referral, its offers (decline notes) and its timeline. What stays: the case
+(conditions, colour, gestation), the offers, every timestamp and the timeline's steps, so the
+intervals and monthly reports still add up. Each scrub is an audit row (action ``scrub``), which
+is also how a case is known to be done: the next run skips it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from referral import audit
+from referral.config import ConfigError
+from referral.models import AuditEntry, Referral, ReferralStatus
+
+DEFAULT_RETENTION_DAYS = 365
+CLOSED = (ReferralStatus.COMPLETED, ReferralStatus.CANCELLED)
+# Timeline detail keys that hold free text written by people.
+FREE_TEXT_KEYS = frozenset({"note", "outcome"})
+SCRUBBED = "[removed after the retention period]"
+
+
+def retention_days(environ: Mapping[str, str] | None = None) -> int:
+    """``GREENCHANNEL_RETENTION_DAYS`` (default 365); a value that is not a whole number ≥ 1
+    stops the service with a message naming the variable."""
+    env = os.environ if environ is None else environ
+    raw = env.get("GREENCHANNEL_RETENTION_DAYS", "").strip()
+    if not raw:
+        return DEFAULT_RETENTION_DAYS
+    if not raw.isdecimal() or int(raw) < 1:
+        raise ConfigError(
+            f"GREENCHANNEL_RETENTION_DAYS: expected a whole number of days ≥ 1, got {raw!r}"
+        )
+    return int(raw)
+
+
+def _scrub_detail(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
+    cleaned = {k: (SCRUBBED if k in FREE_TEXT_KEYS and v else v) for k, v in detail.items()}
+    if kind == "redirected" and cleaned.get("reason"):
+        cleaned["reason"] = SCRUBBED  # a coordinator's free-text reason
+    return cleaned
+
+
+def scrub_referral(session: Session, referral: Referral) -> None:
+    referral.patient = {}
+    referral.patient_ref = None
+    referral.open_patient_ref = None
+    if referral.outcome:
+        referral.outcome = SCRUBBED
+    if referral.note:
+        referral.note = SCRUBBED
+    for offer in referral.offers:
+        if offer.decline_note:
+            offer.decline_note = SCRUBBED
+    for event in referral.events:
+        cleaned = _scrub_detail(event.kind, event.detail)
+        if cleaned != event.detail:
+            event.detail = cleaned
+
+
+def due_for_scrub(
+    session: Session, *, now: dt.datetime, days: int, limit: int = 500
+) -> list[Referral]:
+    cutoff = now - dt.timedelta(days=days)
+    already = exists().where(AuditEntry.referral_id == Referral.id, AuditEntry.action == "scrub")
+    return list(
+        session.scalars(
+            select(Referral)
+            .where(Referral.status.in_(CLOSED), Referral.closed_at < cutoff, ~already)
+            .order_by(Referral.closed_at, Referral.id)
+            .limit(limit)
+        )
+    )
+
+
+def scrub_closed_cases(session: Session, *, now: dt.datetime, days: int, batch: int = 500) -> int:
+    """Scrub every closed case older than ``days``; returns how many. Commits per batch, so a
+    large first run does not hold one long transaction."""
+    total = 0
+    while True:
+        referrals = due_for_scrub(session, now=now, days=days, limit=batch)
+        if not referrals:
+            return total
+        for referral in referrals:
+            scrub_referral(session, referral)
+            audit.record(
+                session,
+                action="scrub",
+                actor="system",
+                channel="system",
+                referral_id=referral.id,
+                now=now,
+                retention_days=days,
+            )
+        session.commit()
+        total += len(referrals)

@@ -1,0 +1,121 @@
+/* The coordinator's map: roads (from /api/v1/roads/geometry, drawn as lines: no tile server is
+   needed), facilities coloured by status, each active case origin → destination, closures.
+   Data comes from the project's own JSON API with the session cookie (GET only). */
+(function () {
+  "use strict";
+  var el = document.getElementById("map");
+  if (!el || !window.L) return;
+  var L = window.L;
+  var t = function (key) { return el.getAttribute("data-t-" + key) || key; };
+  var map = L.map(el, { preferCanvas: false, zoomControl: true, attributionControl: false });
+  map.setView([29.6, 106.5], 9);
+  var roads = L.layerGroup().addTo(map);
+  var facilityLayer = L.layerGroup().addTo(map);
+  var caseLayer = L.layerGroup().addTo(map);
+  var closureLayer = L.layerGroup().addTo(map);
+  var picked = null;
+  var facilities = {};
+  var fitted = false;
+
+  function getJSON(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); });
+  }
+
+  var COLOURS = { normal: "#1b7f3b", advisory: "#b35c00", closed: "#b00020", stale: "#6b6b6b" };
+
+  function drawFacilities(list) {
+    facilityLayer.clearLayers();
+    facilities = {};
+    var bounds = [];
+    list.forEach(function (f) {
+      facilities[f.code] = f;
+      bounds.push([f.lat, f.lon]);
+      var receiving = f.maternal_level >= "M2" || f.neonatal_level >= "N2";
+      var state = f.diversion !== "normal" ? f.diversion : (receiving && f.stale ? "stale" : "normal");
+      var marker = L.circleMarker([f.lat, f.lon], {
+        radius: receiving ? 8 : 4,
+        color: COLOURS[state],
+        weight: receiving ? 3 : 1,
+        fillColor: state === "stale" ? "#ffffff" : COLOURS[state],
+        fillOpacity: receiving ? 0.85 : 0.5,
+        dashArray: state === "advisory" ? "3 3" : null
+      });
+      var words = state === "stale" ? t("stale") : t(f.diversion);
+      marker.bindTooltip(f.name + " (" + f.maternal_level + "/" + f.neonatal_level + ") · " + words);
+      marker.addTo(facilityLayer);
+    });
+    if (!fitted && bounds.length) {
+      map.fitBounds(bounds, { padding: [20, 20] });
+      fitted = true;
+    }
+  }
+
+  function drawCases(list) {
+    caseLayer.clearLayers();
+    list.forEach(function (r) {
+      var from = facilities[r.origin_facility];
+      if (!from) return;
+      var targets = [];
+      if (r.destination) targets.push({ code: r.destination, dashed: false });
+      else r.offers.forEach(function (o) {
+        if (o.status === "pending") targets.push({ code: o.facility, dashed: true });
+      });
+      var colour = r.urgency === "critical" ? "#b00020" : r.urgency === "urgent" ? "#b35c00" : "#1d4e89";
+      L.circleMarker([from.lat, from.lon], { radius: 6, color: colour, weight: 3, fillOpacity: 0 })
+        .bindTooltip(r.code).addTo(caseLayer);
+      targets.forEach(function (target) {
+        var to = facilities[target.code];
+        if (!to) return;
+        L.polyline([[from.lat, from.lon], [to.lat, to.lon]], {
+          color: colour, weight: 4, opacity: 0.9, dashArray: target.dashed ? "8 6" : null
+        }).bindTooltip(r.code + " → " + to.name + (target.dashed ? " (" + t("pending") + ")" : ""))
+          .addTo(caseLayer);
+      });
+    });
+  }
+
+  function drawClosures(list) {
+    closureLayer.clearLayers();
+    list.forEach(function (c) {
+      L.circle([c.lat, c.lon], {
+        radius: c.radius_m, color: "#b00020", weight: 2, fillOpacity: 0.15,
+        dashArray: c.kind === "slow" ? "4 4" : null
+      }).bindTooltip((c.kind === "slow" ? "≈ " : "✖ ") + (c.reason || "")).addTo(closureLayer);
+    });
+  }
+
+  function refresh() {
+    return getJSON(el.getAttribute("data-facilities"))
+      .then(function (data) { drawFacilities(data.facilities); })
+      .then(function () { return getJSON(el.getAttribute("data-referrals")); })
+      .then(function (data) { drawCases(data.referrals); })
+      .then(function () { return getJSON(el.getAttribute("data-closures")); })
+      .then(function (data) { drawClosures(data.closures); })
+      .catch(function () { /* the lists beside the map say the same; try again next time */ });
+  }
+
+  getJSON(el.getAttribute("data-geometry")).then(function (data) {
+    data.polylines.forEach(function (line) {
+      L.polyline(line, { color: "#8a8f98", weight: 2, opacity: 0.8, interactive: false }).addTo(roads);
+    });
+    if (!fitted && data.polylines.length) {
+      map.fitBounds(L.polyline(data.polylines).getBounds(), { padding: [10, 10] });
+    }
+  }).catch(function () {});
+
+  map.on("click", function (event) {
+    var lat = document.getElementById("closure-lat");
+    var lon = document.getElementById("closure-lon");
+    if (!lat || !lon) return;
+    lat.value = event.latlng.lat.toFixed(5);
+    lon.value = event.latlng.lng.toFixed(5);
+    if (picked) picked.remove();
+    var radius = parseFloat(document.getElementById("closure-radius").value) || 500;
+    picked = L.circle(event.latlng, { radius: radius, color: "#1d4e89", weight: 2, fillOpacity: 0.1 })
+      .bindTooltip(t("picked")).addTo(map);
+  });
+
+  refresh();
+  window.setInterval(refresh, 3000);
+})();

@@ -1,0 +1,325 @@
+"""The clinic's pages (the one-screen referral form, its open and recent cases) and the case
+page every role shares (destination, ETA, code, call-back number, advice, offers, timeline),
+with the server-side form actions behind them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from facilities import clock, registry
+from facilities.db import db
+from facilities.models import Role
+from referral import service
+from referral.api_referrals import actor_for, case_from
+from referral.errors import NotFoundError, ServiceError
+from referral.models import OPEN_STATUSES, Offer, OfferStatus, Referral
+from referral.placement import current_placement
+from referral.triage import TriageError
+from referral.web import language, page_error, page_for, page_user, report_failure
+from referral.web_labels import facility_name, rules
+
+bp = Blueprint("cases", __name__)
+bp.register_error_handler(HTTPException, page_error)
+ALL_ROLES = (Role.CLINIC, Role.HOSPITAL, Role.COORDINATOR, Role.ADMIN)
+
+
+def _number(name: str, low: float, high: float) -> float | None:
+    raw = request.form.get(name, "").strip().replace(",", ".")
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ServiceError(f"{name}: expected a number", field=name) from None
+    if not low <= value <= high:
+        raise ServiceError(f"{name}: expected {low:g} to {high:g}", field=name)
+    return value
+
+
+def conditions_for_form() -> list[dict[str, Any]]:
+    lang = language()
+    return [
+        {
+            "code": code,
+            "name": condition.name[lang],
+            "other": condition.name["en" if lang == "zh" else "zh"],
+            "patient": condition.patient,
+            "urgency": condition.urgency,
+        }
+        for code, condition in rules().conditions.items()
+    ]
+
+
+def clinic_cases(facility_id: int) -> tuple[list[Referral], list[Referral]]:
+    mine = select(Referral).where(Referral.origin_facility_id == facility_id)
+    open_cases = list(
+        db.session.scalars(
+            mine.where(Referral.status.in_(OPEN_STATUSES)).order_by(Referral.created_at.desc())
+        )
+    )
+    recent = list(
+        db.session.scalars(
+            mine.where(Referral.status.not_in(OPEN_STATUSES))
+            .order_by(Referral.created_at.desc())
+            .limit(10)
+        )
+    )
+    return open_cases, recent
+
+
+@bp.get("/clinic")
+@page_for(Role.CLINIC)
+def clinic() -> str:
+    user = page_user()
+    assert user.facility_id is not None
+    open_cases, recent = clinic_cases(user.facility_id)
+    return render_template(
+        "clinic.html",
+        user=user,
+        conditions=conditions_for_form(),
+        open_cases=open_cases,
+        recent=recent,
+        form_key=uuid.uuid4().hex,
+        form=request.args,
+    )
+
+
+@bp.get("/clinic/live")
+@page_for(Role.CLINIC)
+def clinic_live() -> str:
+    user = page_user()
+    assert user.facility_id is not None
+    open_cases, recent = clinic_cases(user.facility_id)
+    return render_template("_clinic_cases.html", open_cases=open_cases, recent=recent)
+
+
+@bp.post("/clinic/referrals")
+@page_for(Role.CLINIC)
+def create() -> Response:
+    user = page_user()
+    form = request.form
+    conditions = [c for c in form.getlist("conditions") if c in rules().conditions]
+    try:
+        colour = form.get("risk_colour") or None
+        if colour not in (None, "green", "yellow", "orange", "red"):
+            raise ServiceError("risk_colour: unknown colour", field="risk_colour")
+        gestation = _number("gestation_weeks", 20, 45)
+        weight = _number("birth_weight_g", 300, 6000)
+        if not conditions and colour is None:
+            raise ServiceError(
+                "conditions: choose at least one condition or a risk colour", field="conditions"
+            )
+        case = case_from(
+            {
+                "conditions": conditions,
+                "risk_colour": colour,
+                "purple": form.get("purple") == "on",
+                "gestation_weeks": gestation,
+                "birth_weight_g": weight,
+                "in_shock": form.get("in_shock") == "on",
+                "ventilated": form.get("ventilated") == "on",
+                "do_not_move": form.get("do_not_move") == "on",
+            }
+        )
+        patient = (
+            {"ref": form.get("patient_ref", "").strip()[:64]} if form.get("patient_ref") else {}
+        )
+        assert user.facility is not None
+        arguments: dict[str, Any] = {
+            "place": current_placement(),
+            "actor": actor_for(user),
+            "origin": user.facility,
+            "case": case,
+            "patient": patient,
+            "callback_phone": "",
+            "idempotency_key": ("web-" + form.get("form_key", ""))[:200]
+            if form.get("form_key")
+            else None,
+            "now": clock.now(),
+        }
+        try:
+            referral, _created = service.create_referral(db.session, **arguments)
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            referral, _created = service.create_referral(db.session, **arguments)
+            db.session.commit()
+    except (ServiceError, TriageError) as exc:
+        if isinstance(exc, ServiceError):
+            report_failure(exc)
+        else:
+            db.session.rollback()
+            flash(f"{_('Please check the form.')} ({exc})", "error")
+        return redirect(url_for("cases.clinic"))
+    return redirect(url_for("cases.case", referral_id=referral.id))
+
+
+# ---------------------------------------------------------------------------- the case page
+
+
+def visible_case(referral_id: int) -> Referral:
+    actor = actor_for(page_user())
+    try:
+        referral = service.get_referral(db.session, referral_id)
+    except NotFoundError:
+        abort(404)
+    if not service.can_view(actor, referral):
+        abort(404)
+    return referral
+
+
+def case_context(referral: Referral) -> dict[str, Any]:
+    user = page_user()
+    lang = language()
+    mine = [
+        o
+        for o in referral.offers
+        if o.status is OfferStatus.PENDING and o.facility_id == user.facility_id
+    ]
+    facilities: list[Any] = []
+    if user.role in (Role.COORDINATOR, Role.ADMIN):
+        from referral.web_board import area_facilities
+
+        facilities = [f for f in area_facilities(user) if f.maternal_level or f.neonatal_level]
+    return {
+        "user": user,
+        "r": referral,
+        "lang": lang,
+        "origin_name": facility_name(referral.origin, lang),
+        "my_offers": mine,
+        "redirect_choices": facilities,
+        "now": clock.now(),
+    }
+
+
+@bp.get("/cases/<int:referral_id>")
+@page_for(*ALL_ROLES)
+def case(referral_id: int) -> str:
+    return render_template("case.html", **case_context(visible_case(referral_id)))
+
+
+@bp.get("/cases/<int:referral_id>/live")
+@page_for(*ALL_ROLES)
+def case_live(referral_id: int) -> str:
+    return render_template("_case_live.html", **case_context(visible_case(referral_id)))
+
+
+def _back(referral: Referral) -> Response:
+    target = request.form.get("back", "")
+    if target in ("hospital", "board"):
+        return redirect(url_for(f"{target}.index"))
+    return redirect(url_for("cases.case", referral_id=referral.id))
+
+
+def _act(referral_id: int, action: str) -> Response:
+    referral = visible_case(referral_id)
+    actor = actor_for(page_user())
+    form = request.form
+    now = clock.now()
+    try:
+        if action == "depart":
+            service.depart(db.session, referral=referral, actor=actor, now=now)
+            flash(_("Departure recorded: the hospital is waiting."), "ok")
+        elif action == "arrive":
+            service.arrive(db.session, referral=referral, actor=actor, now=now)
+            flash(_("Arrival recorded; the clinic is told."), "ok")
+        elif action == "complete":
+            service.complete(
+                db.session,
+                referral=referral,
+                actor=actor,
+                outcome=form.get("outcome", ""),
+                now=now,
+            )
+            flash(_("Case completed."), "ok")
+        elif action == "cancel":
+            service.cancel(
+                db.session,
+                referral=referral,
+                actor=actor,
+                reason=form.get("reason", ""),
+                note=form.get("note", ""),
+                now=now,
+            )
+            flash(_("Case cancelled."), "ok")
+        elif action == "reopen":
+            service.reopen(
+                db.session, place=current_placement(), referral=referral, actor=actor, now=now
+            )
+            flash(_("Offers re-opened to every capable hospital."), "ok")
+        elif action == "redirect":
+            if actor.role not in (Role.COORDINATOR, Role.ADMIN):
+                abort(403)
+            try:
+                facility = registry.get_facility(db.session, form.get("facility", ""))
+            except registry.NotFound:
+                raise NotFoundError("facility: unknown facility", field="facility") from None
+            service.redirect(
+                db.session,
+                place=current_placement(),
+                referral=referral,
+                actor=actor,
+                facility=facility,
+                reason=form.get("reason", ""),
+                now=now,
+            )
+            flash(_("Redirected: the chosen hospital has been asked."), "ok")
+        else:
+            abort(404)
+        db.session.commit()
+    except ServiceError as exc:
+        report_failure(exc)
+    return _back(referral)
+
+
+@bp.post(
+    "/cases/<int:referral_id>/<any(depart, arrive, complete, cancel, reopen, redirect):action>"
+)
+@page_for(*ALL_ROLES)
+def act(referral_id: int, action: str) -> Response:
+    return _act(referral_id, action)
+
+
+@bp.post("/cases/<int:referral_id>/offers/<int:offer_id>/<any(accept, decline):answer>")
+@page_for(Role.HOSPITAL, Role.COORDINATOR, Role.ADMIN)
+def answer(referral_id: int, offer_id: int, answer: str) -> Response:
+    referral = visible_case(referral_id)
+    actor = actor_for(page_user())
+    try:
+        offer: Offer = service.get_offer(db.session, referral, offer_id)
+        if answer == "accept":
+            minutes = _number("eta_minutes", 0, 24 * 60)
+            service.accept_offer(
+                db.session,
+                place=current_placement(),
+                referral=referral,
+                offer=offer,
+                actor=actor,
+                minutes=round(minutes) if minutes is not None else None,
+                now=clock.now(),
+            )
+            flash(_("Accepted: the clinic is told to come."), "ok")
+        else:
+            service.decline_offer(
+                db.session,
+                place=current_placement(),
+                referral=referral,
+                offer=offer,
+                actor=actor,
+                reason=request.form.get("reason", ""),
+                note=request.form.get("note", ""),
+                now=clock.now(),
+            )
+            flash(_("Declined: the case moves to the next hospital."), "ok")
+        db.session.commit()
+    except ServiceError as exc:
+        report_failure(exc)
+    return _back(referral)

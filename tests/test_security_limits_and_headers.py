@@ -1,0 +1,172 @@
+"""Rate limits (API tokens, inbound SMS) counted in the database, security headers on every
+page, and the session cookie's flags."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pytest
+from flask import Flask, session
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, select
+from twilio.request_validator import RequestValidator
+
+from facilities.db import db
+from facilities.models import RateCounter
+from referral.app import SECURITY_HEADERS, create_app
+from referral.config import ConfigError, load_config
+from referral.ratelimit import hit, limits_from_env
+from tests.referral_world import build_world
+
+TWILIO_TOKEN = "twilio-test-token"
+
+
+def test_an_api_token_over_its_limit_gets_429_with_retry_after_until_the_minute_is_over(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.config["GREENCHANNEL_RATE_LIMIT_TOKEN"] = 5
+    world = build_world(app, client)
+    world.clock.now = world.clock.now.replace(second=20)
+    for _ in range(5):
+        assert world.get("clinic", "/api/v1/facilities").status_code == 200
+    refused = world.get("clinic", "/api/v1/facilities")
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "40"
+    assert refused.get_json()["error"] == "too_many_requests"
+    # Another token has its own count.
+    assert world.get("coordinator", "/api/v1/facilities").status_code == 200
+    world.clock.advance(seconds=40)
+    assert world.get("clinic", "/api/v1/facilities").status_code == 200
+
+
+def test_the_count_is_shared_by_every_web_process(
+    app: Flask, client: FlaskClient, database_url: str, tmp_path: Path
+) -> None:
+    app.config["GREENCHANNEL_RATE_LIMIT_TOKEN"] = 4
+    world = build_world(app, client)
+    second = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "test-secret",
+            "SMS_BACKEND": "recording",
+            "GREENCHANNEL_ROADS": str(tmp_path / "roads.npz"),
+            "GREENCHANNEL_RATE_LIMIT_TOKEN": 4,
+        }
+    )
+    second.extensions["greenchannel.clock"] = world.clock
+    other = second.test_client()
+    headers = world.headers("clinic")
+    answers = [
+        (client if i % 2 else other).get("/api/v1/facilities", headers=headers).status_code
+        for i in range(6)
+    ]
+    assert answers == [200, 200, 200, 200, 429, 429]
+    with second.app_context():
+        db.engine.dispose()
+
+
+def test_concurrent_hits_are_all_counted(engine: Engine) -> None:
+    now = dt.datetime(2026, 11, 24, 8, 0, 30, tzinfo=dt.UTC)
+    counts: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(10):
+            value = hit(engine, key="token:race", now=now)
+            with lock:
+                counts.append(value)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Every hit got its own number: no lost update, no double count.
+    assert sorted(counts) == list(range(1, 81))
+    with engine.begin() as conn:
+        conn.execute(RateCounter.__table__.delete())
+
+
+def _signed_sms(client: FlaskClient, phone: str, body: str) -> int:
+    form = {"From": phone, "Body": body, "MessageSid": f"SM{threading.get_ident()}{body}"}
+    url = "https://gc.test/webhooks/twilio/sms"
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, form)
+    return client.post(
+        "/webhooks/twilio/sms", data=form, headers={"X-Twilio-Signature": signature}
+    ).status_code
+
+
+def test_a_phone_flooding_the_sms_webhook_is_slowed_down_and_others_are_not(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.config.update(TWILIO_AUTH_TOKEN=TWILIO_TOKEN, GREENCHANNEL_RATE_LIMIT_SMS=3)
+    world = build_world(app, client)
+    statuses = [_signed_sms(client, "+8613900000001", f"hello {i}") for i in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    assert _signed_sms(client, "+8613900000002", "hello") == 200
+    world.clock.advance(minutes=1)
+    assert _signed_sms(client, "+8613900000001", "again") == 200
+
+
+def test_limits_come_from_the_environment_and_nonsense_stops_the_service() -> None:
+    assert limits_from_env({}) == {
+        "GREENCHANNEL_RATE_LIMIT_TOKEN": 600,
+        "GREENCHANNEL_RATE_LIMIT_SMS": 30,
+    }
+    assert limits_from_env({"GREENCHANNEL_RATE_LIMIT_SMS": "0"})["GREENCHANNEL_RATE_LIMIT_SMS"] == 0
+    with pytest.raises(ConfigError, match="GREENCHANNEL_RATE_LIMIT_TOKEN"):
+        limits_from_env({"GREENCHANNEL_RATE_LIMIT_TOKEN": "lots"})
+
+
+def test_every_page_and_error_carries_the_security_headers(app: Flask, client: FlaskClient) -> None:
+    world = build_world(app, client)
+    pages = {
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if "GET" in (rule.methods or set()) and not rule.arguments
+    }
+    paths = [*sorted(pages), "/no/such/page", "/api/v1/referrals/999999", "/api/v1/facilities/NOPE"]
+    assert "/metrics" in paths and "/healthz" in paths
+    for path in paths:
+        for headers in ({}, world.headers("admin")):
+            response = client.get(path, headers=headers)
+            assert response.status_code < 500, path
+            for name, value in SECURITY_HEADERS.items():
+                assert response.headers.get(name) == value, (path, name)
+            assert response.headers.get("X-Request-Id"), path
+            if path.startswith("/api/"):
+                assert response.headers["Cache-Control"] == "no-store", path
+
+
+def test_the_session_cookie_is_http_only_same_site_and_secure_on_https(
+    database_url: str, tmp_path: Path
+) -> None:
+    https = load_config(str(tmp_path), {"PUBLIC_BASE_URL": "https://gc.example", "SECRET_KEY": "k"})
+    plain = load_config(str(tmp_path), {"PUBLIC_BASE_URL": "http://localhost:5000"})
+    assert https["SESSION_COOKIE_SECURE"] is True and plain["SESSION_COOKIE_SECURE"] is False
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "k",
+            "SESSION_COOKIE_SECURE": True,
+            "GREENCHANNEL_ROADS": str(tmp_path / "roads.npz"),
+        }
+    )
+
+    @app.get("/_test/session")
+    def set_session() -> str:
+        session["user_id"] = 1
+        return "ok"
+
+    response = app.test_client().get("/_test/session")
+    cookie = response.headers["Set-Cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "secure" in cookie
+    with pytest.raises(ConfigError, match="SESSION_COOKIE_SECURE"):
+        load_config(str(tmp_path), {"SESSION_COOKIE_SECURE": "maybe"})
+    with app.app_context():
+        assert db.session.scalars(select(RateCounter)).all() == []
+        db.engine.dispose()
