@@ -31,7 +31,14 @@ from sqlalchemy.orm import Session
 from alerts._sql import rowcount
 from alerts.messages import sms_segments
 from alerts.models import MessageStatus, OutboundMessage
-from alerts.transports import PermanentSmsError, SmsTransport, TransientSmsError, mask_phone
+from alerts.transports import (
+    PermanentSmsError,
+    ReconcilingTransport,
+    SendResult,
+    SmsTransport,
+    TransientSmsError,
+    mask_phone,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,22 +140,31 @@ def _claim(
     worker_id: str,
     now: dt.datetime,
     lease: dt.timedelta,
-) -> bool:
+) -> str | None:
+    """Claim one row: ``"fresh"``, ``"abandoned"`` (a dead worker's claim, which may already
+    have reached the provider), or ``None`` when another worker has it."""
+    values = {
+        "status": MessageStatus.SENDING,
+        "claimed_by": worker_id,
+        "claimed_until": now + lease,
+        "attempts": OutboundMessage.attempts + 1,
+        "updated_at": now,
+    }
+    abandoned = and_(
+        OutboundMessage.status == MessageStatus.SENDING, OutboundMessage.claimed_until < now
+    )
     with session_factory() as session, session.begin():
-        result = rowcount(
-            session,
-            update(OutboundMessage)
-            .where(OutboundMessage.id == message_id, _claimable(now))
-            .values(
-                status=MessageStatus.SENDING,
-                claimed_by=worker_id,
-                claimed_until=now + lease,
-                attempts=OutboundMessage.attempts + 1,
-                updated_at=now,
+        for kind, condition in (("abandoned", abandoned), ("fresh", _claimable(now))):
+            claimed = rowcount(
+                session,
+                update(OutboundMessage)
+                .where(OutboundMessage.id == message_id, condition)
+                .values(**values)
+                .execution_options(synchronize_session=False),
             )
-            .execution_options(synchronize_session=False),
-        )
-        return result == 1
+            if claimed == 1:
+                return kind
+    return None
 
 
 def deliver_due(
@@ -184,17 +200,19 @@ def deliver_due(
         tried.update(fresh)
 
         def claim_and_send(message_id: int) -> bool:
-            if not _claim(
+            claim = _claim(
                 session_factory,
                 message_id=message_id,
                 worker_id=worker_id,
                 now=now,
                 lease=policy.lease,
-            ):
+            )
+            if claim is None:
                 return False  # another worker has it
             return _send_one(
                 session_factory,
                 message_id=message_id,
+                abandoned=claim == "abandoned",
                 transport=transport,
                 now=now,
                 worker_id=worker_id,
@@ -217,6 +235,7 @@ def _send_one(
     session_factory: SessionFactory,
     *,
     message_id: int,
+    abandoned: bool = False,
     transport: SmsTransport,
     now: dt.datetime,
     worker_id: str,
@@ -229,8 +248,17 @@ def _send_one(
 
     # No transaction is open while we wait on the provider.
     error: TransientSmsError | PermanentSmsError | None = None
+    result: SendResult | None = None
     try:
-        result = transport.send(to=to, body=body, status_callback=status_callback_url)
+        if abandoned and isinstance(transport, ReconcilingTransport):
+            # The worker that claimed this row died without recording the outcome: it may
+            # have handed the message over already. Ask before sending it a second time.
+            found = transport.find_sent(to=to, body=body)
+            if found is not None:
+                log.info("sms %s: already with the provider as %s, not resent", message_id, found)
+                result = SendResult(provider_id=found, status="sent")
+        if result is None:
+            result = transport.send(to=to, body=body, status_callback=status_callback_url)
     except (TransientSmsError, PermanentSmsError) as exc:
         error = exc
 
@@ -244,6 +272,7 @@ def _send_one(
         message.claimed_until = None
         message.updated_at = now
         if error is None:
+            assert result is not None  # no error means the provider took it (or had it)
             message.status = MessageStatus.SENT
             message.provider_id = result.provider_id
             message.sent_at = now

@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, runtime_checkable
 
 from alerts.messages import sms_segments
 
@@ -59,6 +59,19 @@ class SendResult:
 
 class SmsTransport(Protocol):
     def send(self, *, to: str, body: str, status_callback: str | None) -> SendResult: ...
+
+
+@runtime_checkable
+class ReconcilingTransport(Protocol):
+    """A transport that can tell whether the provider already has a message.
+
+    A worker killed after the provider accepted a message but before it recorded the answer
+    leaves the row claimed; the next worker asks here before sending it again.
+    """
+
+    def send(self, *, to: str, body: str, status_callback: str | None) -> SendResult: ...
+
+    def find_sent(self, *, to: str, body: str) -> str | None: ...
 
 
 def mask_phone(phone: str) -> str:
@@ -129,6 +142,25 @@ class TwilioTransport:
             raise TransientSmsError(f"Twilio unreachable: {type(exc).__name__}") from exc
         return SendResult(provider_id=str(message.sid), status=str(message.status or "queued"))
 
+    def find_sent(self, *, to: str, body: str) -> str | None:
+        """The provider id of a message to ``to`` with exactly ``body``, if Twilio has one.
+
+        Looks at the recent messages to that number (newest first). Raises
+        :class:`TransientSmsError` when the provider cannot be asked, so the caller waits
+        rather than risk a second pre-alert.
+        """
+        import requests
+        from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+
+        try:
+            recent = self.client.messages.list(to=to, limit=20)
+        except (TwilioRestException, TwilioServiceException, requests.RequestException) as exc:
+            raise TransientSmsError(f"Twilio message list unavailable: {exc}") from exc
+        for message in recent:
+            if message.body == body:
+                return str(message.sid)
+        return None
+
 
 def _classify(status: int, code: int | None, message: str) -> SmsError:
     if code in PERMANENT_CODES:
@@ -198,6 +230,13 @@ class RecordingTransport:
             provider_id = f"SM{len(self.sent) + 1:032d}"
             self.sent.append(SentSms(to, body, status_callback, provider_id))
         return SendResult(provider_id=provider_id, status="queued")
+
+    def find_sent(self, *, to: str, body: str) -> str | None:
+        with self._lock:
+            for sms in reversed(self.sent):
+                if sms.to == to and sms.body == body:
+                    return sms.provider_id
+        return None
 
     def to(self, phone: str) -> list[SentSms]:
         return [sms for sms in self.sent if sms.to == phone]

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 from facilities.accounts import create_user, issue_token, revoke_tokens
 from facilities.models import Channel, Contact, Facility, FacilityKind, Team, User
 from facilities.status import report_status
+from facilities.vocabulary import CAPABILITIES
 from referral.demo_roads import DemoRoads, Place, build_demo_roads
 
 PROVINCE = "云省"
@@ -101,21 +102,8 @@ class DemoFacility:
     capabilities: tuple[str, ...]
 
 
-TOP_CAPABILITIES = (
-    "caesarean_24h",
-    "blood_transfusion",
-    "massive_transfusion",
-    "adult_icu",
-    "interventional_radiology",
-    "cardiac_surgery",
-    "neonatal_cpap",
-    "neonatal_ventilation",
-    "hfov_ino",
-    "therapeutic_hypothermia",
-    "exchange_transfusion",
-    "neonatal_surgery",
-    "infectious_isolation",
-)
+# The city centre has every capability but ECMO.
+TOP_CAPABILITIES = tuple(name for name in CAPABILITIES if name != "ecmo")
 CITY_MCH_CAPABILITIES = (
     "caesarean_24h",
     "blood_transfusion",

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -446,7 +446,7 @@ def _make_offer(
             )
             + condition_text(place.rules, referral, language),
             colour=case.get("risk_colour") or "",
-            origin=origin.name if language == "zh" else (origin.name_en or origin.name),
+            origin=local_name(origin, language),
             eta_minutes=eta,
             callback_phone=referral.callback_phone,
             gestation_weeks=int(case["gestation_weeks"]) if case.get("gestation_weeks") else None,
@@ -520,9 +520,7 @@ def _mark_unplaced(
                 recipient.language,
                 code=referral.code,
                 condition=condition_text(place.rules, referral, recipient.language),
-                origin=origin.name
-                if recipient.language == "zh"
-                else (origin.name_en or origin.name),
+                origin=local_name(origin, recipient.language),
             ),
             now=now,
         )
@@ -732,6 +730,33 @@ def _release_offers(session: Session, referral: Referral, *, now: dt.datetime) -
     return released
 
 
+def local_name(facility: Facility, language: str) -> str:
+    """The facility's name as a reader of ``language`` knows it."""
+    return facility.name if language == "zh" else (facility.name_en or facility.name)
+
+
+def _text_clinic(
+    session: Session,
+    referral: Referral,
+    *,
+    purpose: str,
+    body: Callable[[str], str],
+    now: dt.datetime,
+) -> None:
+    """Queue an SMS to the referring side in each recipient's language."""
+    for phone, language in _clinic_recipients(session, referral):
+        queue_sms(
+            session,
+            to=phone,
+            purpose=purpose,
+            subject=f"referral:{referral.id}",
+            facility_id=referral.origin_facility_id,
+            language=language,
+            body=body(language),
+            now=now,
+        )
+
+
 def _clinic_recipients(session: Session, referral: Referral) -> list[tuple[str, str]]:
     """The referring side: the call-back phone, else the origin's obstetrics contacts."""
     if referral.callback_phone and referral.callback_phone != referral.origin.phone:
@@ -751,25 +776,19 @@ def _tell_clinic_accepted(
     session: Session, *, referral: Referral, offer: Offer, now: dt.datetime
 ) -> None:
     destination = offer.facility
-    for phone, language in _clinic_recipients(session, referral):
-        queue_sms(
-            session,
-            to=phone,
-            purpose="case_accepted",
-            subject=f"referral:{referral.id}",
-            facility_id=referral.origin_facility_id,
-            language=language,
-            body=messages.case_accepted(
-                language,
-                code=referral.code,
-                destination=destination.name
-                if language == "zh"
-                else (destination.name_en or destination.name),
-                eta_minutes=round(offer.eta_minutes or 0),
-                destination_phone=destination.phone,
-            ),
-            now=now,
-        )
+    _text_clinic(
+        session,
+        referral,
+        purpose="case_accepted",
+        body=lambda language: messages.case_accepted(
+            language,
+            code=referral.code,
+            destination=local_name(destination, language),
+            eta_minutes=round(offer.eta_minutes or 0),
+            destination_phone=destination.phone,
+        ),
+        now=now,
+    )
 
 
 # ---------------------------------------------------------------------------- journey
@@ -834,23 +853,15 @@ def arrive(session: Session, *, referral: Referral, actor: Actor, now: dt.dateti
     _event(session, referral, "arrived", actor=actor, now=now)
     destination = referral.destination
     assert destination is not None
-    for phone, language in _clinic_recipients(session, referral):
-        queue_sms(
-            session,
-            to=phone,
-            purpose="patient_arrived",
-            subject=f"referral:{referral.id}",
-            facility_id=referral.origin_facility_id,
-            language=language,
-            body=messages.patient_arrived(
-                language,
-                code=referral.code,
-                destination=destination.name
-                if language == "zh"
-                else (destination.name_en or destination.name),
-            ),
-            now=now,
-        )
+    _text_clinic(
+        session,
+        referral,
+        purpose="patient_arrived",
+        body=lambda language: messages.patient_arrived(
+            language, code=referral.code, destination=local_name(destination, language)
+        ),
+        now=now,
+    )
     return referral
 
 

@@ -34,6 +34,7 @@ class FakeTwilio:
     auth_token: str = "fake-auth-token"
     requests: list[FakeRequest] = field(default_factory=list)
     invalid_numbers: set[str] = field(default_factory=set)
+    created: list[dict[str, object]] = field(default_factory=list)
     base_url: str = ""
     _errors_left: int = 0
     _hangs_left: int = 0
@@ -62,6 +63,8 @@ class FakeTwilio:
 
     def _handle(self, request: Request) -> Response:
         parts = request.path.strip("/").split("/")
+        if request.method == "GET" and parts[-1:] == ["Messages.json"]:
+            return self._list(request, parts)
         if (
             request.method != "POST"
             or len(parts) != 4
@@ -88,6 +91,26 @@ class FakeTwilio:
             self.requests.append(FakeRequest(parts[2], authorised, form, status))
         return _json(body, status)
 
+    def _list(self, request: Request, parts: list[str]) -> Response:
+        """``GET .../Messages.json?To=…``: the accepted messages to that number, newest first."""
+        to = request.args.get("To")
+        with self._lock:
+            found = [m for m in reversed(self.created) if to is None or m["to"] == to]
+        size = int(request.args.get("PageSize", "50"))
+        uri = f"/2010-04-01/Accounts/{parts[2]}/Messages.json"
+        return _json(
+            {
+                "messages": found[:size],
+                "page": 0,
+                "page_size": size,
+                "first_page_uri": uri,
+                "next_page_uri": None,
+                "previous_page_uri": None,
+                "uri": uri,
+            },
+            200,
+        )
+
     def _answer(
         self, authorised: bool, error: bool, form: dict[str, str]
     ) -> tuple[int, dict[str, object]]:
@@ -105,7 +128,7 @@ class FakeTwilio:
         if not form.get("To") or not (form.get("From") or form.get("MessagingServiceSid")):
             return 400, {"code": 21603, "message": "A 'From' number is required.", "status": 400}
         sid = f"SM{next(self._sids):032x}"
-        return 201, {
+        created: dict[str, object] = {
             "sid": sid,
             "account_sid": self.account_sid,
             "to": form["To"],
@@ -120,6 +143,9 @@ class FakeTwilio:
             "error_message": None,
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
         }
+        with self._lock:
+            self.created.append(created)
+        return 201, created
 
 
 def _json(body: dict[str, object], status: int) -> Response:

@@ -12,7 +12,7 @@ from fake_twilio import FakeTwilio, running_fake_twilio
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.escalation import open_alert
-from alerts.models import MessageStatus
+from alerts.models import MessageStatus, OutboundMessage
 from alerts.timers import WorkerSettings, tick
 from alerts.transports import (
     ConsoleTransport,
@@ -219,3 +219,103 @@ def test_the_console_transport_is_the_default_and_prints_a_readable_block() -> N
     assert OBS1 in printed and "第一行" in printed and "line 2" in printed
     assert "1 segment(s), UCS-2" in printed
     assert result.provider_id == "CONSOLE000001"
+
+
+def test_a_message_a_dead_worker_handed_over_is_not_sent_again(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """A worker is killed after Twilio accepted the message but before it recorded the answer.
+    When the claim runs out, the next worker finds the message at the provider instead of
+    texting the obstetrician a second time."""
+    from alerts.outbox import _claim, deliver_due, queue_sms
+    from alerts.transports import TwilioTransport
+
+    with running_fake_twilio() as fake:
+        transport = TwilioTransport(
+            account_sid=fake.account_sid,
+            auth_token=fake.auth_token,
+            from_number="+8610690000",
+            api_base=fake.base_url,
+            timeout=2,
+        )
+        with session_factory() as session, session.begin():
+            message = queue_sms(
+                session,
+                to="+8613900000001",
+                body="【绿色通道】K7P2转诊",
+                purpose="prealert",
+                now=T0,
+            )
+            message_id = message.id
+        # The first worker claims and sends, then dies before writing anything down.
+        assert (
+            _claim(
+                session_factory,
+                message_id=message_id,
+                worker_id="dead",
+                now=T0,
+                lease=dt.timedelta(minutes=2),
+            )
+            == "fresh"
+        )
+        transport.send(to="+8613900000001", body="【绿色通道】K7P2转诊", status_callback=None)
+        # Before the lease runs out nobody touches the row; after it, a live worker reconciles.
+        assert (
+            deliver_due(
+                session_factory,
+                transport=transport,
+                now=T0 + dt.timedelta(minutes=1),
+                worker_id="live",
+                status_callback_url=None,
+            )
+            == 0
+        )
+        later = T0 + dt.timedelta(minutes=3)
+        assert (
+            deliver_due(
+                session_factory,
+                transport=transport,
+                now=later,
+                worker_id="live",
+                status_callback_url=None,
+            )
+            == 1
+        )
+        assert len(fake.messages) == 1
+        with session_factory() as session:
+            row = session.get_one(OutboundMessage, message_id)
+            assert row.status.value == "sent" and row.provider_id == fake.created[0]["sid"]
+
+
+def test_an_abandoned_message_that_never_reached_the_provider_is_sent(
+    session_factory: sessionmaker[Session],
+) -> None:
+    from alerts.outbox import _claim, deliver_due, queue_sms
+    from alerts.transports import RecordingTransport
+
+    transport = RecordingTransport()
+    with session_factory() as session, session.begin():
+        message_id = queue_sms(
+            session, to="+8613900000002", body="pre-alert", purpose="prealert", now=T0
+        ).id
+    assert (
+        _claim(
+            session_factory,
+            message_id=message_id,
+            worker_id="dead",
+            now=T0,
+            lease=dt.timedelta(minutes=2),
+        )
+        == "fresh"
+    )
+    assert (
+        deliver_due(
+            session_factory,
+            transport=transport,
+            now=T0 + dt.timedelta(minutes=3),
+            worker_id="live",
+            status_callback_url=None,
+        )
+        == 1
+    )
+    assert [sms.body for sms in transport.sent] == ["pre-alert"]
