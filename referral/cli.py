@@ -504,6 +504,8 @@ def demo(host: str, port: int, no_serve: bool, scenario: str | None, fast: bool)
             raise click.ClickException(str(exc)) from None
         return
     app = _app()
+    # A newcomer reads this terminal: migration chatter would bury the logins and the SMS.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     upgrade(app.config["DATABASE_URL"])
     rules = app.extensions["greenchannel.rules"]
     now = utcnow()
