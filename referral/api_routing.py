@@ -11,16 +11,15 @@ from sqlalchemy import select
 
 from facilities import clock, registry
 from facilities.db import db
-from facilities.models import FacilityKind, Role
+from facilities.models import Role
 from facilities.vocabulary import CAPABILITIES, parse_level
 from referral.api_referrals import CaseSchema, case_from
 from referral.auth import require_user
 from referral.errors import NotFoundError, ServiceError
 from referral.models import RoadClosure
-from referral.placement import current_placement, rank_case, snapshots
+from referral.placement import current_placement, rank_case, township_coverage
 from referral.rules import Need
 from referral.triage import need_as_dict, triage
-from routing import Requirements
 
 blp = Blueprint(
     "routing",
@@ -265,29 +264,7 @@ def coverage(query: dict[str, Any]) -> dict[str, Any]:
 
 
 def coverage_rows(place: Any, need: Need) -> dict[str, Any]:
-    from referral.placement import active_closures, policy
-
-    now = clock.now()
-    every = snapshots(db.session, rules=place.rules, now=now)
-    kinds = {f.code: f.kind for f in registry.list_facilities(db.session)}
-    origins = [
-        (s.code, s.lat, s.lon)
-        for s in every
-        if kinds.get(s.code) is FacilityKind.TOWNSHIP_HEALTH_CENTRE
-    ]
-    # Planning looks at capability, not at tonight's beds: no bed requirement here.
-    req = Requirements(
-        maternal_level=need.maternal_level,
-        neonatal_level=need.neonatal_level,
-        capabilities=need.capabilities,
-    )
-    rows = place.router.coverage(
-        origins,
-        every,
-        req,
-        policy=policy(place.rules, window_minutes=None),
-        closures=active_closures(db.session),
-    )
+    rows = township_coverage(db.session, place=place, need=need, now=clock.now())
     return {
         "requirements": need_as_dict(need),
         "rows": [

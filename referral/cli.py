@@ -353,14 +353,14 @@ def route(
 @click.option("--capability", "capabilities", multiple=True)
 def coverage(maternal_level: str, neonatal_level: str, capabilities: tuple[str, ...]) -> None:
     """From every township health centre: minutes to the nearest facility meeting the need."""
-    import routing
     from facilities.vocabulary import VocabularyError, parse_capabilities, parse_level
-    from referral.placement import active_closures, policy, snapshots
+    from referral.placement import township_coverage
+    from referral.rules import Need
 
     app = _app()
     place = app.extensions["greenchannel.place"]()
     try:
-        need = routing.Requirements(
+        need = Need(
             maternal_level=parse_level(maternal_level, prefix="M", field="--maternal-level"),
             neonatal_level=parse_level(neonatal_level, prefix="N", field="--neonatal-level"),
             capabilities=frozenset(parse_capabilities(list(capabilities), field="--capability")),
@@ -368,17 +368,7 @@ def coverage(maternal_level: str, neonatal_level: str, capabilities: tuple[str, 
     except VocabularyError as exc:
         raise click.ClickException(str(exc)) from None
     with _session(app) as session:
-        facilities = registry.list_facilities(session)
-        origins = [
-            (f.code, f.lat, f.lon) for f in facilities if f.kind.value == "township_health_centre"
-        ]
-        rows = place.router.coverage(
-            origins,
-            snapshots(session, rules=place.rules, now=utcnow()),
-            need,
-            policy=policy(place.rules, window_minutes=None),
-            closures=active_closures(session),
-        )
+        rows = township_coverage(session, place=place, need=need, now=utcnow())
     click.echo(f"{'origin':<12} {'nearest':<12} {'minutes':>8}")
     for row in rows:
         minutes = f"{row.eta_minutes:8.1f}" if row.facility else "       -"

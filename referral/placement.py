@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 import routing
-from facilities.models import Facility
+from facilities.models import Facility, FacilityKind
 from facilities.status import status_view
 from referral.rules import Need, Rules
 
@@ -188,3 +188,29 @@ def missing_requirements(need: Need, facility: Facility) -> list[str]:
         missing.append(f"neonatal level N{facility.neonatal_level} < N{need.neonatal_level}")
     missing += [f"lacks {c}" for c in sorted(need.capabilities - set(facility.capabilities))]
     return missing
+
+
+def township_coverage(
+    session: Session, *, place: Any, need: Need, now: dt.datetime
+) -> tuple[routing.CoverageRow, ...]:
+    """From every township health centre, the nearest facility meeting ``need``.
+
+    Planning looks at capability, not at tonight's beds: there is no bed requirement here.
+    """
+    every = snapshots(session, rules=place.rules, now=now)
+    townships = set(
+        session.scalars(
+            select(Facility.code).where(Facility.kind == FacilityKind.TOWNSHIP_HEALTH_CENTRE)
+        )
+    )
+    return place.router.coverage(  # type: ignore[no-any-return]
+        [(s.code, s.lat, s.lon) for s in every if s.code in townships],
+        every,
+        routing.Requirements(
+            maternal_level=need.maternal_level,
+            neonatal_level=need.neonatal_level,
+            capabilities=need.capabilities,
+        ),
+        policy=policy(place.rules, window_minutes=None),
+        closures=active_closures(session),
+    )
