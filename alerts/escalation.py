@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from alerts import messages, timers
 from alerts.models import Alert, AlertStatus, MessageStatus, OutboundMessage, Timer
-from alerts.outbox import cancel_queued, queue_sms
+from alerts.outbox import cancel_queued, log_queued, queue_sms
 from facilities.models import Contact, Facility, Role, Team, User
 
 log = logging.getLogger(__name__)
@@ -162,33 +162,30 @@ def get_alert(session: Session, *, subject: str) -> Alert | None:
     return session.scalars(select(Alert).where(Alert.subject == subject)).one_or_none()
 
 
-def _contacts(session: Session, facility_id: int, team: str) -> list[Contact]:
-    return list(
-        session.scalars(
-            select(Contact)
-            .where(
-                Contact.facility_id == facility_id,
-                Contact.team == Team(team),
-                Contact.active.is_(True),
-            )
-            .order_by(Contact.priority, Contact.id)
+def _contacts(session: Session, facility_id: int, teams: Iterable[str]) -> dict[str, list[Contact]]:
+    """The active contacts of each of ``teams``, in the order they are asked (one query)."""
+    found: dict[str, list[Contact]] = {team: [] for team in teams}
+    for contact in session.scalars(
+        select(Contact)
+        .where(
+            Contact.facility_id == facility_id,
+            Contact.team.in_([Team(team) for team in found]),
+            Contact.active.is_(True),
         )
-    )
+        .order_by(Contact.priority, Contact.id)
+    ):
+        found[contact.team.value].append(contact)
+    return found
 
 
 def _round(session: Session, alert: Alert, *, teams: Iterable[str], now: dt.datetime) -> None:
     """Alert the next contact of each of ``teams``, escalate if one has none, re-arm the timer."""
     facility = session.get_one(Facility, alert.facility_id)
     exhausted: list[str] = []
-    for team in teams:
-        contact = next(
-            (
-                c
-                for c in _contacts(session, alert.facility_id, team)
-                if c.id not in alert.alerted_contact_ids
-            ),
-            None,
-        )
+    queued: list[OutboundMessage] = []
+    alerted = list(alert.alerted_contact_ids)
+    for team, contacts in _contacts(session, alert.facility_id, teams).items():
+        contact = next((c for c in contacts if c.id not in alerted), None)
         if contact is None:
             exhausted.append(team)
             continue
@@ -196,23 +193,30 @@ def _round(session: Session, alert: Alert, *, teams: Iterable[str], now: dt.date
         text = alert.texts[language]
         if alert.step > 0:
             text = messages.escalated(language, text)
-        queue_sms(
-            session,
-            to=contact.phone,
-            body=text,
-            purpose="prealert" if alert.step == 0 else "escalation",
-            subject=alert.subject,
-            contact_id=contact.id,
-            facility_id=facility.id,
-            alert_id=alert.id,
-            language=language,
-            now=now,
+        queued.append(
+            queue_sms(
+                session,
+                to=contact.phone,
+                body=text,
+                purpose="prealert" if alert.step == 0 else "escalation",
+                subject=alert.subject,
+                contact_id=contact.id,
+                facility_id=facility.id,
+                alert_id=alert.id,
+                language=language,
+                now=now,
+                flush=False,
+            )
         )
-        alert.alerted_contact_ids = [*alert.alerted_contact_ids, contact.id]
+        alerted.append(contact.id)
+    alert.alerted_contact_ids = alerted
     if exhausted and alert.escalated_at is None:
         _escalate(session, alert, facility, now=now)
 
-    timers.cancel(session, subject=alert.subject, now=now, kinds=[STEP_KIND], include_running=False)
+    if alert.step > 0:  # a new alert has no step timer yet
+        timers.cancel(
+            session, subject=alert.subject, now=now, kinds=[STEP_KIND], include_running=False
+        )
     if _anything_left(session, alert):
         timers.schedule(
             session,
@@ -222,6 +226,8 @@ def _round(session: Session, alert: Alert, *, teams: Iterable[str], now: dt.date
             payload={"alert_id": alert.id, "step": alert.step},
         )
     session.flush()
+    for message in queued:
+        log_queued(message)
 
 
 def _anything_left(session: Session, alert: Alert) -> bool:
@@ -229,8 +235,8 @@ def _anything_left(session: Session, alert: Alert) -> bool:
         return True
     return any(
         c.id not in alert.alerted_contact_ids
-        for team in alert.teams
-        for c in _contacts(session, alert.facility_id, team)
+        for contacts in _contacts(session, alert.facility_id, alert.teams).values()
+        for c in contacts
     )
 
 
@@ -293,7 +299,8 @@ def area_coordinators(session: Session, facility: Facility) -> list[Recipient]:
             continue
         language = user.language if user.language in LANGUAGES else "zh"
         found.setdefault(user.phone, Recipient(user.phone, language, user_id=user.id))
-    for contact in _contacts(session, facility.id, Team.COORDINATOR.value):
+    coordinator = Team.COORDINATOR.value
+    for contact in _contacts(session, facility.id, [coordinator])[coordinator]:
         language = contact.language if contact.language in LANGUAGES else "zh"
         found.setdefault(contact.phone, Recipient(contact.phone, language, contact_id=contact.id))
     return list(found.values())
@@ -316,7 +323,8 @@ def on_message_failed(session: Session, *, message: OutboundMessage, now: dt.dat
     contact = session.get(Contact, message.contact_id)
     if contact is None or contact.team.value not in alert.teams:
         return  # a coordinator notice: there is nobody further to try
-    team_ids = {c.id for c in _contacts(session, alert.facility_id, contact.team.value)}
+    team = contact.team.value
+    team_ids = {c.id for c in _contacts(session, alert.facility_id, [team])[team]}
     latest = [cid for cid in alert.alerted_contact_ids if cid in team_ids or cid == contact.id]
     if not latest or latest[-1] != contact.id:
         return  # the team has already moved past this contact

@@ -77,8 +77,12 @@ def queue_sms(
     alert_id: int | None = None,
     language: str = "zh",
     now: dt.datetime,
+    flush: bool = True,
 ) -> OutboundMessage:
-    """Add one SMS to the outbox; the worker sends it after the caller's transaction commits."""
+    """Add one SMS to the outbox; the worker sends it after the caller's transaction commits.
+
+    ``flush=False`` leaves the INSERT to the caller's next flush (several messages then go in
+    one statement); the caller logs them with :func:`log_queued` once they have ids."""
     info = sms_segments(body)
     message = OutboundMessage(
         to_phone=to,
@@ -100,9 +104,14 @@ def queue_sms(
         updated_at=now,
     )
     session.add(message)
-    session.flush()
-    log.info("sms %s queued (%s) to %s", message.id, purpose, mask_phone(to))
+    if flush:
+        session.flush()
+        log_queued(message)
     return message
+
+
+def log_queued(message: OutboundMessage) -> None:
+    log.info("sms %s queued (%s) to %s", message.id, message.purpose, mask_phone(message.to_phone))
 
 
 def cancel_queued(session: Session, *, alert_id: int, now: dt.datetime) -> int:

@@ -2,9 +2,9 @@
 
     python bench/load.py [--minutes 5] [--database-url postgresql://…] [--keep]
 
-A fresh PostgreSQL database (``gc_load_<pid>`` on 127.0.0.1 unless ``--database-url``), two
-``greenchannel serve`` processes, one ``greenchannel worker`` and a fake Twilio on loopback. For
-the duration, from this process:
+A fresh PostgreSQL database (``gc_load_<pid>`` on 127.0.0.1 unless ``--database-url``), the demo
+prefecture's road network with every facility on a road, two ``greenchannel serve`` processes,
+one ``greenchannel worker`` and a fake Twilio on loopback. For the duration, from this process:
 
 - 100 clinics create referrals (one every ~40 s each, ~2.5/s in all; each cancels a case still
   unplaced after a minute, and marks the departure of an accepted one);
@@ -71,15 +71,32 @@ class Stats:
     statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     errors: list[str] = field(default_factory=list)
     created: dict[str, int] = field(default_factory=dict)  # idempotency key → referral id
+    slowest: list[tuple[float, float, str]] = field(default_factory=list)  # (seconds, at, name)
+    started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, name: str, seconds: float, status: int) -> None:
         with self.lock:
             self.latencies[name].append(seconds)
             self.statuses[name][status] += 1
+            self.slowest.append((seconds, time.monotonic() - seconds - self.started, name))
+            if len(self.slowest) > 200:
+                self.slowest.sort(reverse=True)
+                del self.slowest[20:]
 
 
-def build_region(url: str) -> dict[str, Any]:
+def build_roads(target: Path) -> list[tuple[float, float]]:
+    """The demo prefecture's road network, compiled to ``target``; returns its node positions
+    (every facility stands on a road, as a real registry's do, so every ETA is a road ETA)."""
+    from referral.demo import demo_road_network
+    from referral.demo_roads import save_network
+
+    network = demo_road_network().network
+    save_network(network, target)
+    return list(zip(network.lat.tolist(), network.lon.tolist(), strict=True))
+
+
+def build_region(url: str, sites: list[tuple[float, float]]) -> dict[str, Any]:
     """Facilities, contacts, capacity and a token per actor, straight into the database."""
     from facilities.accounts import create_user
     from facilities.db import make_engine
@@ -100,8 +117,8 @@ def build_region(url: str) -> dict[str, Any]:
                 code=f"H{n:02d}",
                 name=f"医院{n}",
                 kind=FacilityKind.COUNTY_HOSPITAL,
-                lat=29.0 + rng.random(),
-                lon=106.0 + rng.random(),
+                lat=(site := rng.choice(sites))[0],
+                lon=site[1],
                 maternal_level=level,
                 neonatal_level=level,
                 capabilities=sorted(CAPS),
@@ -146,8 +163,8 @@ def build_region(url: str) -> dict[str, Any]:
                 code=f"T{n:03d}",
                 name=f"卫生院{n}",
                 kind=FacilityKind.TOWNSHIP_HEALTH_CENTRE,
-                lat=29.0 + rng.random(),
-                lon=106.0 + rng.random(),
+                lat=(site := rng.choice(sites))[0],
+                lon=site[1],
                 maternal_level=1,
                 neonatal_level=1,
                 capabilities=[],
@@ -390,6 +407,7 @@ def main() -> None:
     parser.add_argument("--database-url", help="an empty PostgreSQL database (default: a new one)")
     parser.add_argument("--port", type=int, default=5600)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--log", help="write the web and worker processes' logs to this file")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the fake provider's access log
 
@@ -404,12 +422,12 @@ def main() -> None:
             conn.execute(text(f"CREATE DATABASE {created_db}"))
         admin.dispose()
         url = f"postgresql://postgres@127.0.0.1/{created_db}"
-    print(f"database {url}; building the region …", flush=True)
-    tokens = build_region(url)
     stats = Stats()
     stop = threading.Event()
     processes: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as folder, running_fake_twilio() as fake:
+        print(f"database {url}; building the roads and the region …", flush=True)
+        tokens = build_region(url, build_roads(Path(folder) / "roads.npz"))
         env = {
             **os.environ,
             "DATABASE_URL": url,
@@ -423,7 +441,8 @@ def main() -> None:
             "GREENCHANNEL_ROADS": f"{folder}/roads.npz",
         }
         ports = [args.port, args.port + 1]
-        logs = open(Path(folder) / "processes.log", "wb")  # noqa: SIM115
+        log_path = Path(args.log) if args.log else Path(folder) / "processes.log"
+        logs = open(log_path, "wb")  # noqa: SIM115
         for port in ports:
             processes.append(
                 subprocess.Popen(
@@ -454,7 +473,7 @@ def main() -> None:
                 f"{args.minutes:g} min against 2 web processes and 1 worker …",
                 flush=True,
             )
-            started = time.monotonic()
+            started = stats.started = time.monotonic()
             for thread in threads:
                 thread.start()
             stop.wait(args.minutes * 60)
@@ -514,6 +533,9 @@ def main() -> None:
         print(f"{verdict:<5} {name}: {detail}")
     for error in stats.errors[:10]:
         print(f"  error: {error}")
+    print("\nslowest requests (seconds into the run):")
+    for seconds, at, name in sorted(stats.slowest, reverse=True)[:8]:
+        print(f"  {seconds * 1000:7.0f} ms at {at:5.1f} s  {name}")
     if created_db and not args.keep:
         admin = create_engine(
             "postgresql+psycopg://postgres@127.0.0.1/postgres", isolation_level="AUTOCOMMIT"

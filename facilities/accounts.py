@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from facilities.models import ApiToken, LoginFailure, Role, User
 from facilities.registry import NotFound, RegistryError, check_phone, get_facility
@@ -135,7 +135,11 @@ def revoke_tokens(session: Session, *, user: User, now: dt.datetime) -> int:
 
 def user_for_token(session: Session, token: str, *, now: dt.datetime) -> User | None:
     """The active user a bearer token belongs to, or ``None`` for an unknown or revoked token."""
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_hash(token)))
+    row = session.scalar(
+        select(ApiToken)
+        .options(joinedload(ApiToken.user))
+        .where(ApiToken.token_hash == _token_hash(token))
+    )
     if row is None or row.revoked_at is not None or not row.user.active:
         return None
     # Touch last_used_at at most once a minute: a write per request would serialise traffic.

@@ -13,9 +13,9 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, false, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from facilities.models import Contact, Facility, FacilityKind, Team
@@ -410,13 +410,35 @@ def facility_area(facility: Facility) -> str:
     return "/".join(part for part in (facility.province, facility.city, facility.county) if part)
 
 
-def area_covers(area: str, facility: Facility) -> bool:
+class Placed(Protocol):
+    """Where a facility stands in the administrative tree (a Facility, or a row of one)."""
+
+    @property
+    def province(self) -> str: ...
+    @property
+    def city(self) -> str: ...
+    @property
+    def county(self) -> str: ...
+
+
+def _area_parts(area: str) -> list[str]:
+    return [part for part in area.split("/") if part]
+
+
+def area_covers(area: str, facility: Placed) -> bool:
     """A coordinator's area ("Province/City") covers facilities at or below it; "" covers all."""
-    if not area:
-        return True
-    wanted = [part for part in area.split("/") if part]
+    wanted = _area_parts(area)
     have = [facility.province, facility.city, facility.county]
     return have[: len(wanted)] == wanted
+
+
+def area_clause(area: str, facility: Any) -> ColumnElement[bool]:
+    """:func:`area_covers` as SQL, on ``facility`` (the Facility class or an alias of it)."""
+    parts = _area_parts(area)
+    if len(parts) > 3:
+        return false()  # deeper than a county: no facility has that many levels
+    columns = (facility.province, facility.city, facility.county)
+    return and_(true(), *(column == part for column, part in zip(columns, parts, strict=False)))
 
 
 # ---------------------------------------------------------------------------- export

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -50,14 +50,65 @@ class StatusView:
         }
 
 
+class StatusFields(Protocol):
+    """The columns of ``facility_status`` (a FacilityStatus, or a row with the same names)."""
+
+    @property
+    def beds_obstetric(self) -> int | None: ...
+    @property
+    def beds_maternal_icu(self) -> int | None: ...
+    @property
+    def beds_nicu(self) -> int | None: ...
+    @property
+    def beds_reported_at(self) -> dt.datetime | None: ...
+    @property
+    def diversion(self) -> Diversion: ...
+    @property
+    def diversion_reason(self) -> str: ...
+    @property
+    def diversion_reported_at(self) -> dt.datetime | None: ...
+    @property
+    def unavailable(self) -> list[str]: ...
+    @property
+    def unavailable_reported_at(self) -> dt.datetime | None: ...
+    @property
+    def reported_at(self) -> dt.datetime | None: ...
+    @property
+    def reported_by(self) -> str: ...
+    @property
+    def channel(self) -> Channel | None: ...
+
+
+# What a row must select for :func:`view_of` (``status_id`` is NULL when nothing was reported).
+STATUS_COLUMNS = (
+    FacilityStatus.facility_id.label("status_id"),
+    FacilityStatus.beds_obstetric,
+    FacilityStatus.beds_maternal_icu,
+    FacilityStatus.beds_nicu,
+    FacilityStatus.beds_reported_at,
+    FacilityStatus.diversion,
+    FacilityStatus.diversion_reason,
+    FacilityStatus.diversion_reported_at,
+    FacilityStatus.unavailable,
+    FacilityStatus.unavailable_reported_at,
+    FacilityStatus.reported_at,
+    FacilityStatus.reported_by,
+    FacilityStatus.channel,
+)
+
+
 def status_view(facility: Facility, *, now: dt.datetime, grace: dt.timedelta) -> StatusView:
-    """The facility's status, with ``stale`` set when figures are missing or older than ``grace``.
+    """The facility's status, stale where figures are missing or older than ``grace``."""
+    return view_of(facility.status, now=now, grace=grace)
+
+
+def view_of(status: StatusFields | None, *, now: dt.datetime, grace: dt.timedelta) -> StatusView:
+    """The status of these columns (None: never reported), stale past ``grace``.
 
     A facility that has never reported bed figures is stale: an unknown count is unconfirmed.
     Diversion and unavailable services only go stale once reported (their default, "normal" and
     "nothing unavailable", is the standing state of a working hospital).
     """
-    status = facility.status
     if status is None:
         return StatusView(
             beds=dict.fromkeys(BED_TYPES),

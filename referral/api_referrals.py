@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload, selectinload
 
 from facilities import clock, registry
 from facilities.db import db
-from facilities.models import Role, User
-from referral import audit, observability, service
+from facilities.models import Facility, Role, User
+from referral import audit, documents, observability, service
 from referral.auth import channel, require_user
 from referral.errors import Forbidden, NotFoundError
 from referral.models import OPEN_STATUSES, Offer, Referral, ReferralStatus
@@ -192,14 +191,12 @@ def actor_for(user: User) -> service.Actor:
 
 
 def audited(action: str, actor: service.Actor, referral_id: int | None, **detail: Any) -> None:
-    """One audit row in this request's transaction (who, when, what, which case)."""
-    audit.record(
+    """One audit row in this request's transaction (who, when, what, which case); the web
+    pages use it too."""
+    audit.by(
         db.session,
+        actor,
         action=action,
-        actor=actor.name,
-        channel=actor.channel,
-        role=actor.role.value if actor.role else "",
-        user_id=actor.user_id,
         referral_id=referral_id,
         request_id=observability.request_id(),
         now=clock.now(),
@@ -207,76 +204,22 @@ def audited(action: str, actor: service.Actor, referral_id: int | None, **detail
     )
 
 
-def referral_out(referral: Referral) -> dict[str, Any]:
-    rules = current_app.extensions["greenchannel.rules"]
-    advice = {
-        language: [
-            rules.conditions[c].advice[language]
-            for c in referral.case.get("conditions", [])
-            if c in rules.conditions
-        ]
-        for language in ("zh", "en")
-    }
-    destination = referral.destination
-    return {
-        "id": referral.id,
-        "code": referral.code,
-        "status": referral.status.value,
-        "urgency": referral.urgency,
-        "patient_kind": referral.patient_kind,
-        "outreach": referral.outreach,
-        "origin_facility": referral.origin.code,
-        "origin_name": referral.origin.name,
-        "destination": destination.code if destination else None,
-        "destination_name": destination.name if destination else None,
-        "case": referral.case,
-        "requirements": referral.requirements,
-        "reasons": referral.reasons,
-        "advice": advice,
-        "window_minutes": referral.window_minutes,
-        "offers": [offer_out(o) for o in referral.offers],
-        "timeline": [
-            {
-                "at": e.at,
-                "kind": e.kind,
-                "actor": e.actor,
-                "channel": e.channel,
-                "offer_id": e.offer_id,
-                "detail": e.detail,
-            }
-            for e in referral.events
-        ],
-        "intervals": service.intervals(referral),
-        "created_at": referral.created_at,
-        "accepted_at": referral.accepted_at,
-        "departed_at": referral.departed_at,
-        "arrived_at": referral.arrived_at,
-        "completed_at": referral.completed_at,
-        "outcome": referral.outcome,
-        "cancel_reason": referral.cancel_reason,
-    }
+def answer(referral_id: int, status: int = 200) -> Response:
+    """The case's document (read after the change committed), as the JSON answer."""
+    (case,) = documents.load(db.session, [referral_id])
+    return documents.json_response(documents.document(case, documents.rules()), status)
 
 
-def offer_out(offer: Offer) -> dict[str, Any]:
-    return {
-        "id": offer.id,
-        "facility": offer.facility.code,
-        "facility_name": offer.facility.name,
-        "status": offer.status.value,
-        "kind": offer.kind,
-        "rank": offer.rank,
-        "eta_minutes": offer.eta_minutes,
-        "distance_km": offer.distance_km,
-        "estimate": offer.estimate,
-        "reasons": offer.reasons,
-        "offered_at": offer.offered_at,
-        "expires_at": offer.expires_at,
-        "answered_at": offer.answered_at,
-        "answered_by": offer.answered_by,
-        "answer_minutes": offer.answer_minutes,
-        "decline_reason": offer.decline_reason.value if offer.decline_reason else None,
-        "decline_note": offer.decline_note,
-    }
+def in_area(statement: Select[Any], area: str) -> Select[Any]:
+    """Only the cases a coordinator of ``area`` sees: the origin, the destination or an offered
+    hospital in the area (``service.can_see`` checks each case again)."""
+    here = select(Facility.id).where(registry.area_clause(area, Facility))
+    offered = select(Offer.referral_id).where(Offer.facility_id.in_(here))
+    return statement.where(
+        Referral.origin_facility_id.in_(here)
+        | Referral.destination_facility_id.in_(here)
+        | Referral.id.in_(offered)
+    )
 
 
 def load_visible(referral_id: int, actor: service.Actor) -> Referral:
@@ -299,29 +242,15 @@ def case_from(body: dict[str, Any]) -> Case:
     )
 
 
-# A board lists up to 500 cases: load what referral_out and can_view read in a few queries
-# rather than several per case.
-BOARD_LOADING = (
-    joinedload(Referral.origin),
-    joinedload(Referral.destination),
-    selectinload(Referral.offers).joinedload(Offer.facility),
-    selectinload(Referral.events),
-)
-
-
 @blp.route("")
 class Referrals(MethodView):
     @blp.arguments(ReferralQuerySchema, location="query")
     @blp.response(200, ReferralListSchema)
-    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+    def get(self, query: dict[str, Any]) -> Response:
         """The cases this user may see, newest first; ``status=active`` for every open case."""
         user = require_user()
         actor = actor_for(user)
-        statement = (
-            select(Referral)
-            .options(*BOARD_LOADING)
-            .order_by(Referral.created_at.desc(), Referral.id.desc())
-        )
+        statement = documents.REFERRALS.order_by(Referral.created_at.desc(), Referral.id.desc())
         wanted = query.get("status")
         if wanted == "active":
             statement = statement.where(Referral.status.in_(OPEN_STATUSES))
@@ -334,14 +263,16 @@ class Referrals(MethodView):
             statement = statement.where(
                 (Referral.origin_facility_id == user.facility_id) | Referral.id.in_(offered)
             )
-        rows = [
-            r
-            for r in db.session.scalars(statement.limit(query["limit"] * 2))
-            if service.can_view(actor, r)
-        ][: query["limit"]]
-        audited("list", actor, None, referral_ids=[r.id for r in rows], status=wanted or "")
+        elif user.role is Role.COORDINATOR and user.area:
+            statement = in_area(statement, user.area)
+        rows = db.session.execute(statement.limit(query["limit"])).all()
+        cases = [case for case in documents.complete(db.session, rows) if case.visible_to(actor)]
+        audited("list", actor, None, referral_ids=[c.id for c in cases], status=wanted or "")
         db.session.commit()
-        return {"referrals": [referral_out(r) for r in rows]}
+        rules = documents.rules()
+        return documents.json_response(
+            {"referrals": [documents.document(case, rules) for case in cases]}
+        )
 
     @blp.arguments(ReferralInSchema)
     @blp.response(201, ReferralOutSchema)
@@ -392,19 +323,21 @@ class Referrals(MethodView):
             referral, created = service.create_referral(db.session, **arguments)
             audited("create" if created else "create_repeat", arguments["actor"], referral.id)
             db.session.commit()
-        return referral_out(referral), 201 if created else 200
+        return answer(referral.id, 201 if created else 200)
 
 
 @blp.route("/<int:referral_id>")
 class ReferralItem(MethodView):
     @blp.response(200, ReferralOutSchema)
-    def get(self, referral_id: int) -> dict[str, Any]:
+    def get(self, referral_id: int) -> Response:
         """One case with its offers, timeline and intervals."""
         actor = actor_for(require_user())
-        referral = load_visible(referral_id, actor)
-        audited("view", actor, referral.id)
+        found = documents.load(db.session, [referral_id])
+        if not found or not found[0].visible_to(actor):
+            raise NotFoundError(f"no referral {referral_id}", field="id")
+        audited("view", actor, referral_id)
         db.session.commit()
-        return referral_out(referral)
+        return documents.json_response(documents.document(found[0], documents.rules()))
 
 
 def _offer_action(referral_id: int, offer_id: int) -> tuple[service.Actor, Referral, Offer]:
@@ -417,7 +350,7 @@ def _offer_action(referral_id: int, offer_id: int) -> tuple[service.Actor, Refer
 @blp.route("/<int:referral_id>/offers/<int:offer_id>/accept", methods=["POST"])
 @blp.arguments(AcceptSchema)
 @blp.response(200, ReferralOutSchema)
-def accept(body: dict[str, Any], referral_id: int, offer_id: int) -> dict[str, Any]:
+def accept(body: dict[str, Any], referral_id: int, offer_id: int) -> Response:
     """The offered hospital (or a coordinator) accepts. 409 when the offer is not pending."""
     actor, referral, offer = _offer_action(referral_id, offer_id)
     service.accept_offer(
@@ -431,13 +364,13 @@ def accept(body: dict[str, Any], referral_id: int, offer_id: int) -> dict[str, A
     )
     audited("accept", actor, referral.id)
     db.session.commit()
-    return referral_out(referral)
+    return answer(referral.id)
 
 
 @blp.route("/<int:referral_id>/offers/<int:offer_id>/decline", methods=["POST"])
 @blp.arguments(DeclineSchema)
 @blp.response(200, ReferralOutSchema)
-def decline(body: dict[str, Any], referral_id: int, offer_id: int) -> dict[str, Any]:
+def decline(body: dict[str, Any], referral_id: int, offer_id: int) -> Response:
     """The offered hospital declines with a reason; the case moves on by itself."""
     actor, referral, offer = _offer_action(referral_id, offer_id)
     service.decline_offer(
@@ -452,7 +385,7 @@ def decline(body: dict[str, Any], referral_id: int, offer_id: int) -> dict[str, 
     )
     audited("decline", actor, referral.id)
     db.session.commit()
-    return referral_out(referral)
+    return answer(referral.id)
 
 
 def _journey(referral_id: int) -> tuple[service.Actor, Referral]:
@@ -463,31 +396,31 @@ def _journey(referral_id: int) -> tuple[service.Actor, Referral]:
 @blp.route("/<int:referral_id>/depart", methods=["POST"])
 @blp.arguments(EmptySchema)
 @blp.response(200, ReferralOutSchema)
-def depart(_body: dict[str, Any], referral_id: int) -> dict[str, Any]:
+def depart(_body: dict[str, Any], referral_id: int) -> Response:
     """The referring facility: the patient has left with an escort."""
     actor, referral = _journey(referral_id)
     service.depart(db.session, referral=referral, actor=actor, now=clock.now())
     audited("depart", actor, referral.id)
     db.session.commit()
-    return referral_out(referral)
+    return answer(referral.id)
 
 
 @blp.route("/<int:referral_id>/arrive", methods=["POST"])
 @blp.arguments(EmptySchema)
 @blp.response(200, ReferralOutSchema)
-def arrive(_body: dict[str, Any], referral_id: int) -> dict[str, Any]:
+def arrive(_body: dict[str, Any], referral_id: int) -> Response:
     """The receiving hospital: the patient is here."""
     actor, referral = _journey(referral_id)
     service.arrive(db.session, referral=referral, actor=actor, now=clock.now())
     audited("arrive", actor, referral.id)
     db.session.commit()
-    return referral_out(referral)
+    return answer(referral.id)
 
 
 @blp.route("/<int:referral_id>/complete", methods=["POST"])
 @blp.arguments(CompleteSchema)
 @blp.response(200, ReferralOutSchema)
-def complete(body: dict[str, Any], referral_id: int) -> dict[str, Any]:
+def complete(body: dict[str, Any], referral_id: int) -> Response:
     """The receiving hospital records the outcome and closes the case."""
     actor, referral = _journey(referral_id)
     service.complete(
@@ -495,13 +428,13 @@ def complete(body: dict[str, Any], referral_id: int) -> dict[str, Any]:
     )
     audited("complete", actor, referral.id)
     db.session.commit()
-    return referral_out(referral)
+    return answer(referral.id)
 
 
 @blp.route("/<int:referral_id>/cancel", methods=["POST"])
 @blp.arguments(CancelSchema)
 @blp.response(200, ReferralOutSchema)
-def cancel(body: dict[str, Any], referral_id: int) -> dict[str, Any]:
+def cancel(body: dict[str, Any], referral_id: int) -> Response:
     """Cancel with a reason; pending offers are withdrawn and every timer stops."""
     actor, referral = _journey(referral_id)
     service.cancel(
@@ -514,13 +447,13 @@ def cancel(body: dict[str, Any], referral_id: int) -> dict[str, Any]:
     )
     audited("cancel", actor, referral.id)
     db.session.commit()
-    return referral_out(referral)
+    return answer(referral.id)
 
 
 @blp.route("/<int:referral_id>/redirect", methods=["POST"])
 @blp.arguments(RedirectSchema)
 @blp.response(200, ReferralOutSchema)
-def redirect_case(body: dict[str, Any], referral_id: int) -> dict[str, Any]:
+def redirect_case(body: dict[str, Any], referral_id: int) -> Response:
     """A coordinator sends the case to a facility of their choice, with a reason."""
     actor, referral = _journey(referral_id)
     if actor.role not in (Role.COORDINATOR, Role.ADMIN):
@@ -540,13 +473,13 @@ def redirect_case(body: dict[str, Any], referral_id: int) -> dict[str, Any]:
     )
     audited("redirect", actor, referral.id)
     db.session.commit()
-    return referral_out(referral)
+    return answer(referral.id)
 
 
 @blp.route("/<int:referral_id>/reopen", methods=["POST"])
 @blp.arguments(EmptySchema)
 @blp.response(200, ReferralOutSchema)
-def reopen(_body: dict[str, Any], referral_id: int) -> dict[str, Any]:
+def reopen(_body: dict[str, Any], referral_id: int) -> Response:
     """A coordinator asks every capable hospital again for an unplaced case."""
     actor, referral = _journey(referral_id)
     service.reopen(
@@ -554,4 +487,4 @@ def reopen(_body: dict[str, Any], referral_id: int) -> dict[str, Any]:
     )
     audited("reopen", actor, referral.id)
     db.session.commit()
-    return referral_out(referral)
+    return answer(referral.id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import ORMExecuteState, Session
@@ -50,6 +50,44 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+class Who(Protocol):
+    """Whoever acts (a ``service.Actor``): a user on the web or the API, or an SMS contact."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def role(self) -> Any: ...
+    @property
+    def user_id(self) -> int | None: ...
+
+
+def by(
+    session: Session,
+    who: Who,
+    *,
+    action: str,
+    now: dt.datetime,
+    referral_id: int | None = None,
+    request_id: str = "",
+    **detail: Any,
+) -> AuditEntry:
+    """One audit row for what ``who`` did or saw (committed with the caller's transaction)."""
+    return record(
+        session,
+        action=action,
+        actor=who.name,
+        channel=who.channel,
+        role=who.role.value if who.role else "",
+        user_id=who.user_id,
+        referral_id=referral_id,
+        request_id=request_id,
+        now=now,
+        **detail,
+    )
 
 
 def trail(session: Session, *, referral_id: int) -> list[AuditEntry]:

@@ -402,14 +402,36 @@ def retention(days: int | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int)
-def serve(host: str, port: int, threads: int) -> None:
+@click.option(
+    "--connection-limit",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="open client connections kept at once (phones keep theirs open between polls)",
+)
+def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
     """Serve the web app and the API (no scheduler: run `greenchannel worker` beside it)."""
-    from waitress import serve as waitress_serve
-
     app = _app()
     _warm_up(app)
     click.echo(f"greenchannel web on http://{host}:{port}/")
-    waitress_serve(app, host=host, port=port, threads=threads, ident="greenchannel")
+    _waitress(app, host=host, port=port, threads=threads, connection_limit=connection_limit)
+
+
+def _waitress(
+    app: Flask, *, host: str, port: int, threads: int = 8, connection_limit: int = 1000
+) -> None:
+    """waitress, with room for every board, phone and poller that keeps a connection open (its
+    own default of 100 leaves the 101st client waiting, unanswered, for an idle one to close)."""
+    from waitress import serve as waitress_serve
+
+    waitress_serve(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        connection_limit=connection_limit,
+        ident="greenchannel",
+    )
 
 
 def _warm_up(app: Flask) -> None:
@@ -535,8 +557,6 @@ def demo(host: str, port: int, no_serve: bool, scenario: str | None, fast: bool)
         click.echo(walkthrough(base, tokens))
     if no_serve:
         return
-    from waitress import serve as waitress_serve
-
     from alerts.worker import start_background_worker
 
     _warm_up(app)
@@ -548,6 +568,6 @@ def demo(host: str, port: int, no_serve: bool, scenario: str | None, fast: bool)
     click.echo("  SMS are printed below instead of being sent. Ctrl-C stops the demo.\n")
     scheduler = start_background_worker(**arguments, interval_seconds=0.5)
     try:
-        waitress_serve(app, host=host, port=port, threads=8, ident="greenchannel")
+        _waitress(app, host=host, port=port)
     finally:
         scheduler.shutdown(wait=False)

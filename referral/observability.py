@@ -129,6 +129,10 @@ class JsonFormatter(logging.Formatter):
 
 
 _HANDLER_MARK = "_greenchannel_json"
+# Libraries that narrate every step at INFO: the Twilio SDK writes seven lines per SMS (URL,
+# headers, status), APScheduler two per tick. Our own lines already say what was sent and when;
+# theirs only buried them and cost the worker CPU. Their warnings and errors still show.
+CHATTY = ("twilio.http_client", "apscheduler")
 
 
 def configure_logging(stream: IO[str] | None = None, level: int = logging.INFO) -> logging.Handler:
@@ -146,6 +150,8 @@ def configure_logging(stream: IO[str] | None = None, level: int = logging.INFO) 
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > level:
         root.setLevel(level)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
     return handler
 
 

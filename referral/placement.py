@@ -17,11 +17,11 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 import routing
-from facilities.models import Facility, FacilityKind
-from facilities.status import status_view
+from facilities.models import Facility, FacilityKind, FacilityStatus
+from facilities.status import STATUS_COLUMNS, view_of
 from referral.rules import Need, Rules
 
 log = logging.getLogger(__name__)
@@ -57,27 +57,44 @@ def current_placement() -> Any:
 def snapshots(
     session: Session, *, rules: Rules, now: dt.datetime, only: Sequence[str] | None = None
 ) -> list[routing.FacilitySnapshot]:
-    query = select(Facility).options(selectinload(Facility.status)).order_by(Facility.code)
+    """Every facility as the router sees it right now (read as rows, not ORM objects: this runs
+    for every referral and every move-on, and the registry and its live status change at any
+    moment, so nothing is cached between calls)."""
+    query = (
+        select(
+            Facility.code,
+            Facility.name,
+            Facility.lat,
+            Facility.lon,
+            Facility.maternal_level,
+            Facility.neonatal_level,
+            Facility.capabilities,
+            Facility.active,
+            *STATUS_COLUMNS,
+        )
+        .outerjoin(FacilityStatus, FacilityStatus.facility_id == Facility.id)
+        .order_by(Facility.code)
+    )
     if only is not None:
         query = query.where(Facility.code.in_(list(only)))
     result = []
-    for facility in session.scalars(query):
-        view = status_view(facility, now=now, grace=rules.stale_grace)
+    for row in session.execute(query):
+        view = view_of(row if row.status_id is not None else None, now=now, grace=rules.stale_grace)
         result.append(
             routing.FacilitySnapshot(
-                code=facility.code,
-                name=facility.name,
-                lat=facility.lat,
-                lon=facility.lon,
-                maternal_level=facility.maternal_level,
-                neonatal_level=facility.neonatal_level,
-                capabilities=frozenset(facility.capabilities),
+                code=row.code,
+                name=row.name,
+                lat=row.lat,
+                lon=row.lon,
+                maternal_level=row.maternal_level,
+                neonatal_level=row.neonatal_level,
+                capabilities=frozenset(row.capabilities),
                 unavailable=frozenset(view.unavailable),
                 beds=dict(view.beds),
                 diversion=view.diversion.value,
                 diversion_reason=view.diversion_reason,
                 stale=view.stale,
-                active=facility.active,
+                active=row.active,
             )
         )
     return result

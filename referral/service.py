@@ -15,15 +15,15 @@ import math
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from alerts import escalation, messages, timers
 from alerts.outbox import queue_sms
 from facilities.models import Facility, Role, Team
-from facilities.registry import area_covers
+from facilities.registry import Placed, area_covers
 from referral import placement
 from referral.errors import Conflict, Forbidden, NotFoundError, ServiceError
 from referral.models import (
@@ -307,17 +307,25 @@ def create_referral(
 # ---------------------------------------------------------------------------- offers
 
 
-def _serialise_movers(session: Session, referral: Referral) -> None:
-    """Two moves of one case at once (both parallel offers declined in the same instant, a
-    decline and an expiry) must not both pick from the same snapshot, or they ask the same next
-    hospital twice. On PostgreSQL a transaction lock per case queues them, and the offers are
-    read again once it is held. (SQLite writes one transaction at a time already.) An advisory
-    lock rather than ``FOR UPDATE`` on the referral: an accept holds that row while it withdraws
-    the other offers, and an expiry holding one of those offers would deadlock with it."""
+def lock_case(session: Session, referral: Referral) -> None:
+    """Take the case's row lock before changing anything about it, then read it again.
+
+    Every change of a case (an answer, an expiry, a move-on, a cancellation, a redirect, a
+    journey step) starts here, so on PostgreSQL they queue one behind another in one order: the
+    case first, then its offers, alerts and timers. Without one order an accept (which holds the
+    case while it withdraws the other offers) and a decline (which holds its offer while it
+    updates the case) each waited for the other's lock until PostgreSQL aborted one. Two
+    movers (both parallel offers declined in the same instant, a decline and an expiry) also
+    never pick from the same snapshot, so they never ask the same next hospital twice.
+    ``FOR NO KEY UPDATE`` is the lock an UPDATE takes: it does not block the inserts of
+    timeline rows that reference the case. SQLite writes one transaction at a time already.
+    Taking it again in the same transaction costs one round trip and waits for nothing."""
     if session.get_bind().dialect.name != "postgresql":
         return
     session.flush()
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": referral.id})
+    session.execute(
+        select(Referral.id).where(Referral.id == referral.id).with_for_update(key_share=True)
+    )
     session.scalars(
         select(Referral).where(Referral.id == referral.id).execution_options(populate_existing=True)
     ).all()
@@ -346,7 +354,7 @@ def offer_next(
 
     Nobody left → the case is ``unplaced`` and the area coordinators are told.
     """
-    _serialise_movers(session, referral)
+    lock_case(session, referral)
     if referral.status not in (
         ReferralStatus.REQUESTED,
         ReferralStatus.OFFERED,
@@ -563,6 +571,7 @@ def accept_offer(
     now: dt.datetime,
 ) -> Referral:
     """The hospital accepts: exactly one acceptance wins; every other offer is withdrawn."""
+    lock_case(session, referral)
     _check_answerer(actor, offer)
     if offer.status is not OfferStatus.PENDING:
         raise _not_pending(offer)
@@ -637,6 +646,7 @@ def decline_offer(
     now: dt.datetime,
 ) -> Referral:
     """The hospital declines with a reason (首诊负责制: refusal must be justified)."""
+    lock_case(session, referral)
     _check_answerer(actor, offer)
     try:
         clean = DeclineReason(reason.strip().upper())
@@ -682,7 +692,8 @@ def expire_offer(session: Session, *, place: Placement, offer_id: int, now: dt.d
     offer = session.get(Offer, offer_id)
     if offer is None or offer.status is not OfferStatus.PENDING:
         return  # answered or withdrawn meanwhile: a stale timer is a no-op
-    if now < offer.expires_at:
+    lock_case(session, offer.referral)
+    if offer.status is not OfferStatus.PENDING or now < offer.expires_at:
         return
     if not _swap_offer(session, offer, status=OfferStatus.EXPIRED, answered_at=now):
         return
@@ -806,6 +817,7 @@ def _check_role(actor: Actor, allowed: set[Role], facility_id: int | None, what:
 
 def depart(session: Session, *, referral: Referral, actor: Actor, now: dt.datetime) -> Referral:
     """The referring clinic says the patient has left, escorted, for the accepted destination."""
+    lock_case(session, referral)
     _check_role(
         actor,
         {Role.CLINIC, Role.HOSPITAL, Role.COORDINATOR},
@@ -831,6 +843,7 @@ def depart(session: Session, *, referral: Referral, actor: Actor, now: dt.dateti
 
 def arrive(session: Session, *, referral: Referral, actor: Actor, now: dt.datetime) -> Referral:
     """The receiving hospital says the patient is here (a missed departure is tolerated)."""
+    lock_case(session, referral)
     _check_role(
         actor,
         {Role.HOSPITAL, Role.COORDINATOR},
@@ -868,6 +881,7 @@ def arrive(session: Session, *, referral: Referral, actor: Actor, now: dt.dateti
 def complete(
     session: Session, *, referral: Referral, actor: Actor, outcome: str, now: dt.datetime
 ) -> Referral:
+    lock_case(session, referral)
     _check_role(
         actor, {Role.HOSPITAL, Role.COORDINATOR}, referral.destination_facility_id, "complete"
     )
@@ -903,6 +917,7 @@ def cancel(
     note: str = "",
     now: dt.datetime,
 ) -> Referral:
+    lock_case(session, referral)
     _check_role(
         actor, {Role.CLINIC, Role.HOSPITAL, Role.COORDINATOR}, referral.origin_facility_id, "cancel"
     )
@@ -969,6 +984,7 @@ def redirect(
     Pending offers are withdrawn; an accepted destination is released. If the chosen facility
     lacks a requirement, the timeline says so: the coordinator decides, the record shows it.
     """
+    lock_case(session, referral)
     if actor.role not in (Role.COORDINATOR, Role.ADMIN):
         raise Forbidden("only a coordinator may redirect a case", field="facility")
     if not reason.strip():
@@ -1037,6 +1053,7 @@ def reopen(
     session: Session, *, place: Placement, referral: Referral, actor: Actor, now: dt.datetime
 ) -> list[Offer]:
     """A coordinator re-opens offers for an unplaced case, asking everyone capable again."""
+    lock_case(session, referral)
     if actor.role not in (Role.COORDINATOR, Role.ADMIN):
         raise Forbidden("only a coordinator may re-open offers", field="id")
     if referral.status is not ReferralStatus.UNPLACED:
@@ -1054,7 +1071,26 @@ def reopen(
 # ---------------------------------------------------------------------------- reading
 
 
-def intervals(referral: Referral) -> dict[str, float | None]:
+class Milestones(Protocol):
+    """The times of a case's milestones (a Referral, or a row of one)."""
+
+    @property
+    def created_at(self) -> dt.datetime: ...
+    @property
+    def first_alert_at(self) -> dt.datetime | None: ...
+    @property
+    def first_answer_at(self) -> dt.datetime | None: ...
+    @property
+    def accepted_at(self) -> dt.datetime | None: ...
+    @property
+    def departed_at(self) -> dt.datetime | None: ...
+    @property
+    def arrived_at(self) -> dt.datetime | None: ...
+    @property
+    def completed_at(self) -> dt.datetime | None: ...
+
+
+def intervals(referral: Milestones) -> dict[str, float | None]:
     """The report card of DOMAIN.md §6, in minutes (None while a milestone is missing)."""
 
     def minutes(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
@@ -1080,15 +1116,39 @@ def get_referral(session: Session, referral_id: int) -> Referral:
     return referral
 
 
-def can_view(actor: Actor, referral: Referral) -> bool:
+class FacilityRef(Placed, Protocol):
+    """A facility as far as seeing a case goes: its id and its place (a Facility or a row)."""
+
+    @property
+    def id(self) -> int: ...
+
+
+def can_see(
+    actor: Actor,
+    *,
+    origin: FacilityRef,
+    destination: FacilityRef | None,
+    offered: Sequence[FacilityRef],
+) -> bool:
+    """Who may see a case: admins; coordinators whose area holds the origin, the destination or
+    an offered hospital; the referring facility's users; the offered hospitals' users."""
     if actor.role is Role.ADMIN:
         return True
     if actor.role is Role.COORDINATOR:
         return (
-            area_covers(actor.area, referral.origin)
-            or (referral.destination is not None and area_covers(actor.area, referral.destination))
-            or any(area_covers(actor.area, o.facility) for o in referral.offers)
+            area_covers(actor.area, origin)
+            or (destination is not None and area_covers(actor.area, destination))
+            or any(area_covers(actor.area, facility) for facility in offered)
         )
-    if actor.facility_id == referral.origin_facility_id:
+    if actor.facility_id == origin.id:
         return True
-    return any(o.facility_id == actor.facility_id for o in referral.offers)
+    return any(facility.id == actor.facility_id for facility in offered)
+
+
+def can_view(actor: Actor, referral: Referral) -> bool:
+    return can_see(
+        actor,
+        origin=referral.origin,
+        destination=referral.destination,
+        offered=[offer.facility for offer in referral.offers],
+    )

@@ -20,7 +20,7 @@ from alerts.inbound import ReplyRejected
 from alerts.models import Alert, Timer
 from alerts.replies import OfferReply
 from facilities.models import Contact, Facility, Role, Team, User
-from referral import service
+from referral import audit, service
 from referral.errors import ServiceError
 from referral.models import Offer, OfferStatus
 from referral.rules import Rules
@@ -77,6 +77,13 @@ def handle_offer_reply(
                 note=reply.note or "SMS",
                 now=now,
             )
+        audit.by(
+            session,
+            actor,
+            action="accept" if reply.accept else "decline",
+            referral_id=referral.id,
+            now=now,
+        )
     except ServiceError as exc:
         if offer.status is not OfferStatus.PENDING or isinstance(exc, service.StateConflict):
             raise ReplyRejected(messages.not_open(language, code=referral.code)) from None
@@ -206,6 +213,7 @@ def handle_ref_command(
         )
     except (ServiceError, TriageError) as exc:
         return str(exc)
+    audit.by(session, actor, action="create", referral_id=referral.id, now=now)
     pending = [o for o in referral.offers if o.status is OfferStatus.PENDING]
     if not pending:
         return (

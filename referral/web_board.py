@@ -19,6 +19,7 @@ from referral import service
 from referral.api_referrals import actor_for
 from referral.models import OPEN_STATUSES, Referral, RoadClosure
 from referral.web import page_error, page_for, page_user
+from referral.web_cases import audit_list
 from referral.web_labels import attention, board_order
 
 bp = Blueprint("board", __name__)
@@ -76,7 +77,9 @@ def board_context() -> dict[str, Any]:
 @bp.get("/board")
 @page_for(*COORDINATORS)
 def index() -> str:
-    return render_template("board.html", **board_context())
+    context = board_context()
+    audit_list(context["user"], context["cases"])
+    return render_template("board.html", **context)
 
 
 @bp.get("/board/live")

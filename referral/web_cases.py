@@ -5,6 +5,7 @@ with the server-side form actions behind them."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -16,9 +17,9 @@ from werkzeug.wrappers import Response
 
 from facilities import clock, registry
 from facilities.db import db
-from facilities.models import Role
+from facilities.models import Role, User
 from referral import service
-from referral.api_referrals import actor_for, case_from
+from referral.api_referrals import actor_for, audited, case_from
 from referral.errors import NotFoundError, ServiceError
 from referral.models import OPEN_STATUSES, Offer, OfferStatus, Referral
 from referral.placement import current_placement
@@ -81,6 +82,7 @@ def clinic() -> str:
     user = page_user()
     assert user.facility_id is not None
     open_cases, recent = clinic_cases(user.facility_id)
+    audit_list(user, [*open_cases, *recent])
     return render_template(
         "clinic.html",
         user=user,
@@ -146,11 +148,13 @@ def create() -> Response:
             "now": clock.now(),
         }
         try:
-            referral, _created = service.create_referral(db.session, **arguments)
+            referral, created = service.create_referral(db.session, **arguments)
+            audited("create" if created else "create_repeat", arguments["actor"], referral.id)
             db.session.commit()
         except IntegrityError:
             db.session.rollback()
-            referral, _created = service.create_referral(db.session, **arguments)
+            referral, created = service.create_referral(db.session, **arguments)
+            audited("create" if created else "create_repeat", arguments["actor"], referral.id)
             db.session.commit()
     except (ServiceError, TriageError) as exc:
         if isinstance(exc, ServiceError):
@@ -200,10 +204,20 @@ def case_context(referral: Referral) -> dict[str, Any]:
     }
 
 
+def audit_list(user: User, cases: Sequence[Referral]) -> None:
+    """A page listing cases was opened: one audit row naming them (committed here). Its live
+    refreshes every few seconds continue that view and are not written again."""
+    audited("list", actor_for(user), None, referral_ids=[r.id for r in cases], page=request.path)
+    db.session.commit()
+
+
 @bp.get("/cases/<int:referral_id>")
 @page_for(*ALL_ROLES)
 def case(referral_id: int) -> str:
-    return render_template("case.html", **case_context(visible_case(referral_id)))
+    referral = visible_case(referral_id)
+    audited("view", actor_for(page_user()), referral.id, page=request.path)
+    db.session.commit()
+    return render_template("case.html", **case_context(referral))
 
 
 @bp.get("/cases/<int:referral_id>/live")
@@ -274,6 +288,7 @@ def _act(referral_id: int, action: str) -> Response:
             flash(_("Redirected: the chosen hospital has been asked."), "ok")
         else:
             abort(404)
+        audited(action, actor, referral.id)
         db.session.commit()
     except ServiceError as exc:
         report_failure(exc)
@@ -319,6 +334,7 @@ def answer(referral_id: int, offer_id: int, answer: str) -> Response:
                 now=clock.now(),
             )
             flash(_("Declined: the case moves to the next hospital."), "ok")
+        audited(answer, actor, referral.id)
         db.session.commit()
     except ServiceError as exc:
         report_failure(exc)

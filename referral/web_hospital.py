@@ -18,6 +18,7 @@ from facilities.models import Channel, Diversion, Facility, Role
 from facilities.vocabulary import VocabularyError
 from referral.models import Offer, OfferStatus, Referral, ReferralStatus
 from referral.web import page_error, page_for, page_user
+from referral.web_cases import audit_list
 
 bp = Blueprint("hospital", __name__)
 bp.register_error_handler(HTTPException, page_error)
@@ -68,7 +69,10 @@ def hospital_context() -> dict[str, Any]:
 @bp.get("/hospital")
 @page_for(Role.HOSPITAL)
 def index() -> str:
-    return render_template("hospital.html", **hospital_context())
+    context = hospital_context()
+    offered = [offer.referral for offer in context["offers"]]
+    audit_list(context["user"], [*offered, *context["arrivals"]])
+    return render_template("hospital.html", **context)
 
 
 @bp.get("/hospital/live")

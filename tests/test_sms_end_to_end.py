@@ -12,6 +12,8 @@ from twilio.request_validator import RequestValidator
 
 from alerts.timers import TickReport, WorkerSettings, tick
 from alerts.transports import transport_from_config
+from facilities.db import db
+from referral import audit
 from tests.fake_twilio import FakeTwilio, running_fake_twilio
 from tests.referral_world import PPH_REQUEST, World, build_world
 
@@ -59,6 +61,11 @@ def sms_from(world: World, phone: str, body: str) -> tuple[int, str]:
     return response.status_code, response.get_data(as_text=True)
 
 
+def audit_actions(world: World, referral_id: int) -> list[tuple[str, str]]:
+    with world.app.app_context():
+        return [(r.action, r.channel) for r in audit.trail(db.session, referral_id=referral_id)]
+
+
 def test_a_pre_alert_answered_by_sms_places_the_case_and_tells_the_clinic(
     world: World, fake: FakeTwilio
 ) -> None:
@@ -78,6 +85,7 @@ def test_a_pre_alert_answered_by_sms_places_the_case_and_tells_the_clinic(
     assert after["status"] == "accepted" and after["destination"] == "H-A"
     accepted = next(e for e in after["timeline"] if e["kind"] == "accepted")
     assert accepted["channel"] == "sms" and accepted["detail"]["minutes"] == 15
+    assert audit_actions(world, case["id"])[-2:] == [("accept", "sms"), ("view", "api")]
 
     worker_tick(world)
     to_clinic = [m for m in fake.messages if m["To"] == world.phones["T-1:obstetrics"]]
@@ -89,6 +97,7 @@ def test_a_pre_alert_answered_by_sms_places_the_case_and_tells_the_clinic(
     again = world.get("coordinator", f"/api/v1/referrals/{case['id']}").get_json()
     assert again["destination"] == "H-A"
     assert case["code"] in twiml
+    assert [a for a in audit_actions(world, case["id"]) if a[1] == "sms"] == [("accept", "sms")]
 
 
 def test_a_reply_from_a_stranger_changes_nothing(world: World, fake: FakeTwilio) -> None:
@@ -150,6 +159,7 @@ def test_a_clinic_without_data_starts_a_referral_by_sms(world: World, body: str)
     case = cases[0]
     assert case["case"]["conditions"] == ["PPH"] and case["origin_facility"] == "T-1"
     assert case["timeline"][0]["channel"] == "sms"
+    assert audit_actions(world, case["id"])[0] == ("create", "sms")
     assert case["code"] in twiml and "H-A" in twiml  # destination(s) and ETA are in the answer
     if "shock" in body:
         assert case["requirements"]["maternal_level"] == "M3"

@@ -10,6 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from facilities.db import db
+from referral import audit
 from referral.api_map import road_geometry
 from referral.models import Referral, RoadClosure
 from routing import RoadNetwork
@@ -105,6 +106,44 @@ def test_the_whole_story_through_the_forms_without_javascript(
     )
     assert "已结案" in done
     assert only_case(app).status == "completed"
+
+
+def test_the_pages_write_the_same_audit_trail_as_the_api(app: Flask, client: FlaskClient) -> None:
+    web_world(app, client)
+    login(client, "w-clinic")
+    refer(client)
+    referral = only_case(app)
+    logout(client)
+    login(client, "w-hosp")
+    client.get("/hospital")  # lists the offer: a view of the case
+    client.get(f"/cases/{referral.id}")
+    for _ in range(3):  # the page's live refreshes continue that view: no row each time
+        client.get(f"/cases/{referral.id}/live")
+        client.get("/hospital/live")
+    action = f"/cases/{referral.id}/offers/{referral.offers['H-A']}/accept"
+    post_form(client, "/hospital", action, {"eta_minutes": "15", "back": "hospital"})
+    logout(client)
+    login(client, "w-coord")
+    client.get("/board")
+    with app.app_context():
+        trail = [
+            (row.action, row.actor, row.channel, row.role)
+            for row in audit.trail(db.session, referral_id=referral.id)
+        ]
+        viewers = [
+            (row.actor, row.detail.get("page"))
+            for row in audit.viewers_of(db.session, referral_id=referral.id)
+        ]
+    assert trail == [
+        ("create", "w-clinic", "web", "clinic"),
+        ("view", "w-clinic", "web", "clinic"),  # the answer page the form leads to
+        ("view", "w-hosp", "web", "hospital"),
+        ("accept", "w-hosp", "web", "hospital"),
+    ]
+    # The pages that list the case (the hospital page after each answer reloads it, too).
+    assert ("w-hosp", "/hospital") in viewers and ("w-coord", "/board") in viewers
+    assert ("w-hosp", f"/cases/{referral.id}") in viewers
+    assert not [page for _, page in viewers if page and page.endswith("/live")]
 
 
 def test_a_decline_needs_a_reason_and_moves_the_case_on(app: Flask, client: FlaskClient) -> None:
