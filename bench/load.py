@@ -68,6 +68,7 @@ CAPS = [
 @dataclass
 class Stats:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    in_app: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     errors: list[str] = field(default_factory=list)
     created: dict[str, int] = field(default_factory=dict)  # idempotency key → referral id
@@ -75,9 +76,11 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, name: str, seconds: float, status: int) -> None:
+    def record(self, name: str, seconds: float, status: int, in_app: float | None) -> None:
         with self.lock:
             self.latencies[name].append(seconds)
+            if in_app is not None:
+                self.in_app[name].append(in_app)
             self.statuses[name][status] += 1
             self.slowest.append((seconds, time.monotonic() - seconds - self.started, name))
             if len(self.slowest) > 200:
@@ -187,6 +190,16 @@ def build_region(url: str, sites: list[tuple[float, float]]) -> dict[str, Any]:
     return tokens
 
 
+def server_time(response: requests.Response) -> float | None:
+    """The app's own time from its ``Server-Timing: app;dur=<ms>`` header, in seconds."""
+    timing = response.headers.get("Server-Timing", "")
+    _, _, duration = timing.partition("app;dur=")
+    try:
+        return float(duration) / 1000
+    except ValueError:
+        return None
+
+
 class Actor:
     def __init__(self, stats: Stats, token: str, bases: list[str], stop: threading.Event) -> None:
         self.stats = stats
@@ -208,7 +221,9 @@ class Actor:
             with self.stats.lock:
                 self.stats.errors.append(f"{name}: {type(exc).__name__}")
             return None
-        self.stats.record(name, time.perf_counter() - start, response.status_code)
+        self.stats.record(
+            name, time.perf_counter() - start, response.status_code, server_time(response)
+        )
         if response.status_code not in ok and response.status_code != 409:
             with self.stats.lock:
                 self.stats.errors.append(f"{name}: {response.status_code} {response.text[:200]}")
@@ -507,13 +522,18 @@ def main() -> None:
             logs.close()
 
     print(f"\n== load: {elapsed:.0f} s, {sum(len(v) for v in stats.latencies.values())} requests")
-    print(f"{'endpoint':<28}{'count':>7}{'per s':>8}{'p50 ms':>9}{'p99 ms':>9}  statuses")
+    print("(p50/p99 as the client saw them; in-app: the server's own time, without queueing)")
+    print(
+        f"{'endpoint':<28}{'count':>7}{'per s':>8}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'in-app p50':>12}{'p99':>6}  statuses"
+    )
     for name in sorted(stats.latencies):
-        values = stats.latencies[name]
+        values, in_app = stats.latencies[name], stats.in_app[name]
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(stats.statuses[name].items()))
         print(
             f"{name:<28}{len(values):>7}{len(values) / elapsed:>8.1f}"
             f"{percentile(values, 50) * 1000:>9.0f}{percentile(values, 99) * 1000:>9.0f}"
+            f"{percentile(in_app, 50) * 1000:>12.0f}{percentile(in_app, 99) * 1000:>6.0f}"
             f"  {statuses}"
         )
     checks = check_database(url, stats, provider_messages)

@@ -222,8 +222,10 @@ def in_area(statement: Select[Any], area: str) -> Select[Any]:
     )
 
 
-def load_visible(referral_id: int, actor: service.Actor) -> Referral:
-    referral = service.get_referral(db.session, referral_id)
+def load_visible(referral_id: int, actor: service.Actor, *, lock: bool = False) -> Referral:
+    """The case if ``actor`` may see it (404 otherwise, as if it did not exist); with ``lock``,
+    read under its row lock, as every change of a case starts."""
+    referral = service.get_referral(db.session, referral_id, lock=lock)
     if not service.can_view(actor, referral):
         raise NotFoundError(f"no referral {referral_id}", field="id")
     return referral
@@ -343,7 +345,7 @@ class ReferralItem(MethodView):
 def _offer_action(referral_id: int, offer_id: int) -> tuple[service.Actor, Referral, Offer]:
     user = require_user(Role.HOSPITAL, Role.COORDINATOR, Role.ADMIN)
     actor = actor_for(user)
-    referral = load_visible(referral_id, actor)
+    referral = load_visible(referral_id, actor, lock=True)
     return actor, referral, service.get_offer(db.session, referral, offer_id)
 
 
@@ -390,7 +392,7 @@ def decline(body: dict[str, Any], referral_id: int, offer_id: int) -> Response:
 
 def _journey(referral_id: int) -> tuple[service.Actor, Referral]:
     actor = actor_for(require_user())
-    return actor, load_visible(referral_id, actor)
+    return actor, load_visible(referral_id, actor, lock=True)
 
 
 @blp.route("/<int:referral_id>/depart", methods=["POST"])

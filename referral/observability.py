@@ -55,6 +55,8 @@ def _end_request(response: Response) -> Response:
         seconds = time.perf_counter() - started
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
         LATENCY.observe((request.method, endpoint, f"{response.status_code // 100}xx"), seconds)
+        # The time spent in the app, for a client (or the load bench) to tell it from queueing.
+        response.headers["Server-Timing"] = f"app;dur={seconds * 1000:.1f}"
         # The access log: ids and timings only (the path carries case ids, never patient data).
         ACCESS_LOG.info(
             "%s %s %s",

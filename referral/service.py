@@ -17,8 +17,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import (
+    Session,
+    SessionTransaction,
+    joinedload,
+    object_mapper,
+    selectinload,
+)
+from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts import escalation, messages, timers
 from alerts.outbox import queue_sms
@@ -117,7 +124,7 @@ def _swap_referral(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.refresh(referral)
         return False
-    session.refresh(referral)
+    _written(session, referral, values)
     return True
 
 
@@ -128,8 +135,25 @@ def _swap_offer(session: Session, offer: Offer, **values: Any) -> bool:
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    session.refresh(offer)
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(offer)
+        return False
+    _written(session, offer, values)
+    return True
+
+
+def _written(session: Session, obj: Referral | Offer, values: dict[str, Any]) -> None:
+    """What a successful CAS wrote, now also what the object holds (no read back: the row is
+    exactly the values; a relationship whose key changed is read again when next used)."""
+    for key, value in values.items():
+        set_committed_value(obj, key, value)
+    stale = [
+        relationship.key
+        for relationship in object_mapper(obj).relationships
+        if any(column.key in values for column in relationship.local_columns)
+    ]
+    if stale:
+        session.expire(obj, stale)
 
 
 def new_code(session: Session) -> str:
@@ -290,6 +314,9 @@ def create_referral(
     session.add(referral)
     session.flush()
     referral.origin = origin_facility
+    set_committed_value(referral, "offers", [])  # a new case has none: no need to ask
+    if _locking(session):
+        _locked(session).add(referral.id)  # its new row is this transaction's alone until commit
     _event(
         session,
         referral,
@@ -307,6 +334,25 @@ def create_referral(
 # ---------------------------------------------------------------------------- offers
 
 
+_LOCKED = "greenchannel.locked_cases"
+
+
+def _locked(session: Session) -> set[int]:
+    """The cases whose row lock this session's transaction holds (PostgreSQL)."""
+    held: set[int] = session.info.setdefault(_LOCKED, set())
+    return held
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_locks(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the transaction ended, and its row locks with it
+        session.info.pop(_LOCKED, None)
+
+
+def _locking(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def lock_case(session: Session, referral: Referral) -> None:
     """Take the case's row lock before changing anything about it, then read it again.
 
@@ -318,23 +364,33 @@ def lock_case(session: Session, referral: Referral) -> None:
     movers (both parallel offers declined in the same instant, a decline and an expiry) also
     never pick from the same snapshot, so they never ask the same next hospital twice.
     ``FOR NO KEY UPDATE`` is the lock an UPDATE takes: it does not block the inserts of
-    timeline rows that reference the case. SQLite writes one transaction at a time already.
-    Taking it again in the same transaction costs one round trip and waits for nothing."""
-    if session.get_bind().dialect.name != "postgresql":
+    timeline rows that reference the case. A case locked (or created) earlier in the same
+    transaction is not read again. SQLite writes one transaction at a time already."""
+    if not _locking(session) or referral.id in _locked(session):
         return
     session.flush()
-    session.execute(
-        select(Referral.id).where(Referral.id == referral.id).with_for_update(key_share=True)
-    )
-    session.scalars(
-        select(Referral).where(Referral.id == referral.id).execution_options(populate_existing=True)
-    ).all()
-    session.scalars(
-        select(Offer)
-        .where(Offer.referral_id == referral.id)
+    _load_case(session, referral.id, lock=True)
+
+
+def _load_case(session: Session, referral_id: int, *, lock: bool) -> Referral | None:
+    """The case with its places and offers, as the database has them now; with ``lock``, under
+    the case's row lock (taken by the same statement, before the offers are read)."""
+    statement = (
+        select(Referral)
+        .where(Referral.id == referral_id)
+        .options(
+            joinedload(Referral.origin),
+            joinedload(Referral.destination),
+            selectinload(Referral.offers).joinedload(Offer.facility),
+        )
         .execution_options(populate_existing=True)
-    ).all()
-    session.expire(referral, ["offers"])
+    )
+    if lock and _locking(session):
+        statement = statement.with_for_update(key_share=True, of=Referral)
+    referral = session.scalars(statement).unique().one_or_none()
+    if referral is not None and lock and _locking(session):
+        _locked(session).add(referral.id)
+    return referral
 
 
 def _tried_facilities(referral: Referral) -> set[int]:
@@ -583,6 +639,7 @@ def accept_offer(
         accepted_offer_id=offer.id,
         destination_facility_id=offer.facility_id,
         accepted_at=now,
+        first_answer_at=referral.first_answer_at or now,
         updated_at=now,
     ):
         raise StateConflict(
@@ -1109,8 +1166,11 @@ def intervals(referral: Milestones) -> dict[str, float | None]:
     }
 
 
-def get_referral(session: Session, referral_id: int) -> Referral:
-    referral = session.get(Referral, referral_id)
+def get_referral(session: Session, referral_id: int, *, lock: bool = False) -> Referral:
+    """The case; with ``lock``, read under its row lock (see :func:`lock_case`) for a change."""
+    referral = (
+        _load_case(session, referral_id, lock=True) if lock else session.get(Referral, referral_id)
+    )
     if referral is None:
         raise NotFoundError(f"no referral {referral_id}", field="id")
     return referral

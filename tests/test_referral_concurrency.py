@@ -15,10 +15,12 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import OperationalError
 from werkzeug.serving import make_server
 
 from facilities.db import db
+from referral import service
 from referral.models import Offer, OfferStatus, Referral
 from tests.referral_world import PPH_REQUEST, World, build_world
 
@@ -126,3 +128,39 @@ def test_simultaneous_referrals_for_one_patient_leave_exactly_one_open(
         assert first["code"] in refused.json()["message"]
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Referral)) == 1
+
+
+def test_a_change_holds_the_case_lock_until_its_transaction_ends_and_the_next_takes_it_again(
+    app: Flask, client: FlaskClient, engine: Engine
+) -> None:
+    """The lock a change takes is remembered only for its own transaction: the next transaction
+    of the same session locks the case again instead of trusting a lock that ended."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks: needs PostgreSQL (GREENCHANNEL_TEST_DATABASE_URL)")
+    world = build_world(app, client)
+    created = client.post("/api/v1/referrals", json=PPH_REQUEST, headers=world.headers("clinic"))
+    case_id = created.get_json()["id"]
+
+    def locked_elsewhere() -> bool:
+        with engine.connect() as other:
+            try:
+                other.execute(
+                    text("SELECT id FROM referrals WHERE id = :id FOR NO KEY UPDATE NOWAIT"),
+                    {"id": case_id},
+                )
+            except OperationalError:
+                return True
+            finally:
+                other.rollback()
+            return False
+
+    with app.app_context():
+        referral = service.get_referral(db.session, case_id, lock=True)
+        assert locked_elsewhere()
+        service.lock_case(db.session, referral)  # held already: no second round trip needed
+        db.session.commit()
+        assert not locked_elsewhere()
+        service.lock_case(db.session, referral)  # a new transaction: it must lock again
+        assert locked_elsewhere()
+        db.session.rollback()
+        assert not locked_elsewhere()

@@ -25,6 +25,12 @@ def test_a_request_id_is_honoured_or_made_and_echoed(client: FlaskClient) -> Non
     assert re.fullmatch(r"[0-9a-f]{32}", hostile.headers["X-Request-Id"])
 
 
+def test_every_answer_says_how_long_the_app_spent_on_it(client: FlaskClient) -> None:
+    timing = client.get("/healthz").headers["Server-Timing"]
+    match = re.fullmatch(r"app;dur=(\d+\.\d)", timing)
+    assert match and float(match.group(1)) >= 0
+
+
 def test_every_log_line_of_a_request_is_json_with_its_request_id(
     app: Flask, client: FlaskClient
 ) -> None:
