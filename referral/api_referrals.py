@@ -18,7 +18,7 @@ from referral import audit, documents, observability, service
 from referral.auth import channel, require_user
 from referral.errors import Forbidden, NotFoundError
 from referral.models import OPEN_STATUSES, Offer, Referral, ReferralStatus
-from referral.placement import current_placement
+from referral.placement import current_placement, current_rules
 from referral.schemas import E164
 from referral.triage import Case
 
@@ -204,10 +204,29 @@ def audited(action: str, actor: service.Actor, referral_id: int | None, **detail
     )
 
 
+def create_committed(arguments: dict[str, Any]) -> tuple[Referral, bool]:
+    """``service.create_referral(**arguments)``, audited and committed (the API and the web
+    form both start cases here). Returns ``(referral, created)``."""
+    try:
+        return _create_and_commit(arguments)
+    except IntegrityError:
+        # Two requests raced: the same Idempotency-Key (the other one won: answer with its
+        # result) or, very rarely, the same new case code (try again with a fresh one).
+        db.session.rollback()
+        return _create_and_commit(arguments)
+
+
+def _create_and_commit(arguments: dict[str, Any]) -> tuple[Referral, bool]:
+    referral, created = service.create_referral(db.session, **arguments)
+    audited("create" if created else "create_repeat", arguments["actor"], referral.id)
+    db.session.commit()
+    return referral, created
+
+
 def answer(referral_id: int, status: int = 200) -> Response:
     """The case's document (read after the change committed), as the JSON answer."""
     (case,) = documents.load(db.session, [referral_id])
-    return documents.json_response(documents.document(case, documents.rules()), status)
+    return documents.json_response(documents.document(case, current_rules()), status)
 
 
 def in_area(statement: Select[Any], area: str) -> Select[Any]:
@@ -271,7 +290,7 @@ class Referrals(MethodView):
         cases = [case for case in documents.complete(db.session, rows) if case.visible_to(actor)]
         audited("list", actor, None, referral_ids=[c.id for c in cases], status=wanted or "")
         db.session.commit()
-        rules = documents.rules()
+        rules = current_rules()
         return documents.json_response(
             {"referrals": [documents.document(case, rules) for case in cases]}
         )
@@ -314,17 +333,7 @@ class Referrals(MethodView):
             "born_at": case_body.get("born_at"),
             "now": clock.now(),
         }
-        try:
-            referral, created = service.create_referral(db.session, **arguments)
-            audited("create" if created else "create_repeat", arguments["actor"], referral.id)
-            db.session.commit()
-        except IntegrityError:
-            # Two requests raced: the same Idempotency-Key (the other one won: answer with its
-            # result) or, very rarely, the same new case code (try again with a fresh one).
-            db.session.rollback()
-            referral, created = service.create_referral(db.session, **arguments)
-            audited("create" if created else "create_repeat", arguments["actor"], referral.id)
-            db.session.commit()
+        referral, created = create_committed(arguments)
         return answer(referral.id, 201 if created else 200)
 
 
@@ -339,7 +348,7 @@ class ReferralItem(MethodView):
             raise NotFoundError(f"no referral {referral_id}", field="id")
         audited("view", actor, referral_id)
         db.session.commit()
-        return documents.json_response(documents.document(found[0], documents.rules()))
+        return documents.json_response(documents.document(found[0], current_rules()))
 
 
 def _offer_action(referral_id: int, offer_id: int) -> tuple[service.Actor, Referral, Offer]:

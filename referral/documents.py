@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from flask import Response, current_app
+from flask import Response
 from sqlalchemy import Row, Text, cast, select
 from sqlalchemy.orm import Session
 
@@ -250,8 +250,3 @@ def json_response(body: dict[str, Any], status: int = 200) -> Response:
         status=status,
         mimetype="application/json",
     )
-
-
-def rules() -> Rules:
-    found: Rules = current_app.extensions["greenchannel.rules"]
-    return found

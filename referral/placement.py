@@ -49,6 +49,12 @@ def router_for(path: str) -> routing.Router:
         return router
 
 
+def current_rules() -> Rules:
+    """The rules the current app loaded (DOMAIN.md's tables, as data)."""
+    found: Rules = current_app.extensions["greenchannel.rules"]
+    return found
+
+
 def current_placement() -> Any:
     """The rules and router of the current app (a ``referral.service.Placement``)."""
     return current_app.extensions["greenchannel.place"]()

@@ -115,36 +115,28 @@ def _swap_referral(
     session: Session, referral: Referral, *, expected: Sequence[ReferralStatus], **values: Any
 ) -> bool:
     """Move the referral only if it is still in one of the expected states (a CAS)."""
-    result = session.execute(
-        update(Referral)
-        .where(Referral.id == referral.id, Referral.status.in_(list(expected)))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        session.refresh(referral)
-        return False
-    _written(session, referral, values)
-    return True
+    return _swap(session, referral, Referral.status.in_(list(expected)), values)
 
 
 def _swap_offer(session: Session, offer: Offer, **values: Any) -> bool:
+    """Answer or withdraw the offer only if it is still pending (a CAS)."""
+    return _swap(session, offer, Offer.status == OfferStatus.PENDING, values)
+
+
+def _swap(session: Session, obj: Referral | Offer, condition: Any, values: dict[str, Any]) -> bool:
+    """Write ``values`` to the object's row only while ``condition`` holds. On success the object
+    takes the values without reading its row back (a relationship whose key changed is read
+    again when next used); on failure it is refreshed to what the row holds instead."""
+    model = type(obj)
     result = session.execute(
-        update(Offer)
-        .where(Offer.id == offer.id, Offer.status == OfferStatus.PENDING)
+        update(model)
+        .where(model.id == obj.id, condition)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        session.refresh(offer)
+        session.refresh(obj)
         return False
-    _written(session, offer, values)
-    return True
-
-
-def _written(session: Session, obj: Referral | Offer, values: dict[str, Any]) -> None:
-    """What a successful CAS wrote, now also what the object holds (no read back: the row is
-    exactly the values; a relationship whose key changed is read again when next used)."""
     for key, value in values.items():
         set_committed_value(obj, key, value)
     stale = [
@@ -154,6 +146,7 @@ def _written(session: Session, obj: Referral | Offer, values: dict[str, Any]) ->
     ]
     if stale:
         session.expire(obj, stale)
+    return True
 
 
 def new_code(session: Session) -> str:
@@ -385,10 +378,11 @@ def _load_case(session: Session, referral_id: int, *, lock: bool) -> Referral | 
         )
         .execution_options(populate_existing=True)
     )
-    if lock and _locking(session):
+    lock = lock and _locking(session)
+    if lock:
         statement = statement.with_for_update(key_share=True, of=Referral)
     referral = session.scalars(statement).unique().one_or_none()
-    if referral is not None and lock and _locking(session):
+    if referral is not None and lock:
         _locked(session).add(referral.id)
     return referral
 

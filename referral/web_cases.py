@@ -11,7 +11,6 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -19,13 +18,13 @@ from facilities import clock, registry
 from facilities.db import db
 from facilities.models import Role, User
 from referral import service
-from referral.api_referrals import actor_for, audited, case_from
+from referral.api_referrals import actor_for, audited, case_from, create_committed
 from referral.errors import NotFoundError, ServiceError
 from referral.models import OPEN_STATUSES, Offer, OfferStatus, Referral
-from referral.placement import current_placement
+from referral.placement import current_placement, current_rules
 from referral.triage import TriageError
 from referral.web import language, page_error, page_for, page_user, report_failure
-from referral.web_labels import facility_name, rules
+from referral.web_labels import facility_name
 
 bp = Blueprint("cases", __name__)
 bp.register_error_handler(HTTPException, page_error)
@@ -55,7 +54,7 @@ def conditions_for_form() -> list[dict[str, Any]]:
             "patient": condition.patient,
             "urgency": condition.urgency,
         }
-        for code, condition in rules().conditions.items()
+        for code, condition in current_rules().conditions.items()
     ]
 
 
@@ -108,7 +107,7 @@ def clinic_live() -> str:
 def create() -> Response:
     user = page_user()
     form = request.form
-    conditions = [c for c in form.getlist("conditions") if c in rules().conditions]
+    conditions = [c for c in form.getlist("conditions") if c in current_rules().conditions]
     try:
         colour = form.get("risk_colour") or None
         if colour not in (None, "green", "yellow", "orange", "red"):
@@ -147,15 +146,7 @@ def create() -> Response:
             else None,
             "now": clock.now(),
         }
-        try:
-            referral, created = service.create_referral(db.session, **arguments)
-            audited("create" if created else "create_repeat", arguments["actor"], referral.id)
-            db.session.commit()
-        except IntegrityError:
-            db.session.rollback()
-            referral, created = service.create_referral(db.session, **arguments)
-            audited("create" if created else "create_repeat", arguments["actor"], referral.id)
-            db.session.commit()
+        referral, _created = create_committed(arguments)
     except (ServiceError, TriageError) as exc:
         if isinstance(exc, ServiceError):
             report_failure(exc)

@@ -6,11 +6,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from referral.models import OfferStatus, Referral, ReferralStatus
-from referral.rules import Rules
+from referral.placement import current_rules
 
 STATUS = {
     "requested": _l("Requested"),
@@ -110,15 +109,11 @@ CAPABILITY = {
 OPEN = {s.value for s in (ReferralStatus.REQUESTED, ReferralStatus.OFFERED)}
 
 
-def rules() -> Rules:
-    return current_app.extensions["greenchannel.rules"]  # type: ignore[no-any-return]
-
-
 def condition_names(referral: Referral, lang: str) -> str:
     names = [
-        rules().conditions[c].name[lang]
+        current_rules().conditions[c].name[lang]
         for c in referral.case.get("conditions", [])
-        if c in rules().conditions
+        if c in current_rules().conditions
     ]
     separator = "、" if lang == "zh" else ", "
     return separator.join(names)
@@ -126,9 +121,9 @@ def condition_names(referral: Referral, lang: str) -> str:
 
 def advice(referral: Referral, lang: str) -> list[str]:
     return [
-        rules().conditions[c].advice[lang]
+        current_rules().conditions[c].advice[lang]
         for c in referral.case.get("conditions", [])
-        if c in rules().conditions
+        if c in current_rules().conditions
     ]
 
 
@@ -155,7 +150,7 @@ def attention(referral: Referral, now: dt.datetime) -> Attention:
     pending = [o for o in referral.offers if o.status is OfferStatus.PENDING]
     if any(o.expires_at <= now for o in pending):
         reasons.append(str(_l("Offer timer ran out")))
-    policy = rules().urgency.get(referral.urgency)
+    policy = current_rules().urgency.get(referral.urgency)
     if (
         policy is not None
         and referral.status.value in OPEN | {"unplaced"}
