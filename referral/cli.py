@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Iterator
@@ -443,6 +444,20 @@ def _warm_up(app: Flask) -> None:
         click.echo("loading the road network and routing kernels ...", err=True)
         seconds = router.warm_up()
         click.echo(f"routing ready in {seconds:.1f} s", err=True)
+    settle_heap()
+
+
+def settle_heap() -> None:
+    """Take everything loaded so far out of the cyclic garbage collector's sight.
+
+    A long-running process holds a few hundred thousand objects that live as long as it does
+    (the app, its schemas, SQLAlchemy's mappers, the rules, the road network). Each full
+    collection walked all of them: about 100 ms of a core, paid by whichever request happened to
+    allocate at that moment (it was the board's p99). Frozen, a full collection walks only what
+    was created since, a few milliseconds.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _worker_settings(app: Flask) -> WorkerSettings:
