@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVarTuple
 
 from flask import Response, request
 from flask.views import MethodView
@@ -21,6 +21,8 @@ from referral.models import OPEN_STATUSES, Offer, Referral, ReferralStatus
 from referral.placement import current_placement, current_rules
 from referral.schemas import E164
 from referral.triage import Case
+
+Columns = TypeVarTuple("Columns")
 
 blp = Blueprint(
     "referrals",
@@ -229,7 +231,7 @@ def answer(referral_id: int, status: int = 200) -> Response:
     return documents.json_response(documents.document(case, current_rules()), status)
 
 
-def in_area(statement: Select[Any], area: str) -> Select[Any]:
+def in_area(statement: Select[*Columns], area: str) -> Select[*Columns]:
     """Only the cases a coordinator of ``area`` sees: the origin, the destination or an offered
     hospital in the area (``service.can_see`` checks each case again)."""
     here = select(Facility.id).where(registry.area_clause(area, Facility))
@@ -271,7 +273,7 @@ class Referrals(MethodView):
         """The cases this user may see, newest first; ``status=active`` for every open case."""
         user = require_user()
         actor = actor_for(user)
-        statement = documents.REFERRALS.order_by(Referral.created_at.desc(), Referral.id.desc())
+        statement = documents.HEADS.order_by(Referral.created_at.desc(), Referral.id.desc())
         wanted = query.get("status")
         if wanted == "active":
             statement = statement.where(Referral.status.in_(OPEN_STATUSES))
@@ -286,14 +288,12 @@ class Referrals(MethodView):
             )
         elif user.role is Role.COORDINATOR and user.area:
             statement = in_area(statement, user.area)
-        rows = db.session.execute(statement.limit(query["limit"])).all()
-        cases = [case for case in documents.complete(db.session, rows) if case.visible_to(actor)]
+        heads = db.session.execute(statement.limit(query["limit"])).all()
+        cases = documents.cached(db.session, heads, current_rules(), documents.current_cache())
+        cases = [case for case in cases if case.visible_to(actor)]
         audited("list", actor, None, referral_ids=[c.id for c in cases], status=wanted or "")
         db.session.commit()
-        rules = current_rules()
-        return documents.json_response(
-            {"referrals": [documents.document(case, rules) for case in cases]}
-        )
+        return documents.list_response(cases)
 
     @blp.arguments(ReferralInSchema)
     @blp.response(201, ReferralOutSchema)

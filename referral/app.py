@@ -17,7 +17,7 @@ from werkzeug.routing import IntegerConverter
 from facilities.db import db
 from facilities.registry import RegistryError
 from facilities.vocabulary import VocabularyError
-from referral import observability, ratelimit
+from referral import documents, observability, ratelimit
 from referral.config import load_config
 from referral.errors import ServiceError, error_response
 from referral.placement import router_for
@@ -132,6 +132,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return Placement(rules=rules, router=router_for(roads_path))
 
     app.extensions["greenchannel.place"] = place_factory
+    app.extensions["greenchannel.documents"] = documents.DocumentCache()
     sms.register(place_factory)
 
     _register_error_handlers(app)

@@ -7,18 +7,20 @@ offers, their timelines and the facilities they name, as plain rows; the JSON th
 already holds (requirements, reasons, event details) is passed through as text, never parsed
 and re-encoded; orjson writes the answer. Every referral endpoint answers with these documents,
 so a case reads the same whichever way it was reached. Their shape is ``ReferralOutSchema`` in
-the OpenAPI description (the API tests and schemathesis hold them to it).
+the OpenAPI description (the API tests and schemathesis hold them to it). The list endpoint
+keeps each document it wrote, as JSON, until the case's revision moves (:func:`cached`).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from flask import Response
+from flask import Response, current_app
 from sqlalchemy import Row, Text, cast, select
 from sqlalchemy.orm import Session
 
@@ -91,6 +93,7 @@ REFERRALS = select(
     Referral.departed_at,
     Referral.arrived_at,
     Referral.completed_at,
+    Referral.revision,
 )
 _OFFERS = select(
     Offer.id,
@@ -250,3 +253,117 @@ def json_response(body: dict[str, Any], status: int = 200) -> Response:
         status=status,
         mimetype="application/json",
     )
+
+
+# ---------------------------------------------------------------------------- the documents cache
+# The board asks every few seconds for about a hundred cases, and between two asks only a few
+# of them change. Each process keeps the JSON of the documents it wrote, under the case's
+# ``revision`` (which the database's triggers change with every write to the case, its offers or
+# its timeline), and writes again only the cases whose revision moved. Nothing is shared between
+# processes: a process that has not seen a case yet reads it from the database, as before.
+
+HEADS = select(Referral.id, Referral.revision)
+"""The list endpoints filter and order this; :func:`cached` does the rest."""
+
+
+@dataclass(frozen=True)
+class Written:
+    """One case's document as JSON, with the revision and the registry entries it was made of."""
+
+    id: int
+    revision: int
+    origin: Place
+    destination: Place | None
+    offered: tuple[Place, ...]
+    body: bytes
+
+    @property
+    def places(self) -> tuple[Place, ...]:
+        named = (self.origin, self.destination, *self.offered)
+        return tuple(place for place in named if place is not None)
+
+    def visible_to(self, actor: service.Actor) -> bool:
+        return service.can_see(
+            actor, origin=self.origin, destination=self.destination, offered=list(self.offered)
+        )
+
+
+class DocumentCache:
+    """The documents one process wrote, by case id: at most ``size``, the least recently read
+    leave first. Threads of the process share it; a lost race only writes a document twice."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: OrderedDict[int, Written] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, case_id: int, revision: int) -> Written | None:
+        with self._lock:
+            entry = self._entries.get(case_id)
+            if entry is None or entry.revision != revision:
+                return None
+            self._entries.move_to_end(case_id)
+            return entry
+
+    def put(self, entry: Written) -> None:
+        with self._lock:
+            self._entries[entry.id] = entry
+            self._entries.move_to_end(entry.id)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def current_cache() -> DocumentCache:
+    """This app's cache (one per app, so tests never see another test's cases)."""
+    cache: DocumentCache = current_app.extensions["greenchannel.documents"]
+    return cache
+
+
+def written(case: CaseRows, rules: Rules) -> Written:
+    return Written(
+        id=case.id,
+        revision=int(case.referral.revision),
+        origin=case.origin,
+        destination=case.destination,
+        offered=tuple(place for _, place in case.offers),
+        body=orjson.dumps(document(case, rules), option=orjson.OPT_NON_STR_KEYS),
+    )
+
+
+def cached(
+    session: Session, heads: Sequence[Row[int, int]], rules: Rules, cache: DocumentCache
+) -> list[Written]:
+    """The documents of the cases of ``heads`` (rows of :data:`HEADS`, in their order).
+
+    A cached document serves when its revision is the one just read and every facility it
+    names still has the code, name and area it had (a renamed hospital rewrites its cases);
+    the rest are read in one batch (:func:`load`) and cached.
+    """
+    found: dict[int, Written] = {}
+    for head in heads:
+        entry = cache.get(head.id, head.revision)
+        if entry is not None:
+            found[head.id] = entry
+    if found:
+        named = {place.id for entry in found.values() for place in entry.places}
+        current = {
+            row.id: Place(row.id, row.code, row.name, row.province, row.city, row.county)
+            for row in session.execute(_PLACES.where(Facility.id.in_(named)))
+        }
+        for case_id, entry in list(found.items()):
+            if any(current.get(place.id) != place for place in entry.places):
+                del found[case_id]
+    for case in load(session, [head.id for head in heads if head.id not in found]):
+        entry = written(case, rules)
+        cache.put(entry)
+        found[case.id] = entry
+    return [found[head.id] for head in heads if head.id in found]
+
+
+def list_response(entries: Sequence[Written]) -> Response:
+    """``{"referrals": [...]}`` of written documents, their JSON copied in as it is."""
+    body = orjson.dumps({"referrals": [orjson.Fragment(entry.body) for entry in entries]})
+    return Response(body, mimetype="application/json")

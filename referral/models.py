@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import secrets
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -125,6 +127,13 @@ class Referral(Base):
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Changes with every change of the case, its offers or its timeline: the database's own
+    # triggers add one (migration 0004), whatever wrote the change. A case's document is cached
+    # under it (``referral.documents``). It starts at a random number, so a case id that comes
+    # round again (a database restored from a backup) never meets an old document.
+    revision: Mapped[int] = mapped_column(
+        BigInteger, default=lambda: secrets.randbits(48), server_default="0"
+    )
 
     origin: Mapped[Facility] = relationship(foreign_keys=[origin_facility_id])
     destination: Mapped[Facility | None] = relationship(foreign_keys=[destination_facility_id])

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from referral import audit
+from referral import audit, service
 from referral.config import ConfigError
 from referral.models import AuditEntry, Referral, ReferralStatus
 
@@ -50,6 +50,9 @@ def _scrub_detail(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
 
 
 def scrub_referral(session: Session, referral: Referral) -> None:
+    # The case's lock first, as every change of a case takes it (``service.lock_case``): a
+    # scrub writes its offers and timeline too, and each of those writes touches the case row.
+    service.lock_case(session, referral)
     referral.patient = {}
     referral.patient_ref = None
     referral.open_patient_ref = None
