@@ -275,12 +275,15 @@ class Referrals(MethodView):
         actor = actor_for(user)
         statement = documents.HEADS.order_by(Referral.created_at.desc(), Referral.id.desc())
         wanted = query.get("status")
+        statuses = set(ReferralStatus)
         if wanted == "active":
-            statement = statement.where(Referral.status.in_(OPEN_STATUSES))
+            statuses = set(OPEN_STATUSES)
         elif wanted == "closed":
-            statement = statement.where(Referral.status.not_in(OPEN_STATUSES))
+            statuses -= set(OPEN_STATUSES)
         elif wanted:
-            statement = statement.where(Referral.status == ReferralStatus(wanted))
+            statuses = {ReferralStatus(wanted)}
+        if wanted:
+            statement = statement.where(Referral.status.in_(statuses))
         if user.role in (Role.CLINIC, Role.HOSPITAL):
             offered = select(Offer.referral_id).where(Offer.facility_id == user.facility_id)
             statement = statement.where(
@@ -290,7 +293,8 @@ class Referrals(MethodView):
             statement = in_area(statement, user.area)
         heads = db.session.execute(statement.limit(query["limit"])).all()
         cases = documents.cached(db.session, heads, current_rules(), documents.current_cache())
-        cases = [case for case in cases if case.visible_to(actor)]
+        # A case rebuilt just now may have closed since the filter read it: filter it again.
+        cases = [case for case in cases if case.status in statuses and case.visible_to(actor)]
         audited("list", actor, None, referral_ids=[c.id for c in cases], status=wanted or "")
         db.session.commit()
         return documents.list_response(cases)

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from facilities.models import Facility
 from referral import service
-from referral.models import Offer, Referral, ReferralEvent
+from referral.models import Offer, Referral, ReferralEvent, ReferralStatus
 from referral.rules import Rules
 
 
@@ -272,6 +272,7 @@ class Written:
 
     id: int
     revision: int
+    status: ReferralStatus
     origin: Place
     destination: Place | None
     offered: tuple[Place, ...]
@@ -326,6 +327,7 @@ def written(case: CaseRows, rules: Rules) -> Written:
     return Written(
         id=case.id,
         revision=int(case.referral.revision),
+        status=case.referral.status,
         origin=case.origin,
         destination=case.destination,
         offered=tuple(place for _, place in case.offers),

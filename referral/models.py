@@ -129,8 +129,9 @@ class Referral(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     # Changes with every change of the case, its offers or its timeline: the database's own
     # triggers add one (migration 0004), whatever wrote the change. A case's document is cached
-    # under it (``referral.documents``). It starts at a random number, so a case id that comes
-    # round again (a database restored from a backup) never meets an old document.
+    # under it (``referral.documents``). It starts at a random number, so a case id used again
+    # (SQLite may reuse the highest id after a delete) never meets an old document. A database
+    # restored from a backup rewinds revisions: restart the processes after a restore.
     revision: Mapped[int] = mapped_column(
         BigInteger, default=lambda: secrets.randbits(48), server_default="0"
     )

@@ -356,8 +356,10 @@ def lock_case(session: Session, referral: Referral) -> None:
     updates the case) each waited for the other's lock until PostgreSQL aborted one. Two
     movers (both parallel offers declined in the same instant, a decline and an expiry) also
     never pick from the same snapshot, so they never ask the same next hospital twice.
-    ``FOR NO KEY UPDATE`` is the lock an UPDATE takes: it does not block the inserts of
-    timeline rows that reference the case. A case locked (or created) earlier in the same
+    ``FOR NO KEY UPDATE`` is the lock an UPDATE takes. Every write to an offer or a timeline
+    row also updates the case row (its ``revision``, by trigger), so no code may write either
+    without taking this lock first: it would take the case's lock after its offer's and could
+    deadlock with a change that holds the case. A case locked (or created) earlier in the same
     transaction is not read again. SQLite writes one transaction at a time already."""
     if not _locking(session) or referral.id in _locked(session):
         return

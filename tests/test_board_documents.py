@@ -20,7 +20,7 @@ from sqlalchemy import delete, event, insert, select, update
 from facilities.db import db
 from facilities.models import Facility
 from referral.documents import DocumentCache, Place, Written
-from referral.models import Offer, Referral, ReferralEvent
+from referral.models import Offer, Referral, ReferralEvent, ReferralStatus
 from referral.retention import scrub_closed_cases
 from tests.referral_world import PPH_REQUEST, World, build_world
 
@@ -177,6 +177,15 @@ def test_every_write_to_a_case_its_offers_or_its_timeline_moves_its_revision(
         assert now not in seen, statement
         seen.add(now)
     assert revision(app, other) == untouched
+    # A timeline row moved to another case changes both.
+    with app.app_context():
+        db.session.execute(
+            update(ReferralEvent)
+            .where(ReferralEvent.referral_id == rid, ReferralEvent.kind == "created")
+            .values(referral_id=other)
+        )
+        db.session.commit()
+    assert revision(app, rid) not in seen and revision(app, other) != untouched
 
 
 def test_the_board_reads_again_only_the_cases_that_changed(world: World, app: Flask) -> None:
@@ -209,7 +218,7 @@ def test_the_cache_keeps_the_most_recently_read_documents() -> None:
     place = Place(1, "T-1", "卫生院", "云省", "云州市", "临河县")
 
     def entry(case_id: int, revision: int = 0) -> Written:
-        return Written(case_id, revision, place, None, (), b"{}")
+        return Written(case_id, revision, ReferralStatus.OFFERED, place, None, (), b"{}")
 
     cache = DocumentCache(size=2)
     cache.put(entry(1))

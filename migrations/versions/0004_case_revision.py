@@ -43,10 +43,14 @@ POSTGRESQL = [
     BEGIN
         IF TG_OP = 'DELETE' THEN
             UPDATE referrals SET revision = revision + 1 WHERE id = OLD.referral_id;
-            RETURN OLD;
+        ELSE
+            UPDATE referrals SET revision = revision + 1 WHERE id = NEW.referral_id;
+            -- A row moved to another case changes the case it leaves too.
+            IF TG_OP = 'UPDATE' AND OLD.referral_id <> NEW.referral_id THEN
+                UPDATE referrals SET revision = revision + 1 WHERE id = OLD.referral_id;
+            END IF;
         END IF;
-        UPDATE referrals SET revision = revision + 1 WHERE id = NEW.referral_id;
-        RETURN NEW;
+        RETURN NULL;
     END $$
     """,
     *(
@@ -72,11 +76,15 @@ SQLITE = [
         CREATE TRIGGER {table}_revision_{operation.lower()} AFTER {operation} ON {table}
         FOR EACH ROW
         BEGIN
-            UPDATE referrals SET revision = revision + 1 WHERE id = {row}.referral_id;
+            UPDATE referrals SET revision = revision + 1 WHERE id IN ({rows});
         END
         """
         for table in CHILDREN
-        for operation, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD"))
+        for operation, rows in (
+            ("INSERT", "NEW.referral_id"),
+            ("UPDATE", "OLD.referral_id, NEW.referral_id"),
+            ("DELETE", "OLD.referral_id"),
+        )
     ),
 ]
 
