@@ -136,6 +136,14 @@ def load(session: Session, ids: Sequence[int]) -> list[CaseRows]:
     return complete(session, [by_id[i] for i in dict.fromkeys(ids) if i in by_id])
 
 
+def _places(session: Session, ids: set[int]) -> dict[int, Place]:
+    """The registry's current entries for these facility ids."""
+    return {
+        row.id: Place(row.id, row.code, row.name, row.province, row.city, row.county)
+        for row in session.execute(_PLACES.where(Facility.id.in_(ids)))
+    }
+
+
 def complete(session: Session, rows: Sequence[Row[Any]]) -> list[CaseRows]:
     """The cases of these rows of :data:`REFERRALS` (in their order) with offers and timeline."""
     if not rows:
@@ -146,10 +154,7 @@ def complete(session: Session, rows: Sequence[Row[Any]]) -> list[CaseRows]:
     facility_ids = {row.origin_facility_id for row in rows}
     facility_ids |= {row.destination_facility_id for row in rows} - {None}
     facility_ids |= {row.facility_id for row in offers}
-    places = {
-        row.id: Place(row.id, row.code, row.name, row.province, row.city, row.county)
-        for row in session.execute(_PLACES.where(Facility.id.in_(facility_ids)))
-    }
+    places = _places(session, facility_ids)
     offers_of: dict[int, list[tuple[Row[Any], Place]]] = defaultdict(list)
     for row in offers:
         offers_of[row.referral_id].append((row, places[row.facility_id]))
@@ -350,11 +355,7 @@ def cached(
         if entry is not None:
             found[head.id] = entry
     if found:
-        named = {place.id for entry in found.values() for place in entry.places}
-        current = {
-            row.id: Place(row.id, row.code, row.name, row.province, row.city, row.county)
-            for row in session.execute(_PLACES.where(Facility.id.in_(named)))
-        }
+        current = _places(session, {place.id for e in found.values() for place in e.places})
         for case_id, entry in list(found.items()):
             if any(current.get(place.id) != place for place in entry.places):
                 del found[case_id]
@@ -367,5 +368,4 @@ def cached(
 
 def list_response(entries: Sequence[Written]) -> Response:
     """``{"referrals": [...]}`` of written documents, their JSON copied in as it is."""
-    body = orjson.dumps({"referrals": [orjson.Fragment(entry.body) for entry in entries]})
-    return Response(body, mimetype="application/json")
+    return json_response({"referrals": [orjson.Fragment(entry.body) for entry in entries]})
