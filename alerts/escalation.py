@@ -178,6 +178,53 @@ def _contacts(session: Session, facility_id: int, teams: Iterable[str]) -> dict[
     return found
 
 
+def tell_teams(
+    session: Session,
+    *,
+    facility: Facility,
+    teams: Iterable[str],
+    render: Render,
+    purpose: str,
+    subject: str,
+    now: dt.datetime,
+) -> int:
+    """Tell the first contact of each team (the switchboard when none is registered) once,
+    without waiting for an answer: a notice, not an alert. Returns the messages queued."""
+    texts = _texts(render)
+    sent: list[OutboundMessage] = []
+    for contacts in _contacts(session, facility.id, teams).values():
+        if contacts:
+            contact = contacts[0]
+            language = contact.language if contact.language in LANGUAGES else "zh"
+            sent.append(
+                queue_sms(
+                    session,
+                    to=contact.phone,
+                    body=texts[language],
+                    purpose=purpose,
+                    subject=subject,
+                    contact_id=contact.id,
+                    facility_id=facility.id,
+                    language=language,
+                    now=now,
+                )
+            )
+    if not sent and facility.phone:
+        sent.append(
+            queue_sms(
+                session,
+                to=facility.phone,
+                body=texts["zh"],
+                purpose=purpose,
+                subject=subject,
+                facility_id=facility.id,
+                language="zh",
+                now=now,
+            )
+        )
+    return len(sent)
+
+
 def _round(session: Session, alert: Alert, *, teams: Iterable[str], now: dt.datetime) -> None:
     """Alert the next contact of each of ``teams``, escalate if one has none, re-arm the timer."""
     facility = session.get_one(Facility, alert.facility_id)

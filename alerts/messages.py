@@ -258,6 +258,63 @@ def coordinator_unplaced(language: str, *, code: str, condition: str, origin: st
     )
 
 
+def safety_net_assigned(
+    language: str,
+    *,
+    code: str,
+    condition: str,
+    origin: str,
+    eta_minutes: int | None,
+    callback_phone: str,
+    why: str,
+) -> str:
+    """To the designated centre's teams: the region's rule makes it the receiving hospital."""
+    eta = (
+        ""
+        if eta_minutes is None
+        else (f"，约{eta_minutes}分钟" if _lang(language) == "zh" else f", about {eta_minutes} min")
+    )
+    if _lang(language) == "zh":
+        return (
+            f"【绿色通道·兜底】病例{code}（{condition}，自{origin}{eta}）{why}，"
+            f"按规定由贵院接收，请立即准备。转出方电话{callback_phone}。"
+        )
+    return (
+        f"GREEN CHANNEL SAFETY NET: case {code} ({condition}, from {origin}{eta}): {why}. "
+        f"Under the region's rule your centre receives her; prepare now. Clinic {callback_phone}."
+    )
+
+
+def safety_net_to_coordinator(
+    language: str, *, code: str, condition: str, origin: str, centre: str, rule: str
+) -> str:
+    if _lang(language) == "zh":
+        what = "已指派" if rule == "assign" else "已发出最终请求"
+        return (
+            f"【绿色通道】病例{code}（{condition}，自{origin}）无医院接收，"
+            f"按兜底规则{what}{centre}。请跟进。"
+        )
+    what = "assigned to" if rule == "assign" else "given a final offer to"
+    return (
+        f"GREEN CHANNEL case {code} ({condition}, from {origin}): nobody accepted; under the "
+        f"safety-net rule it was {what} {centre}. Please follow up."
+    )
+
+
+def clinic_unplaced(language: str, *, code: str, coordinator_phone: str) -> str:
+    """To the referring clinic when nobody accepted and no safety net applies."""
+    call = coordinator_phone or "120"
+    if _lang(language) == "zh":
+        return (
+            f"【绿色通道】病例{code}暂无医院接收，协调员正在处理。请继续抢救，勿自行出发；"
+            f"请致电协调员{call}。"
+        )
+    return (
+        f"GREEN CHANNEL case {code}: no hospital has accepted yet; the coordinator is acting. "
+        f"Keep treating, do not leave yet; call the coordinator on {call}."
+    )
+
+
 def reply_confirmation(
     language: str, *, code: str, accepted: bool, minutes: int | None, reason: str | None
 ) -> str:

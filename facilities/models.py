@@ -104,6 +104,9 @@ class Facility(Base):
     capabilities: Mapped[list[str]] = mapped_column(JSON, default=list)
     phone: Mapped[str] = mapped_column(String(32), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Designated critical-care centre for its area: "maternal" and/or "neonatal" (the safety
+    # net, docs/domain.md). The area it answers for follows its kind (facilities.registry).
+    designated: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

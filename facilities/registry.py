@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, false, select, true
+from sqlalchemy import ColumnElement, String, and_, cast, false, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from facilities.models import Contact, Facility, FacilityKind, Team
@@ -23,6 +23,7 @@ from facilities.vocabulary import (
     VocabularyError,
     level_label,
     parse_capabilities,
+    parse_designations,
     parse_level,
 )
 
@@ -38,7 +39,15 @@ FACILITY_COLUMNS = (
     "capabilities",
     "phone",
 )
-OPTIONAL_FACILITY_COLUMNS = ("name_en", "province", "city", "county", "township", "active")
+OPTIONAL_FACILITY_COLUMNS = (
+    "name_en",
+    "province",
+    "city",
+    "county",
+    "township",
+    "active",
+    "designated",
+)
 CONTACT_COLUMNS = ("facility_code", "name", "team", "phone", "language", "priority")
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
@@ -174,6 +183,7 @@ def validate_facility(raw: Mapping[str, Any]) -> dict[str, Any]:
         "capabilities": parse_capabilities(raw.get("capabilities")),
         "phone": check_phone(_text(raw.get("phone"), field="phone", limit=32)),
         "active": _boolean(raw.get("active"), field="active"),
+        "designated": parse_designations(raw.get("designated")),
     }
 
 
@@ -432,6 +442,35 @@ def area_covers(area: str, facility: Placed) -> bool:
     return have[: len(wanted)] == wanted
 
 
+_PROVINCE_KINDS = {FacilityKind.PROVINCE_HOSPITAL, FacilityKind.PROVINCE_MCH_CENTRE}
+_CITY_KINDS = {FacilityKind.CITY_HOSPITAL, FacilityKind.CITY_MCH_CENTRE}
+
+
+def centre_area(centre: Facility) -> str:
+    """The area a designated centre answers for: a province's centre its province, a city's
+    its city, any other (a county hospital) its county."""
+    parts = [centre.province, centre.city, centre.county]
+    depth = 1 if centre.kind in _PROVINCE_KINDS else 2 if centre.kind in _CITY_KINDS else 3
+    return "/".join(parts[:depth])
+
+
+def designated_centres(session: Session, origin: Placed, designation: str) -> list[Facility]:
+    """The active centres designated for ``designation`` whose area covers ``origin``, the most
+    local first (a county's centre before its city's before its province's), then by code."""
+    rows = session.scalars(
+        select(Facility)
+        .where(Facility.active.is_(True), cast(Facility.designated, String) != "[]")
+        .order_by(Facility.code)
+    ).all()
+    found = [
+        (len(_area_parts(centre_area(f))), f)
+        for f in rows
+        if designation in (f.designated or []) and area_covers(centre_area(f), origin)
+    ]
+    found.sort(key=lambda pair: -pair[0])
+    return [f for _, f in found]
+
+
 def area_clause(area: str, facility: Any) -> ColumnElement[bool]:
     """:func:`area_covers` as SQL, on ``facility`` (the Facility class or an alias of it)."""
     parts = _area_parts(area)
@@ -461,6 +500,7 @@ def facility_record(facility: Facility) -> dict[str, Any]:
         "county": facility.county,
         "township": facility.township,
         "active": "true" if facility.active else "false",
+        "designated": ";".join(facility.designated or []),
     }
 
 
@@ -482,6 +522,7 @@ def export_geojson(facilities: Iterable[Facility]) -> str:
         lat, lon = properties.pop("lat"), properties.pop("lon")
         properties["capabilities"] = list(facility.capabilities)
         properties["active"] = facility.active
+        properties["designated"] = list(facility.designated or [])
         features.append(
             {
                 "type": "Feature",

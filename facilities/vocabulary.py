@@ -23,6 +23,9 @@ CAPABILITIES: tuple[str, ...] = (
 
 BED_TYPES: tuple[str, ...] = ("obstetric", "maternal_icu", "nicu")
 
+#: What a designated critical-care centre (危重孕产妇/新生儿救治中心) is designated for.
+DESIGNATIONS: tuple[str, ...] = ("maternal", "neonatal")
+
 _LEVEL = re.compile(r"^\s*([MN])?\s*([0-4])\s*$", re.IGNORECASE)
 
 
@@ -71,3 +74,48 @@ def parse_capabilities(value: object, *, field: str = "capabilities") -> list[st
             field=field,
         )
     return names
+
+
+def parse_designations(value: object, *, field: str = "designated") -> list[str]:
+    """``"maternal;neonatal"`` (or a list) → a sorted list of :data:`DESIGNATIONS`."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        items = [part.strip() for part in re.split(r"[;,]", value)]
+    elif isinstance(value, list | tuple):
+        items = [str(part).strip() for part in value]
+    else:
+        raise VocabularyError(f"{field}: expected maternal and/or neonatal", field=field)
+    names = sorted({item for item in items if item})
+    unknown = [name for name in names if name not in DESIGNATIONS]
+    if unknown:
+        raise VocabularyError(
+            f"{field}: unknown designation {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(DESIGNATIONS)}",
+            field=field,
+        )
+    return names
+
+
+#: Capability names in both languages, for answers written outside the web pages.
+CAPABILITY_NAMES: dict[str, dict[str, str]] = {
+    "caesarean_24h": {"zh": "24小时剖宫产", "en": "24-hour caesarean section"},
+    "blood_transfusion": {"zh": "输血", "en": "blood transfusion"},
+    "massive_transfusion": {"zh": "大量输血", "en": "massive transfusion"},
+    "adult_icu": {"zh": "成人重症监护", "en": "adult ICU"},
+    "interventional_radiology": {"zh": "介入放射", "en": "interventional radiology"},
+    "cardiac_surgery": {"zh": "心脏外科", "en": "cardiac surgery"},
+    "neonatal_cpap": {"zh": "新生儿CPAP", "en": "neonatal CPAP"},
+    "neonatal_ventilation": {"zh": "新生儿机械通气", "en": "neonatal ventilation"},
+    "hfov_ino": {"zh": "高频通气/一氧化氮吸入", "en": "HFOV / inhaled NO"},
+    "therapeutic_hypothermia": {"zh": "亚低温治疗", "en": "therapeutic hypothermia"},
+    "exchange_transfusion": {"zh": "换血", "en": "exchange transfusion"},
+    "neonatal_surgery": {"zh": "新生儿外科", "en": "neonatal surgery"},
+    "ecmo": {"zh": "体外膜肺（ECMO）", "en": "ECMO"},
+    "infectious_isolation": {"zh": "传染病隔离", "en": "infectious isolation"},
+}
+BED_NAMES: dict[str, dict[str, str]] = {
+    "obstetric": {"zh": "产科床位", "en": "obstetric bed"},
+    "maternal_icu": {"zh": "孕产妇重症床位", "en": "maternal ICU bed"},
+    "nicu": {"zh": "新生儿重症床位", "en": "NICU cot"},
+}

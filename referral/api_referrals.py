@@ -14,13 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from facilities import clock, registry
 from facilities.db import db
 from facilities.models import Facility, Role, User
-from referral import audit, documents, observability, service
+from referral import audit, documents, observability, service, triage
 from referral.auth import channel, require_user
 from referral.errors import Forbidden, NotFoundError
 from referral.models import OPEN_STATUSES, Offer, Referral, ReferralStatus
 from referral.placement import current_placement, current_rules
 from referral.schemas import E164
-from referral.triage import Case
+from referral.triage import Case, Vitals
 
 Columns = TypeVarTuple("Columns")
 
@@ -32,10 +32,25 @@ blp = Blueprint(
 )
 
 
+def _range(bounds: tuple[float, float]) -> validate.Range:
+    return validate.Range(bounds[0], bounds[1])
+
+
+class VitalsSchema(Schema):
+    sbp = fields.Float(allow_none=True, validate=_range(triage.VITAL_RANGES["sbp"]))
+    dbp = fields.Float(allow_none=True, validate=_range(triage.VITAL_RANGES["dbp"]))
+    hr = fields.Float(allow_none=True, validate=_range(triage.VITAL_RANGES["hr"]))
+    spo2 = fields.Float(allow_none=True, validate=_range(triage.VITAL_RANGES["spo2"]))
+    rr = fields.Float(allow_none=True, validate=_range(triage.VITAL_RANGES["rr"]))
+    temp_c = fields.Float(allow_none=True, validate=_range(triage.VITAL_RANGES["temp_c"]))
+    avpu = fields.String(allow_none=True, validate=validate.OneOf(triage.AVPU))
+
+
 class CaseSchema(Schema):
     conditions = fields.List(
         fields.String(validate=validate.Length(1, 32)),
         load_default=list,
+        validate=validate.Length(max=triage.MAX_CONDITIONS),
         metadata={"description": "condition codes from the region rules, e.g. PPH, NB_ASPHYXIA"},
     )
     risk_colour = fields.String(
@@ -46,15 +61,39 @@ class CaseSchema(Schema):
     purple = fields.Boolean(
         load_default=False, metadata={"description": "infectious (purple) besides the colour"}
     )
-    gestation_weeks = fields.Float(allow_none=True)
-    birth_weight_g = fields.Float(allow_none=True)
+    gestation_weeks = fields.Float(
+        allow_none=True, validate=_range(triage.GESTATION_WEEKS), metadata={"description": "weeks"}
+    )
+    birth_weight_g = fields.Float(allow_none=True, validate=_range(triage.BIRTH_WEIGHT_G))
     in_shock = fields.Boolean(load_default=False)
     ventilated = fields.Boolean(load_default=False)
     do_not_move = fields.Boolean(
-        load_default=False,
-        metadata={"description": "the patient is too ill to move: ask the team to come"},
+        allow_none=True,
+        load_default=None,
+        metadata={
+            "description": "true: too ill to move, ask the team to come; false: move her even "
+            "where the rules say not to (maternal collapse); absent: the rules decide"
+        },
     )
-    born_at = fields.AwareDateTime(allow_none=True, metadata={"description": "newborns"})
+    delivered = fields.Boolean(
+        allow_none=True,
+        metadata={"description": "has the mother delivered? absent: unknown, read as not yet"},
+    )
+    estimated_fetal_weight_g = fields.Float(allow_none=True, validate=_range(triage.FETAL_WEIGHT_G))
+    onset_at = fields.AwareDateTime(allow_none=True, metadata={"description": "time of onset"})
+    born_at = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "time of birth (newborns, delivered mothers)"}
+    )
+    placenta_delivered = fields.Boolean(allow_none=True)
+    vitals = fields.Nested(VitalsSchema, load_default=dict)
+    blood_loss_ml = fields.Float(allow_none=True, validate=_range(triage.BLOOD_LOSS_ML))
+    treatments = fields.List(
+        fields.String(validate=validate.Length(1, 32)),
+        load_default=list,
+        validate=validate.Length(max=triage.MAX_TREATMENTS),
+        metadata={"description": "codes from the rules' treatments, e.g. oxytocin"},
+    )
+    note = fields.String(load_default="", validate=validate.Length(max=triage.NOTE_LENGTH))
 
 
 class PatientSchema(Schema):
@@ -253,6 +292,7 @@ def load_visible(referral_id: int, actor: service.Actor, *, lock: bool = False) 
 
 
 def case_from(body: dict[str, Any]) -> Case:
+    vitals = body.get("vitals") or {}
     return Case(
         conditions=tuple(c.strip().upper() for c in body.get("conditions", [])),
         risk_colour=body.get("risk_colour"),
@@ -261,7 +301,16 @@ def case_from(body: dict[str, Any]) -> Case:
         birth_weight_g=body.get("birth_weight_g"),
         in_shock=body.get("in_shock", False),
         ventilated=body.get("ventilated", False),
-        do_not_move=body.get("do_not_move", False),
+        do_not_move=body.get("do_not_move"),
+        delivered=body.get("delivered"),
+        estimated_fetal_weight_g=body.get("estimated_fetal_weight_g"),
+        onset_at=body.get("onset_at"),
+        born_at=body.get("born_at"),
+        placenta_delivered=body.get("placenta_delivered"),
+        vitals=Vitals(**{k: vitals.get(k) for k in Vitals.__dataclass_fields__}),
+        blood_loss_ml=body.get("blood_loss_ml"),
+        treatments=tuple(body.get("treatments", [])),
+        note=body.get("note", ""),
     )
 
 
@@ -334,7 +383,6 @@ class Referrals(MethodView):
             "patient": body.get("patient", {}),
             "callback_phone": body.get("callback_phone", ""),
             "idempotency_key": key,
-            "born_at": case_body.get("born_at"),
             "now": clock.now(),
         }
         referral, created = create_committed(arguments)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -15,11 +16,12 @@ from facilities.models import Role
 from facilities.vocabulary import CAPABILITIES, parse_level
 from referral.api_referrals import CaseSchema, case_from
 from referral.auth import require_user
+from referral.decision import decide
 from referral.errors import NotFoundError, ServiceError
 from referral.models import RoadClosure
 from referral.placement import current_placement, rank_case, township_coverage
 from referral.rules import Need
-from referral.triage import need_as_dict, triage
+from referral.triage import need_as_dict
 
 blp = Blueprint(
     "routing",
@@ -83,6 +85,32 @@ class RouteOutSchema(Schema):
     window_minutes = fields.Integer(allow_none=True)
     stabilise_at = fields.Dict(allow_none=True)
     outreach = fields.Dict(allow_none=True)
+    # "partial" is a Schema attribute: the field keeps another name and the JSON name
+    partial_matches = fields.List(
+        fields.Dict(),
+        attribute="partial",
+        data_key="partial",
+        metadata={
+            "description": "when nobody meets every requirement: the best partial matches, each "
+            "facility, name, eta_minutes, lacks ({code, text}), reasons; never offered "
+            "automatically"
+        },
+    )
+    safety_net = fields.Dict(
+        allow_none=True,
+        metadata={"description": "the designated centre that would take the case, with its rule"},
+    )
+    window = fields.Dict(
+        allow_none=True,
+        metadata={"description": "minutes, from, closes_at, reachable_in_time (null: no window)"},
+    )
+    decision = fields.Dict(metadata={"description": "kind and a one-sentence summary"})
+    patient = fields.String()
+    do_not_move = fields.Boolean()
+    in_shock = fields.Boolean()
+    advice = fields.List(fields.String())
+    window_advice = fields.List(fields.String())
+    language = fields.String()
 
 
 class ClosureInSchema(Schema):
@@ -122,14 +150,35 @@ class CoverageOutSchema(Schema):
     )
 
 
+class RouteQuerySchema(Schema):
+    lang = fields.String(
+        validate=validate.OneOf(["zh", "en"]),
+        metadata={"description": "language of the reasons (default: Accept-Language, else en)"},
+    )
+
+
+def answer_language(query: dict[str, Any]) -> str:
+    wanted = query.get("lang")
+    if wanted:
+        return str(wanted)
+    best = request.accept_languages.best_match(["zh", "en"])
+    return best or "en"
+
+
 @blp.route("/route", methods=["POST"])
 @blp.arguments(RouteInSchema)
+@blp.arguments(RouteQuerySchema, location="query")
 @blp.response(200, RouteOutSchema)
-def route(body: dict[str, Any]) -> dict[str, Any]:
-    """The ranked destinations for a case from an origin, with ETA and reasons."""
+def route(body: dict[str, Any], query: dict[str, Any]) -> dict[str, Any]:
+    """The ranked destinations for a case from an origin, with ETA and reasons.
+
+    With a ``case`` the answer is the service's one clinical decision (the same as a referral's):
+    never empty, with partial matches and what each lacks, the safety net, the window and the
+    outreach request for a patient who must not be moved."""
     require_user()
     place = current_placement()
     origin = body["origin"]
+    facility = None
     if "facility" in origin:
         try:
             facility = registry.get_facility(db.session, origin["facility"])
@@ -140,44 +189,45 @@ def route(body: dict[str, Any]) -> dict[str, Any]:
         point = (facility.lat, facility.lon)
     else:
         point = (origin["lat"], origin["lon"])
-    urgency = None
-    reasons: list[str] = []
-    window = None
-    stabilise = None
+    language = answer_language(query)
     if "case" in body:
-        result = triage(place.rules, case_from(body["case"]))
-        need, patient, urgency, reasons = (
-            result.need,
-            result.patient,
-            result.urgency,
-            (result.reasons),
+        decision = decide(
+            db.session,
+            rules=place.rules,
+            router=place.router,
+            origin=point,
+            case=case_from(body["case"]),
+            now=clock.now(),
+            origin_facility=facility,
         )
-        window, stabilise = result.window_minutes, result.stabilise
-    else:
-        given = body["requirements"]
-        need = Need(
-            maternal_level=parse_level(given["maternal_level"], prefix="M", field="maternal_level"),
-            neonatal_level=parse_level(given["neonatal_level"], prefix="N", field="neonatal_level"),
-            capabilities=frozenset(given["capabilities"]),
-        )
-        patient = given["patient"]
+        return decision.to_dict(language)
+    given = body["requirements"]
+    need = Need(
+        maternal_level=parse_level(given["maternal_level"], prefix="M", field="maternal_level"),
+        neonatal_level=parse_level(given["neonatal_level"], prefix="N", field="neonatal_level"),
+        capabilities=frozenset(given["capabilities"]),
+    )
     ranking = rank_case(
         db.session,
         rules=place.rules,
         router=place.router,
         origin=point,
         need=need,
-        patient=patient,
-        window_minutes=window,
-        stabilise=stabilise,
+        patient=given["patient"],
+        window_minutes=None,
+        stabilise=place.rules.clinical.stabilise_default[given["patient"]],
         now=clock.now(),
+        partial_k=place.rules.clinical.partial_matches,
     )
     answer = ranking.to_dict()
     answer.update(
         requirements={**need_as_dict(need), "beds": answer["requirements"]["beds"]},
-        urgency=urgency,
-        reasons=reasons,
-        window_minutes=window,
+        urgency=None,
+        reasons=[],
+        window_minutes=None,
+        window=None,
+        safety_net=None,
+        language="en",
     )
     return answer
 

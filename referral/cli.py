@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import logging
 import sys
@@ -255,15 +256,41 @@ def roads_export(file: str) -> None:
     click.echo(f"wrote {file}")
 
 
+def _when(value: str | None, name: str) -> dt.datetime | None:
+    """An ISO time (``2026-12-03T14:05+08:00``); a time without zone is read as UTC."""
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            "expected an ISO time, e.g. 2026-12-03T14:05+08:00", param_hint=name
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
 @main.command("route")
 @click.option("--from", "origin", help="origin as LAT,LON")
 @click.option("--from-facility", "origin_facility", help="origin as a facility code")
 @click.option("--condition", "conditions", multiple=True, help="condition code (repeatable)")
 @click.option("--colour", "risk_colour", help="five-colour risk of the mother")
-@click.option("--gestation", "gestation_weeks", type=float)
-@click.option("--weight", "birth_weight_g", type=float)
+@click.option("--gestation", "gestation_weeks", type=float, help="weeks of gestation")
+@click.option("--weight", "birth_weight_g", type=float, help="birth weight of a newborn (g)")
+@click.option("--fetal-weight", "fetal_weight_g", type=float, help="estimated fetal weight (g)")
+@click.option(
+    "--delivered/--undelivered", "delivered", default=None, help="has the mother delivered?"
+)
+@click.option("--born-at", "born_at", help="time of birth, ISO (e.g. 2026-12-03T14:05+08:00)")
+@click.option("--onset-at", "onset_at", help="time of onset, ISO")
+@click.option("--hr", type=float, help="heart rate")
+@click.option("--sbp", type=float, help="systolic blood pressure")
+@click.option("--blood-loss", "blood_loss_ml", type=float, help="estimated blood loss (ml)")
 @click.option("--shock", "in_shock", is_flag=True)
 @click.option("--ventilated", is_flag=True)
+@click.option(
+    "--do-not-move/--move", "do_not_move", default=None, help="too ill to move (or insist)"
+)
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", help="answer language")
 @click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
 def route(
     origin: str | None,
@@ -272,22 +299,32 @@ def route(
     risk_colour: str | None,
     gestation_weeks: float | None,
     birth_weight_g: float | None,
+    fetal_weight_g: float | None,
+    delivered: bool | None,
+    born_at: str | None,
+    onset_at: str | None,
+    hr: float | None,
+    sbp: float | None,
+    blood_loss_ml: float | None,
     in_shock: bool,
     ventilated: bool,
+    do_not_move: bool | None,
+    lang: str,
     as_json: bool,
 ) -> None:
-    """The ranked destinations for a case, with ETA and reasons."""
+    """The ranked destinations for a case, with ETA and reasons (the same decision as the API)."""
     import json
 
     import routing
-    from referral.placement import rank_case
-    from referral.triage import Case, TriageError, triage
+    from referral.decision import decide
+    from referral.triage import Case, TriageError, Vitals
 
     if (origin is None) == (origin_facility is None):
         raise click.UsageError("give exactly one of --from LAT,LON or --from-facility CODE")
     app = _app()
     place = app.extensions["greenchannel.place"]()
     with _session(app) as session:
+        facility = None
         if origin_facility:
             try:
                 facility = registry.get_facility(session, origin_facility)
@@ -305,31 +342,52 @@ def route(
             risk_colour=risk_colour,
             gestation_weeks=gestation_weeks,
             birth_weight_g=birth_weight_g,
+            estimated_fetal_weight_g=fetal_weight_g,
+            delivered=delivered,
+            born_at=_when(born_at, "--born-at"),
+            onset_at=_when(onset_at, "--onset-at"),
+            vitals=Vitals(hr=hr, sbp=sbp),
+            blood_loss_ml=blood_loss_ml,
             in_shock=in_shock,
             ventilated=ventilated,
+            do_not_move=do_not_move,
         )
         try:
-            result = triage(place.rules, case)
-            ranking = rank_case(
+            decision = decide(
                 session,
                 rules=place.rules,
                 router=place.router,
                 origin=point,
-                need=result.need,
-                patient=result.patient,
-                window_minutes=result.window_minutes,
-                stabilise=result.stabilise,
+                case=case,
                 now=utcnow(),
+                origin_facility=facility,
             )
+            answer = decision.to_dict(lang)
         except (TriageError, routing.RoutingError) as exc:
             raise click.ClickException(str(exc)) from None
-    answer = ranking.to_dict()
-    answer["urgency"] = result.urgency
-    answer["reasons"] = result.reasons
     if as_json:
         click.echo(json.dumps(answer, ensure_ascii=False, indent=1, default=str))
         return
-    click.echo(f"urgency {result.urgency}; needs: " + "; ".join(result.reasons))
+    _print_answer(answer)
+
+
+def _print_answer(answer: dict[str, Any]) -> None:
+    """The route answer as text: the decision first, then the places and the reasons."""
+    zh = answer["language"] == "zh"
+    click.echo(answer["decision"]["text"])
+    needs = "；".join(answer["reasons"]) if zh else "; ".join(answer["reasons"])
+    click.echo(
+        f"{'紧急程度' if zh else 'urgency'} {answer['urgency']}; "
+        f"{'需要' if zh else 'needs'}: {needs}"
+    )
+    window = answer["window"]
+    if window:
+        state = "closed" if window["closed"] else f"{window['minutes_left']:g} min left"
+        click.echo(
+            f"window: {window['minutes']} min from {window['from']}, closes at "
+            f"{window['closes_at_local']} ({state}); "
+            f"reachable in time: {'yes' if window['reachable_in_time'] else 'NO'}"
+        )
     for warning in answer["warnings"]:
         click.echo(f"warning: {warning}")
     for number, candidate in enumerate(answer["candidates"], start=1):
@@ -342,6 +400,33 @@ def route(
             click.echo(f"      - {reason}")
     if not answer["candidates"]:
         click.echo("no facility meets every requirement")
+    if answer["partial"]:
+        click.echo("partial matches (never offered without a coordinator's confirmation):")
+        for item in answer["partial"]:
+            lacks = "; ".join(lack["text"] for lack in item["lacks"])
+            click.echo(f"    {item['facility']:<12} {item['eta_minutes']:>6} min  lacks: {lacks}")
+    net = answer["safety_net"]
+    if net:
+        click.echo(f"safety net ({net['rule']}): {net['facility']} {net['name']}")
+    stabilise = answer["stabilise_at"]
+    if stabilise:
+        click.echo(
+            f"stabilise at: {stabilise['facility']} {stabilise['name']} "
+            f"({stabilise['eta_minutes']} min)"
+        )
+    outreach = answer["outreach"]
+    if outreach:
+        click.echo(f"outreach: {outreach['text']}")
+        for item in outreach.get("advice", []):
+            click.echo(f"    - {item}")
+    for title, items in (
+        ("advice", answer["advice"]),
+        ("if the window cannot be met", answer["window_advice"]),
+    ):
+        if items:
+            click.echo(f"{title}:")
+            for item in items:
+                click.echo(f"    - {item}")
     if answer["excluded"]:
         click.echo("excluded:")
         for item in answer["excluded"]:

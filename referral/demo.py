@@ -100,6 +100,7 @@ class DemoFacility:
     maternal_level: int
     neonatal_level: int
     capabilities: tuple[str, ...]
+    designated: tuple[str, ...] = ()
 
 
 # The city centre has every capability but ECMO.
@@ -139,6 +140,7 @@ def demo_facilities(seed: int = 7) -> list[DemoFacility]:
             4,
             4,
             TOP_CAPABILITIES,
+            ("maternal", "neonatal"),
         ),
         DemoFacility(
             "YZ-MCH",
@@ -253,6 +255,7 @@ def build_demo_region(session: Session, *, now: dt.datetime, seed: int = 7) -> l
             maternal_level=spec.maternal_level,
             neonatal_level=spec.neonatal_level,
             capabilities=sorted(spec.capabilities),
+            designated=list(spec.designated),
             phone=_phone(next(phone_counter)),
             active=True,
             created_at=now,

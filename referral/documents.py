@@ -224,7 +224,7 @@ def document(case: CaseRows, rules: Rules) -> dict[str, Any]:
         "requirements": _raw(row.requirements),
         "reasons": _raw(row.reasons),
         "advice": {
-            language: [rules.conditions[c].advice[language] for c in conditions]
+            language: [item for c in conditions for item in rules.conditions[c].advice[language]]
             for language in ("zh", "en")
         },
         "window_minutes": row.window_minutes,

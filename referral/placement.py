@@ -166,6 +166,8 @@ def rank_case(
     stabilise: Need | None,
     now: dt.datetime,
     only: Sequence[str] | None = None,
+    partial_k: int = 0,
+    stay: bool = False,
 ) -> routing.Ranking:
     return routing.rank(
         origin,
@@ -175,15 +177,23 @@ def rank_case(
         policy=policy(rules, window_minutes=window_minutes),
         closures=active_closures(session),
         stabilise=requirements(stabilise, patient) if stabilise else None,
+        partial_k=partial_k,
+        stay=stay,
     )
 
 
 def rank_referral(
     session: Session, *, place: Any, referral: Any, now: dt.datetime
 ) -> routing.Ranking:
+    """The ranking for a stored case, with its window measured from the window's own start."""
     from referral.service import need_of
 
     stabilise = referral.requirements.get("stabilise")
+    window = referral.requirements.get("window")
+    left: float | None = referral.window_minutes
+    if window and window.get("closes_at"):
+        closes = dt.datetime.fromisoformat(window["closes_at"])
+        left = max(0.0, (closes - now).total_seconds() / 60.0)
     return rank_case(
         session,
         rules=place.rules,
@@ -191,7 +201,7 @@ def rank_referral(
         origin=(referral.origin_lat, referral.origin_lon),
         need=need_of(referral),
         patient=referral.patient_kind,
-        window_minutes=referral.window_minutes,
+        window_minutes=left,
         stabilise=Need(
             maternal_level=int(stabilise["maternal_level"][1:]),
             neonatal_level=int(stabilise["neonatal_level"][1:]),
@@ -200,6 +210,7 @@ def rank_referral(
         if stabilise
         else None,
         now=now,
+        partial_k=place.rules.clinical.partial_matches,
     )
 
 

@@ -21,6 +21,9 @@ from facilities.vocabulary import CAPABILITIES, VocabularyError, parse_level
 DEFAULT_RULES_PATH = Path(__file__).parent / "data" / "rules.yaml"
 COLOURS = ("green", "yellow", "orange", "red", "purple")
 URGENCIES = ("critical", "urgent", "planned")
+TIMINGS = ("antepartum", "postpartum", "any")
+WINDOW_STARTS = ("decision", "birth", "onset")
+SAFETY_NET_RULES = ("assign", "offer", "off")
 
 
 class RulesError(ValueError):
@@ -45,6 +48,14 @@ class Need:
 
 @dataclass(frozen=True)
 class Condition:
+    """One row of the condition table (docs/domain.md, "Triage").
+
+    ``timing`` says when the condition happens for a mother: ``antepartum`` (she has not
+    delivered: the baby inside counts), ``postpartum`` (the baby is born: nothing is added for
+    it) or ``any`` (the case's ``delivered`` decides). ``advice`` is a short checklist per
+    language; ``window_advice`` is what to do when the window cannot be met.
+    """
+
     code: str
     name: dict[str, str]
     patient: str
@@ -56,7 +67,37 @@ class Condition:
     in_shock: Need | None
     ventilated: Need | None
     stabilise: Need | None
-    advice: dict[str, str]
+    advice: dict[str, tuple[str, ...]]
+    timing: str = "any"
+    do_not_move: bool = False
+    window_advice: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    outreach_advice: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClinicalRules:
+    """The rules that apply across the condition table (docs/domain.md, "Across the table").
+
+    Every value is region-editable; a rules file without the block gets these defaults.
+    """
+
+    #: an undelivered mother below this gestation adds her baby's neonatal band
+    baby_inside_below_weeks: float = 37.0
+    #: heart rate / systolic pressure at or above this counts as shock
+    shock_index: float = 1.0
+    #: an estimated blood loss at or above this counts as shock
+    shock_blood_loss_ml: float = 1500.0
+    #: how many partial matches an answer lists when nobody meets every requirement
+    partial_matches: int = 3
+    #: the gestation from which a perimortem caesarean is advised for a collapsed mother
+    perimortem_from_weeks: float = 20.0
+    #: where a patient can be stabilised when her condition names no place of its own
+    stabilise_default: dict[str, Need] = field(
+        default_factory=lambda: {
+            "mother": Need(maternal_level=2),
+            "newborn": Need(neonatal_level=2),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -92,6 +133,13 @@ class Rules:
     fallback_speed_kmh: float
     max_snap_km: float
     conditions: dict[str, Condition] = field(default_factory=dict)
+    clinical: ClinicalRules = field(default_factory=ClinicalRules)
+    #: per urgency class: ``assign``, ``offer`` or ``off`` (docs/domain.md, "The safety net")
+    safety_net: dict[str, str] = field(
+        default_factory=lambda: {"critical": "assign", "urgent": "offer", "planned": "off"}
+    )
+    #: the treatments a clinic may say it has given, with their names
+    treatments: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class _Reader:
@@ -192,6 +240,36 @@ class _Reader:
         items = self.mapping(node, path, allowed={"zh", "en"}, required={"zh", "en"})
         return {lang: self.text(value, f"{path}.{lang}") for lang, value in items.items()}
 
+    def checklist(self, node: Node, path: str) -> dict[str, tuple[str, ...]]:
+        """Advice per language: a list of short items (a single text, as the first version of
+        the file had, is one item)."""
+        items = self.mapping(node, path, allowed={"zh", "en"}, required={"zh", "en"})
+        out: dict[str, tuple[str, ...]] = {}
+        for lang, value in items.items():
+            where = f"{path}.{lang}"
+            if isinstance(value, SequenceNode):
+                if not value.value:
+                    raise self.fail(value, where, "expected at least one item")
+                out[lang] = tuple(
+                    self.text(item, f"{where}[{i}]") for i, item in enumerate(value.value)
+                )
+            else:
+                out[lang] = (self.text(value, where),)
+            for i, item in enumerate(out[lang]):
+                if len(item) > 160:
+                    raise self.fail(
+                        value, f"{where}[{i}]", "an advice item is at most 160 characters"
+                    )
+        if len(out["zh"]) != len(out["en"]):
+            raise self.fail(node, path, "zh and en need the same number of items")
+        return out
+
+    def flag(self, node: Node, path: str) -> bool:
+        value = self.scalar(node, path)
+        if not isinstance(value, bool):
+            raise self.fail(node, path, "expected true or false")
+        return value
+
 
 _CONDITION_KEYS = {
     "name",
@@ -207,6 +285,10 @@ _CONDITION_KEYS = {
     "ventilated",
     "stabilise",
     "advice",
+    "timing",
+    "do_not_move",
+    "window_advice",
+    "outreach_advice",
 }
 
 
@@ -234,6 +316,9 @@ def parse_rules(text: str, *, source: str) -> Rules:
             "road_speeds_kmh",
             "fallback",
             "conditions",
+            "clinical",
+            "safety_net",
+            "treatments",
         },
         required={
             "version",
@@ -394,20 +479,25 @@ def parse_rules(text: str, *, source: str) -> Rules:
                 ),
                 path,
             )
-        by_gestation = False
-        if "neonatal_by_gestation" in items:
-            value = reader.scalar(items["neonatal_by_gestation"], f"{path}.neonatal_by_gestation")
-            if not isinstance(value, bool):
-                raise reader.fail(
-                    items["neonatal_by_gestation"],
-                    f"{path}.neonatal_by_gestation",
-                    "expected true or false",
-                )
-            by_gestation = value
+        by_gestation = (
+            reader.flag(items["neonatal_by_gestation"], f"{path}.neonatal_by_gestation")
+            if "neonatal_by_gestation" in items
+            else False
+        )
+        patient = reader.text(items["patient"], f"{path}.patient", choices=("mother", "newborn"))
+        timing = (
+            reader.text(items["timing"], f"{path}.timing", choices=TIMINGS)
+            if "timing" in items
+            else ("antepartum" if by_gestation and patient == "mother" else "any")
+        )
+        if patient == "newborn" and timing != "any":
+            raise reader.fail(
+                items["timing"], f"{path}.timing", "only a mother's condition has a timing"
+            )
         conditions[code] = Condition(
             code=code,
             name=reader.languages(items["name"], f"{path}.name"),
-            patient=reader.text(items["patient"], f"{path}.patient", choices=("mother", "newborn")),
+            patient=patient,
             need=need,
             urgency=reader.text(items["urgency"], f"{path}.urgency", choices=URGENCIES),
             window_minutes=int(
@@ -418,7 +508,7 @@ def parse_rules(text: str, *, source: str) -> Rules:
             if "window_minutes" in items
             else None,
             window_from=reader.text(
-                items["window_from"], f"{path}.window_from", choices=("decision", "birth")
+                items["window_from"], f"{path}.window_from", choices=WINDOW_STARTS
             )
             if "window_from" in items
             else "decision",
@@ -432,7 +522,17 @@ def parse_rules(text: str, *, source: str) -> Rules:
             stabilise=reader.need(items["stabilise"], f"{path}.stabilise")
             if "stabilise" in items
             else None,
-            advice=reader.languages(items["advice"], f"{path}.advice"),
+            advice=reader.checklist(items["advice"], f"{path}.advice"),
+            timing=timing,
+            do_not_move=reader.flag(items["do_not_move"], f"{path}.do_not_move")
+            if "do_not_move" in items
+            else False,
+            window_advice=reader.checklist(items["window_advice"], f"{path}.window_advice")
+            if "window_advice" in items
+            else {},
+            outreach_advice=reader.checklist(items["outreach_advice"], f"{path}.outreach_advice")
+            if "outreach_advice" in items
+            else {},
         )
     if not conditions:
         raise reader.fail(top["conditions"], "conditions", "at least one condition is needed")
@@ -466,7 +566,69 @@ def parse_rules(text: str, *, source: str) -> Rules:
             fallback["max_snap_km"], "fallback.max_snap_km", low=0.01, high=100
         ),
         conditions=conditions,
+        clinical=_clinical(reader, top.get("clinical")),
+        safety_net=_safety_net(reader, top.get("safety_net")),
+        treatments=_treatments(reader, top.get("treatments")),
     )
+
+
+def _clinical(reader: _Reader, node: Node | None) -> ClinicalRules:
+    """The cross-table block; every key is optional (a first-version file has none)."""
+    default = ClinicalRules()
+    if node is None:
+        return default
+    keys = {
+        "baby_inside_below_weeks",
+        "shock_index",
+        "shock_blood_loss_ml",
+        "partial_matches",
+        "perimortem_from_weeks",
+        "stabilise_default",
+    }
+    items = reader.mapping(node, "clinical", allowed=keys)
+
+    def number(key: str, low: float, high: float, *, integer: bool = False) -> float:
+        if key not in items:
+            return float(getattr(default, key))
+        return reader.number(items[key], f"clinical.{key}", low=low, high=high, integer=integer)
+
+    stabilise = dict(default.stabilise_default)
+    if "stabilise_default" in items:
+        given = reader.mapping(
+            items["stabilise_default"], "clinical.stabilise_default", allowed={"mother", "newborn"}
+        )
+        for patient, need_node in given.items():
+            stabilise[patient] = reader.need(need_node, f"clinical.stabilise_default.{patient}")
+    return ClinicalRules(
+        baby_inside_below_weeks=number("baby_inside_below_weeks", 20, 45),
+        shock_index=number("shock_index", 0.3, 3),
+        shock_blood_loss_ml=number("shock_blood_loss_ml", 100, 10_000),
+        partial_matches=int(number("partial_matches", 1, 10, integer=True)),
+        perimortem_from_weeks=number("perimortem_from_weeks", 0, 45),
+        stabilise_default=stabilise,
+    )
+
+
+def _safety_net(reader: _Reader, node: Node | None) -> dict[str, str]:
+    rule = {"critical": "assign", "urgent": "offer", "planned": "off"}
+    if node is None:
+        return rule
+    items = reader.mapping(node, "safety_net", allowed=set(URGENCIES))
+    for name, value in items.items():
+        rule[name] = reader.text(value, f"safety_net.{name}", choices=SAFETY_NET_RULES)
+    return rule
+
+
+def _treatments(reader: _Reader, node: Node | None) -> dict[str, dict[str, str]]:
+    if node is None:
+        return {}
+    items = reader.mapping(node, "treatments")
+    out = {}
+    for code, value in items.items():
+        if not code.replace("_", "").isalnum() or len(code) > 32:
+            raise reader.fail(value, f"treatments.{code}", "a code is letters, digits and _")
+        out[code] = reader.languages(value, f"treatments.{code}")
+    return out
 
 
 def load_rules(path: str | Path | None = None) -> Rules:

@@ -27,11 +27,13 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.orm.attributes import set_committed_value
 
+import routing
 from alerts import escalation, messages, timers
 from alerts.outbox import queue_sms
+from facilities import registry
 from facilities.models import Facility, Role, Team
 from facilities.registry import Placed, area_covers
-from referral import placement
+from referral import decision, placement
 from referral.errors import Conflict, Forbidden, NotFoundError, ServiceError
 from referral.models import (
     OPEN_STATUSES,
@@ -196,6 +198,33 @@ def need_of(referral: Referral) -> Need:
     )
 
 
+def case_record(case: Case) -> dict[str, Any]:
+    """The case as stored with the referral (times as ISO text, vitals given only)."""
+
+    def when(value: dt.datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "conditions": list(case.conditions),
+        "risk_colour": case.risk_colour,
+        "purple": case.purple,
+        "gestation_weeks": case.gestation_weeks,
+        "birth_weight_g": case.birth_weight_g,
+        "in_shock": case.in_shock,
+        "ventilated": case.ventilated,
+        "do_not_move": case.do_not_move,
+        "delivered": case.delivered,
+        "estimated_fetal_weight_g": case.estimated_fetal_weight_g,
+        "onset_at": when(case.onset_at),
+        "born_at": when(case.born_at),
+        "placenta_delivered": case.placenta_delivered,
+        "vitals": case.vitals.given(),
+        "blood_loss_ml": case.blood_loss_ml,
+        "treatments": list(case.treatments),
+        "note": case.note,
+    }
+
+
 def _request_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -225,7 +254,6 @@ def create_referral(
     patient: dict[str, Any],
     callback_phone: str = "",
     idempotency_key: str | None = None,
-    born_at: dt.datetime | None = None,
     now: dt.datetime,
 ) -> tuple[Referral, bool]:
     """Create a referral and make its first offers. Returns ``(referral, created)``.
@@ -263,7 +291,8 @@ def create_referral(
                 f"this patient already has open referral {duplicate.code} (id {duplicate.id})",
                 field="patient.ref",
             )
-    result = triage(place.rules, case)
+    result = triage(place.rules, case, now=now)
+    window = result.window
     code = new_code(session)
     referral = Referral(
         code=code,
@@ -271,7 +300,7 @@ def create_referral(
         status=ReferralStatus.REQUESTED,
         urgency=result.urgency,
         patient_kind=result.patient,
-        outreach=case.do_not_move,
+        outreach=result.do_not_move,
         origin_facility_id=origin.id,
         origin_lat=origin.lat,
         origin_lon=origin.lon,
@@ -280,23 +309,22 @@ def create_referral(
         created_channel=actor.channel,
         callback_phone=callback_phone or origin.phone,
         idempotency_key=idempotency_key,
-        case={
-            "conditions": list(case.conditions),
-            "risk_colour": case.risk_colour,
-            "purple": case.purple,
-            "gestation_weeks": case.gestation_weeks,
-            "birth_weight_g": case.birth_weight_g,
-            "in_shock": case.in_shock,
-            "ventilated": case.ventilated,
-            "do_not_move": case.do_not_move,
-            "born_at": born_at.isoformat() if born_at else None,
-        },
+        case=case_record(case),
         patient={**{k: v for k, v in patient.items() if k != "ref"}, "_request": request_hash},
         patient_ref=patient_ref,
         open_patient_ref=patient_ref,
         requirements={
             **need_as_dict(result.need),
-            "stabilise": need_as_dict(result.stabilise) if result.stabilise else None,
+            "stabilise": need_as_dict(result.stabilise),
+            "in_shock": result.in_shock,
+            "window": None
+            if window is None
+            else {
+                "minutes": window.minutes,
+                "from": window.start,
+                "condition": window.condition,
+                "closes_at": window.closes_at.isoformat(),
+            },
         },
         reasons=result.reasons,
         window_minutes=result.window_minutes,
@@ -417,10 +445,12 @@ def offer_next(
     pending = [o for o in referral.offers if o.status is OfferStatus.PENDING]
     wanted = (1 if referral.outreach else policy.parallel_offers) - len(pending)
     made: list[Offer] = []
+    ranking_partial: tuple[routing.Partial, ...] = ()
     if wanted > 0:
         skip = set() if include_tried else _tried_facilities(referral)
         skip |= {o.facility_id for o in pending}
         ranking = placement.rank_referral(session, place=place, referral=referral, now=now)
+        ranking_partial = ranking.partial
         codes = {
             f.code: f
             for f in session.scalars(
@@ -458,7 +488,9 @@ def offer_next(
                 updated_at=now,
             )
         return made
-    _mark_unplaced(session, place=place, referral=referral, now=now)
+    if _safety_net(session, place=place, referral=referral, now=now, partial=ranking_partial):
+        return made
+    _mark_unplaced(session, place=place, referral=referral, now=now, partial=ranking_partial)
     return made
 
 
@@ -475,13 +507,14 @@ def _make_offer(
     reasons: list[str],
     actor: Actor,
     now: dt.datetime,
+    kind: str | None = None,
 ) -> Offer:
     policy = place.rules.urgency[referral.urgency]
     offer = Offer(
         referral=referral,
         facility=facility,
         status=OfferStatus.PENDING,
-        kind="outreach" if referral.outreach else "transfer",
+        kind=kind or ("outreach" if referral.outreach else "transfer"),
         rank=rank,
         eta_minutes=eta_minutes,
         distance_km=distance_km,
@@ -503,6 +536,15 @@ def _make_offer(
             code=referral.code,
             condition=(
                 ("【下沉会诊】" if language == "zh" else "OUTREACH ") if referral.outreach else ""
+            )
+            + (
+                (
+                    "【兜底·不得以满床拒绝】"
+                    if language == "zh"
+                    else "SAFETY NET, FULL not accepted: "
+                )
+                if kind == "safety_net"
+                else ""
             )
             + condition_text(place.rules, referral, language),
             colour=case.get("risk_colour") or "",
@@ -548,8 +590,176 @@ def _make_offer(
     return offer
 
 
+def _partial_detail(partial: Sequence[routing.Partial]) -> list[dict[str, Any]]:
+    return [
+        {
+            "facility": p.facility,
+            "eta_minutes": round(p.eta_minutes, 1),
+            "lacks": [r.text for r in p.lacks],
+        }
+        for p in partial
+    ]
+
+
+def _safety_net(
+    session: Session,
+    *,
+    place: Placement,
+    referral: Referral,
+    now: dt.datetime,
+    partial: Sequence[routing.Partial] = (),
+) -> bool:
+    """The region's safety net (兜底) for a case nobody will take; True when it acted.
+
+    ``assign``: the designated centre receives the patient (an accepted offer of kind
+    ``safety_net``), its teams, the clinic and the coordinators are told. ``offer``: a final offer
+    to the centre that cannot be declined for FULL. A centre that already had its safety-net
+    offer is not asked again: the case is then unplaced and a coordinator must act."""
+    origin = referral.origin
+    net = decision.safety_net_for(
+        session,
+        rules=place.rules,
+        urgency=referral.urgency,
+        patient=referral.patient_kind,
+        need=need_of(referral),
+        origin=origin,
+    )
+    if net is None:
+        return False
+    centre = registry.get_facility(session, net.facility)
+    if any(o.facility_id == centre.id and o.kind == "safety_net" for o in referral.offers):
+        return False
+    asked = [o for o in referral.offers if o.kind != "safety_net"]
+    why_en = "nobody accepted" if asked else "no hospital meets every need"
+    why_zh = "无医院接收" if asked else "无医院满足全部需要"
+    earlier = next((o for o in referral.offers if o.facility_id == centre.id), None)
+    eta = earlier.eta_minutes if earlier is not None else net.eta_minutes
+    lacks = [r.text for r in net.lacks]
+    detail = {
+        "facility": centre.code,
+        "rule": net.rule,
+        "why": why_en,
+        "lacks": lacks,
+        "partial": _partial_detail(partial),
+    }
+    if net.rule == "offer":
+        offer = _make_offer(
+            session,
+            place=place,
+            referral=referral,
+            facility=centre,
+            rank=None,
+            eta_minutes=eta,
+            distance_km=earlier.distance_km if earlier is not None else None,
+            estimate=earlier.estimate if earlier is not None else eta is None,
+            reasons=[f"safety net: {why_en}", *lacks],
+            actor=Actor.system(),
+            now=now,
+            kind="safety_net",
+        )
+        if referral.status is not ReferralStatus.OFFERED:
+            _swap_referral(
+                session,
+                referral,
+                expected=[referral.status],
+                status=ReferralStatus.OFFERED,
+                updated_at=now,
+            )
+        _event(
+            session,
+            referral,
+            "safety_net_offered",
+            actor=Actor.system(),
+            now=now,
+            offer=offer,
+            **detail,
+        )
+    else:
+        offer = Offer(
+            referral=referral,
+            facility=centre,
+            status=OfferStatus.ACCEPTED,
+            kind="safety_net",
+            rank=None,
+            eta_minutes=eta,
+            distance_km=earlier.distance_km if earlier is not None else None,
+            estimate=earlier.estimate if earlier is not None else eta is None,
+            reasons=[f"safety net: {why_en}", *lacks],
+            offered_by="safety net",
+            offered_at=now,
+            expires_at=now,
+            answered_at=now,
+            answered_by="safety net rule",
+            answer_channel="system",
+        )
+        session.add(offer)
+        session.flush()
+        if not _swap_referral(
+            session,
+            referral,
+            expected=[ReferralStatus.REQUESTED, ReferralStatus.OFFERED, ReferralStatus.UNPLACED],
+            status=ReferralStatus.ACCEPTED,
+            accepted_offer_id=offer.id,
+            destination_facility_id=centre.id,
+            accepted_at=now,
+            updated_at=now,
+        ):
+            raise StateConflict(f"case {referral.code} moved on meanwhile", field="id")
+        _event(
+            session,
+            referral,
+            "safety_net_assigned",
+            actor=Actor.system(),
+            now=now,
+            offer=offer,
+            **detail,
+        )
+        escalation.tell_teams(
+            session,
+            facility=centre,
+            teams=[t.value for t in teams_for(referral)],
+            render=lambda language: messages.safety_net_assigned(
+                language,
+                code=referral.code,
+                condition=condition_text(place.rules, referral, language),
+                origin=local_name(origin, language),
+                eta_minutes=round(eta) if eta is not None else None,
+                callback_phone=referral.callback_phone,
+                why=why_zh if language == "zh" else why_en,
+            ),
+            purpose="safety_net_assigned",
+            subject=subject(offer),
+            now=now,
+        )
+        _tell_clinic_accepted(session, referral=referral, offer=offer, now=now)
+    for recipient in escalation.area_coordinators(session, origin):
+        queue_sms(
+            session,
+            to=recipient.phone,
+            purpose="coordinator_safety_net",
+            subject=f"referral:{referral.id}",
+            facility_id=origin.id,
+            language=recipient.language,
+            body=messages.safety_net_to_coordinator(
+                recipient.language,
+                code=referral.code,
+                condition=condition_text(place.rules, referral, recipient.language),
+                origin=local_name(origin, recipient.language),
+                centre=local_name(centre, recipient.language),
+                rule=net.rule,
+            ),
+            now=now,
+        )
+    return True
+
+
 def _mark_unplaced(
-    session: Session, *, place: Placement, referral: Referral, now: dt.datetime
+    session: Session,
+    *,
+    place: Placement,
+    referral: Referral,
+    now: dt.datetime,
+    partial: Sequence[routing.Partial] = (),
 ) -> None:
     if not _swap_referral(
         session,
@@ -565,10 +775,13 @@ def _mark_unplaced(
         "unplaced",
         actor=Actor.system(),
         now=now,
-        note="no capable facility left to ask: a coordinator must act",
+        note="no capable facility left to ask: a coordinator must act"
+        + ("; partial matches need a coordinator's confirmation" if partial else ""),
+        partial=_partial_detail(partial),
     )
     origin = referral.origin
-    for recipient in escalation.area_coordinators(session, origin):
+    coordinators = escalation.area_coordinators(session, origin)
+    for recipient in coordinators:
         queue_sms(
             session,
             to=recipient.phone,
@@ -584,6 +797,16 @@ def _mark_unplaced(
             ),
             now=now,
         )
+    phone = coordinators[0].phone if coordinators else ""
+    _text_clinic(
+        session,
+        referral,
+        purpose="clinic_unplaced",
+        body=lambda language: messages.clinic_unplaced(
+            language, code=referral.code, coordinator_phone=phone
+        ),
+        now=now,
+    )
 
 
 def get_offer(session: Session, referral: Referral, offer_id: int) -> Offer:
@@ -710,6 +933,12 @@ def decline_offer(
         ) from None
     if clean is DeclineReason.OTHER and not note.strip():
         raise ServiceError("note: say why when the reason is OTHER", field="note")
+    if offer.kind == "safety_net" and clean is DeclineReason.FULL:
+        raise ServiceError(
+            "reason: a safety-net offer to the designated centre cannot be declined for FULL "
+            "(不得推诿拒诊); accept, or give another reason",
+            field="reason",
+        )
     if not _swap_offer(
         session,
         offer,

@@ -121,9 +121,10 @@ def condition_names(referral: Referral, lang: str) -> str:
 
 def advice(referral: Referral, lang: str) -> list[str]:
     return [
-        current_rules().conditions[c].advice[lang]
+        item
         for c in referral.case.get("conditions", [])
         if c in current_rules().conditions
+        for item in current_rules().conditions[c].advice[lang]
     ]
 
 

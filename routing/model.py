@@ -317,6 +317,45 @@ class Outreach:
 
 
 @dataclass(frozen=True)
+class Partial:
+    """A facility that meets some but not every requirement (never offered automatically).
+
+    Attributes
+    ----------
+    facility, name, eta_minutes, distance_km, estimate
+        As in :class:`Candidate`.
+    lacks
+        Exactly what it lacks (``maternal_level_below``, ``neonatal_level_below``,
+        ``lacks_capability``, ``capability_unavailable``, ``no_bed``), most important first.
+    reasons
+        Its road time and the state of its capacity.
+    """
+
+    facility: str
+    name: str
+    eta_minutes: float
+    distance_km: float
+    estimate: bool
+    lacks: tuple[Reason, ...]
+    reasons: tuple[Reason, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "facility": self.facility,
+            "name": self.name,
+            "eta_minutes": round(self.eta_minutes, 1),
+            "distance_km": round(self.distance_km, 2),
+            "estimate": self.estimate,
+            "lacks": [
+                {"code": r.code, "text": r.text, "params": dict(r.params)} for r in self.lacks
+            ],
+            "reasons": [r.text for r in self.reasons],
+            "reason_details": [r.to_dict() for r in self.reasons],
+        }
+
+
+@dataclass(frozen=True)
 class Ranking:
     """The answer of :func:`routing.rank`.
 
@@ -335,7 +374,8 @@ class Ranking:
     warnings
         Estimates used, closures in effect, beyond the window, no capable facility...
     beyond_window
-        True when the best candidate's ETA exceeds the time window (or there is none).
+        True when the case has a time window and no candidate reaches it in time (False for a
+        case without a window).
     stabilise_at
         When ``beyond_window`` and a stabilisation requirement was given: the nearest facility
         meeting it (None otherwise).
@@ -355,6 +395,7 @@ class Ranking:
     stabilise_at: Candidate | None
     outreach: Outreach | None
     _exclusions: Callable[[], tuple[Exclusion, ...]] = field(repr=False, compare=False)
+    partial: tuple[Partial, ...] = ()
 
     @cached_property
     def excluded(self) -> tuple[Exclusion, ...]:
@@ -380,6 +421,7 @@ class Ranking:
             "beyond_window": self.beyond_window,
             "stabilise_at": None if self.stabilise_at is None else self.stabilise_at.to_dict(),
             "outreach": None if self.outreach is None else self.outreach.to_dict(),
+            "partial": [p.to_dict() for p in self.partial],
         }
 
 

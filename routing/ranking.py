@@ -17,6 +17,7 @@ from routing.model import (
     Exclusion,
     FacilitySnapshot,
     Outreach,
+    Partial,
     Policy,
     Ranking,
     Reason,
@@ -38,6 +39,8 @@ def rank(
     policy: Policy | None = None,
     closures: Iterable[Closure] = (),
     stabilise: Requirements | None = None,
+    partial_k: int = 0,
+    stay: bool = False,
 ) -> Ranking:
     """Rank the facilities able to take a case by road travel time from the origin.
 
@@ -58,7 +61,14 @@ def rank(
         The closures and slowdowns in effect now (pass them on every query).
     stabilise
         What a facility needs to stabilise the patient (e.g. ``Requirements(maternal_level=2)``
-        for bleeding); used when the best candidate is beyond the time window.
+        for bleeding); the nearest one is proposed when no candidate exists or the best is
+        beyond the time window.
+    partial_k
+        When no facility meets every requirement: how many partial matches to list, ranked by
+        what they lack (level gaps first, then capabilities, then beds) and then road time.
+    stay
+        The patient must not be moved: always propose the outreach of the best capable (or,
+        when none, the best partial) facility's team.
 
     Returns
     -------
@@ -85,24 +95,32 @@ def rank(
     )
     eligible = table.eligible(requirements)
     stab_hits: list[Hit] = []
+    partial_hits: list[Hit] = []
     with router.query(olat, olon, table, policy=policy, state=state) as q:
         top = q.top(eligible, penalty, policy.top_k)
         best = top.hits[0] if top.hits else None
         window = policy.time_window_minutes
-        beyond = best is None or (window is not None and best.eta_s / 60.0 > window)
-        if beyond and stabilise is not None:
+        beyond = window is not None and (best is None or best.eta_s / 60.0 > window)
+        if best is None and partial_k > 0:
+            pool, gaps = _partial_pool(table, requirements, eligible)
+            partial_hits = q.top(pool, gaps * _GAP_SECONDS, partial_k).hits
+        if (beyond or best is None) and stabilise is not None:
             stab_hits = q.top(table.eligible(stabilise), penalty, 1).hits
         base_known = q.road and state is None
         base_s = q.base_s
     candidates = tuple(
         _candidate(table, h, requirements, policy, penalty, beyond) for h in top.hits
     )
+    partial = tuple(_partial(table, h, requirements, policy) for h in partial_hits)
     stabilise_at = (
         _candidate(table, stab_hits[0], stabilise, policy, penalty, False)
         if stab_hits and stabilise is not None
         else None
     )
-    outreach = _outreach(router, table, best, (olat, olon), state, policy) if beyond else None
+    team = best or (partial_hits[0] if partial_hits else None)
+    outreach = (
+        _outreach(router, table, team, (olat, olon), state, policy) if beyond or stay else None
+    )
     warnings = _warnings(q, table, candidates, top.hits, requirements, policy, state, beyond)
     listed = {h.index for h in top.hits}
     unreachable = set(top.unreachable)
@@ -129,6 +147,76 @@ def rank(
         stabilise_at=stabilise_at,
         outreach=outreach,
         _exclusions=exclusions,
+        partial=partial,
+    )
+
+
+# A partial match's ranking key is its gap score in this many seconds plus its road time, so
+# that one query orders them by what they lack first and by road time within the same lack.
+_GAP_SECONDS = 1.0e6
+_LEVEL_GAP, _CAPABILITY_GAP, _BED_GAP = 10_000, 100, 1
+
+
+def _partial_pool(
+    table: FacilityTable, req: Requirements, eligible: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Facilities open to new cases that meet some requirement, and the size of their gap."""
+    need = capability_mask(req.capabilities)
+    pool = table.active & ~eligible & (table.diversion != _CLOSED)
+    if req.maternal_level:
+        pool &= table.maternal >= 1
+    if req.neonatal_level:
+        pool &= table.neonatal >= 1
+    levels = np.maximum(req.maternal_level - table.maternal, 0) + np.maximum(
+        req.neonatal_level - table.neonatal, 0
+    )
+    lacking = (table.caps & need) ^ need | (table.unavailable & need)
+    capabilities = np.zeros(len(table), np.int64)
+    for bit in CAP_BIT.values():
+        if need & bit:
+            capabilities += (lacking & bit) != 0
+    beds = np.zeros(len(table), np.int64)
+    for bed in req.beds:
+        beds += table.beds[:, BED_TYPES.index(bed)] == 0
+    gaps = levels * _LEVEL_GAP + capabilities * _CAPABILITY_GAP + beds * _BED_GAP
+    return pool, gaps.astype(np.float64)
+
+
+def _partial(table: FacilityTable, hit: Hit, req: Requirements, policy: Policy) -> Partial:
+    f = table.facilities[hit.index]
+    i = hit.index
+    need = capability_mask(req.capabilities)
+    caps = sorted(req.capabilities)
+    zero = tuple(b for b in sorted(req.beds) if table.beds[i, BED_TYPES.index(b)] == 0)
+    lacks = tuple(
+        r
+        for r in _exclusion_reasons(
+            req,
+            caps,
+            False,
+            True,
+            int(table.maternal[i]),
+            int(table.neonatal[i]),
+            int((table.caps[i] & need) ^ need),
+            int(table.unavailable[i] & need),
+            False,
+            "",
+            zero,
+        )
+    )
+    reasons = [
+        r
+        for r in _candidate(table, hit, req, policy, np.zeros(len(table)), False).reasons
+        if r.code != "meets_requirements"
+    ]
+    return Partial(
+        facility=f.code,
+        name=f.name,
+        eta_minutes=hit.eta_s / 60.0,
+        distance_km=hit.length_m / 1000.0,
+        estimate=hit.estimate,
+        lacks=lacks,
+        reasons=tuple(reasons),
     )
 
 
@@ -235,7 +323,7 @@ def _candidate(
         reasons.append(
             Reason(
                 "beyond_window",
-                f"beyond the {w:g}-min window of this condition",
+                f"cannot arrive within the {w:.0f} min left in this condition's window",
                 {"window_minutes": w},
             )
         )
@@ -345,13 +433,13 @@ def _warnings(
                 {"requirements": req.label()},
             )
         )
-    elif beyond and policy.time_window_minutes is not None:
+    if candidates and beyond and policy.time_window_minutes is not None:
         w = policy.time_window_minutes
         out.append(
             Reason(
                 "beyond_window",
                 f"the best capable facility is {candidates[0].eta_minutes:.0f} min away, beyond "
-                f"the {w:g}-min window: stabilise nearby or bring the experts",
+                f"the {w:.0f} min left in the window: stabilise nearby or bring the experts",
                 {"minutes": round(candidates[0].eta_minutes, 1), "window_minutes": w},
             )
         )

@@ -240,7 +240,7 @@ def test_bad_referral_requests_name_the_field_and_create_nothing(world: World) -
         ({**PPH_REQUEST, "case": {"conditions": ["HEADACHE"]}}, "conditions"),
         (
             {**PPH_REQUEST, "case": {"conditions": ["PPH"], "gestation_weeks": 60}},
-            "gestation_weeks",
+            "case.gestation_weeks",
         ),
         ({**PPH_REQUEST, "origin_facility": "NOPE"}, "origin_facility"),
         ({**PPH_REQUEST, "patient": {"name": "王芳"}}, "patient.name"),

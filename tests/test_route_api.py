@@ -125,7 +125,7 @@ def test_only_coordinators_close_roads(world: World) -> None:
         ({"origin": {"facility": "T-1"}, "case": {"conditions": ["HEADACHE"]}}, "conditions"),
         (
             {"origin": {"facility": "T-1"}, "case": {"conditions": ["PPH"], "gestation_weeks": 60}},
-            "gestation_weeks",
+            "case.gestation_weeks",
         ),
         (
             {"origin": {"facility": "T-1"}, "requirements": {"capabilities": ["x"]}},
@@ -182,8 +182,10 @@ def test_the_route_command_prints_the_ranking(
     result = CliRunner().invoke(main, ["route", "--from-facility", "T-1", "--condition", "PPH"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].startswith("urgency critical")
-    assert lines[1].split()[:2] == ["1.", "H-A"]
+    assert lines[0].startswith("Go to H-A")
+    assert lines[1].startswith("urgency critical")
+    assert lines[2].startswith("window: 120 min from decision")
+    assert lines[3].split()[:2] == ["1.", "H-A"]
     result = CliRunner().invoke(
         main, ["route", "--from", "29.8,106.2", "--condition", "PPH", "--json"]
     )

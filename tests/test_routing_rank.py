@@ -299,7 +299,7 @@ def test_beyond_the_window_proposes_stabilisation_and_outreach() -> None:
     assert not within.beyond_window and within.stabilise_at is None and within.outreach is None
 
 
-def test_no_capable_facility_is_said_plainly() -> None:
+def test_no_capable_facility_is_said_plainly_and_a_case_without_a_window_is_not_beyond_it() -> None:
     router = Router(_line_network())
     result = rank(
         (30.0, 110.0),
@@ -309,7 +309,7 @@ def test_no_capable_facility_is_said_plainly() -> None:
         stabilise=Requirements(),
     )
     assert result.candidates == ()
-    assert result.beyond_window
+    assert not result.beyond_window
     assert result.stabilise_at is not None and result.stabilise_at.facility == "A"
     assert result.outreach is None
     assert any(w.code == "no_capable_facility" for w in result.warnings)
@@ -406,3 +406,26 @@ def test_unknown_capability_and_bad_levels_are_refused_with_the_field_named() ->
 def test_capability_vocabulary_is_the_domain_one() -> None:
     assert len(CAPABILITIES) == 14
     assert {"massive_transfusion", "infectious_isolation", "ecmo"} <= CAPABILITIES
+
+
+def test_with_nobody_capable_the_partial_matches_come_level_gaps_first_then_road_time() -> None:
+    router = Router(_line_network())
+    near_m2 = _at("A", 1, maternal_level=2)
+    far_m3_without_icu = _at("C", 3, maternal_level=3)
+    clinic = _at("B", 2, maternal_level=1, capabilities=frozenset({"adult_icu"}))
+    result = rank(
+        (30.0, 110.0),
+        [near_m2, clinic, far_m3_without_icu],
+        Requirements(maternal_level=3, capabilities=frozenset({"adult_icu"})),
+        router=router,
+        partial_k=3,
+    )
+    assert result.candidates == ()
+    order = [p.facility for p in result.partial]
+    # C lacks one capability; A lacks one level; B lacks two levels
+    assert order == ["C", "A", "B"]
+    assert [r.code for r in result.partial[0].lacks] == ["lacks_capability"]
+    assert [r.code for r in result.partial[1].lacks] == [
+        "maternal_level_below",
+        "lacks_capability",
+    ]

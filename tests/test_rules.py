@@ -17,7 +17,8 @@ def line_of(text: str, needle: str) -> int:
 
 def test_the_shipped_rules_hold_every_condition_of_the_domain_table() -> None:
     rules = load_rules()
-    assert len(rules.conditions) == 18
+    assert len(rules.conditions) == 21
+    assert {"CORD_PROLAPSE", "OBSTRUCTED_LABOUR", "FETAL_DISTRESS"} <= set(rules.conditions)
     assert rules.stale_grace.total_seconds() == 12 * 3600
     assert rules.urgency["critical"].parallel_offers == 2
     assert rules.urgency["urgent"].answer_timeout.total_seconds() == 300
@@ -49,10 +50,10 @@ def test_the_shipped_rules_hold_every_condition_of_the_domain_table() -> None:
             "expected a number",
         ),
         (
-            "    urgency: critical\n    window_minutes: 120\n    stabilise: {maternal_level: M2, "
-            "capabilities: [blood_transfusion]}",
-            "    urgency: sometime\n    window_minutes: 120\n    stabilise: {maternal_level: M2, "
-            "capabilities: [blood_transfusion]}",
+            "    urgency: critical\n    window_minutes: 120\n    window_from: onset\n"
+            "    stabilise: {maternal_level: M2, capabilities: [blood_transfusion]}",
+            "    urgency: sometime\n    window_minutes: 120\n    window_from: onset\n"
+            "    stabilise: {maternal_level: M2, capabilities: [blood_transfusion]}",
             "conditions.PPH.urgency",
             "expected one of",
         ),
@@ -96,3 +97,56 @@ def test_a_region_can_raise_red_to_city_level_or_lower_it(tmp_path: Path) -> Non
         DEFAULT.replace("red: {maternal_level: M4}", "red: {maternal_level: M3}"), encoding="utf-8"
     )
     assert load_rules(own).colours["red"].maternal_level == 3
+
+
+FIRST_VERSION = Path(__file__).parent / "data" / "rules-first-version.yaml"
+
+
+def test_a_rules_file_written_for_the_first_version_still_loads_with_the_new_defaults() -> None:
+    rules = load_rules(FIRST_VERSION)
+    assert len(rules.conditions) == 18
+    # advice written as one sentence is one checklist item
+    assert len(rules.conditions["PPH"].advice["en"]) == 1
+    assert rules.clinical.baby_inside_below_weeks == 37
+    assert rules.clinical.shock_index == 1.0 and rules.clinical.shock_blood_loss_ml == 1500
+    assert rules.safety_net == {"critical": "assign", "urgent": "offer", "planned": "off"}
+    # APH and preterm labour took the baby into account: they are read as before birth
+    assert rules.conditions["APH"].timing == "antepartum"
+    assert rules.conditions["PPH"].timing == "any"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "words"),
+    [
+        ("  shock_index: 1.0", "  shock_index: high", "clinical.shock_index", "expected a number"),
+        ("  critical: assign", "  critical: always", "safety_net.critical", "expected one of"),
+        ("    timing: postpartum", "    timing: later", "conditions.PPH.timing", "expected one of"),
+        (
+            "    window_from: birth",
+            "    window_from: conception",
+            "conditions.NB_ASPHYXIA.window_from",
+            "expected one of",
+        ),
+        (
+            "    do_not_move: true",
+            "    do_not_move: maybe",
+            "conditions.AFE_ARREST.do_not_move",
+            "true or false",
+        ),
+    ],
+)
+def test_the_rules_across_the_table_are_validated_like_the_rest(
+    old: str, new: str, key: str, words: str
+) -> None:
+    assert old in DEFAULT, old
+    with pytest.raises(RulesError) as caught:
+        parse_rules(DEFAULT.replace(old, new, 1), source="region.yaml")
+    message = str(caught.value)
+    assert f"key {key}:" in message and words in message, message
+
+
+def test_an_advice_checklist_needs_the_same_items_in_both_languages() -> None:
+    broken = DEFAULT.replace("        - Call for help; start the PPH drill\n", "", 1)
+    with pytest.raises(RulesError) as caught:
+        parse_rules(broken, source="region.yaml")
+    assert "conditions.PPH.advice" in str(caught.value)
