@@ -173,6 +173,56 @@ class Decision:
             "reachable_in_time": bool(self.reachable_in_time),
         }
 
+    def record(self) -> dict[str, Any]:
+        """What a stored case keeps of its first decision, in both languages (for its pages,
+        its API document and its timeline)."""
+
+        def lacks(reasons: tuple[routing.Reason, ...]) -> list[dict[str, str]]:
+            return [{"code": r.code, "en": r.text, "zh": say(r, "zh")} for r in reasons]
+
+        stabilise = self.ranking.stabilise_at
+        outreach = self.ranking.outreach
+        return {
+            "kind": self.kind,
+            "summary": {language: self.summary(language) for language in ("zh", "en")},
+            "partial": [
+                {
+                    "facility": p.facility,
+                    "name": p.name,
+                    "eta_minutes": round(p.eta_minutes, 1),
+                    "lacks": lacks(p.lacks),
+                }
+                for p in self.partial
+            ],
+            "stabilise_at": None
+            if stabilise is None
+            else {
+                "facility": stabilise.facility,
+                "name": stabilise.name,
+                "eta_minutes": round(stabilise.eta_minutes, 1),
+            },
+            "outreach": None
+            if outreach is None
+            else {
+                "facility": outreach.facility,
+                "name": outreach.name,
+                "eta_minutes": round(outreach.eta_minutes, 1),
+            },
+            "safety_net": None
+            if self.safety_net is None
+            else {
+                "facility": self.safety_net.facility,
+                "name": self.safety_net.name,
+                "rule": self.safety_net.rule,
+                "lacks": lacks(self.safety_net.lacks),
+            },
+            "window": self.window_dict(),
+            "window_advice": {k: list(v) for k, v in self.triage.window.advice.items()}
+            if self.triage.window is not None and self.reachable_in_time is False
+            else {},
+            "warnings": [{"en": n.en, "zh": n.zh} for n in self.triage.warnings],
+        }
+
     def to_dict(self, language: str = "en") -> dict[str, Any]:
         """The route answer (CONTRACT field names), reasons in ``language``."""
         t, ranking = self.triage, self.ranking

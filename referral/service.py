@@ -332,6 +332,16 @@ def create_referral(
         updated_at=now,
     )
     origin_facility = origin
+    first = decision.decide_for(
+        session,
+        rules=place.rules,
+        router=place.router,
+        origin=(origin.lat, origin.lon),
+        result=result,
+        now=now,
+        origin_facility=origin,
+    )
+    referral.requirements = {**referral.requirements, "decision": first.record()}
     session.add(referral)
     session.flush()
     referral.origin = origin_facility
@@ -347,8 +357,16 @@ def create_referral(
         urgency=result.urgency,
         requirements=referral.requirements,
         reasons=result.reasons,
+        decision=first.kind,
     )
-    offer_next(session, place=place, referral=referral, actor=Actor.system(), now=now)
+    offer_next(
+        session,
+        place=place,
+        referral=referral,
+        actor=Actor.system(),
+        now=now,
+        ranking=first.ranking,
+    )
     return referral, True
 
 
@@ -429,10 +447,14 @@ def offer_next(
     actor: Actor,
     now: dt.datetime,
     include_tried: bool = False,
+    ranking: routing.Ranking | None = None,
 ) -> list[Offer]:
     """Offer the case to the next candidates until the urgency's parallel count is pending.
 
-    Nobody left → the case is ``unplaced`` and the area coordinators are told.
+    Only facilities that meet every requirement are offered. Nobody left → the region's safety
+    net (:func:`_safety_net`), else the case is ``unplaced``: the area coordinators and the clinic
+    are told, and the partial matches wait for a coordinator's confirmation (a redirect).
+    ``ranking`` is the decision just made for a new case (not made again).
     """
     lock_case(session, referral)
     if referral.status not in (
@@ -449,7 +471,8 @@ def offer_next(
     if wanted > 0:
         skip = set() if include_tried else _tried_facilities(referral)
         skip |= {o.facility_id for o in pending}
-        ranking = placement.rank_referral(session, place=place, referral=referral, now=now)
+        if ranking is None:
+            ranking = placement.rank_referral(session, place=place, referral=referral, now=now)
         ranking_partial = ranking.partial
         codes = {
             f.code: f

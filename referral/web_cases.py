@@ -4,6 +4,7 @@ with the server-side form actions behind them."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +18,7 @@ from werkzeug.wrappers import Response
 from facilities import clock, registry
 from facilities.db import db
 from facilities.models import Role, User
-from referral import service
+from referral import service, triage
 from referral.api_referrals import actor_for, audited, case_from, create_committed
 from referral.errors import NotFoundError, ServiceError
 from referral.models import OPEN_STATUSES, Offer, OfferStatus, Referral
@@ -42,6 +43,24 @@ def _number(name: str, low: float, high: float) -> float | None:
     if not low <= value <= high:
         raise ServiceError(f"{name}: expected {low:g} to {high:g}", field=name)
     return value
+
+
+def _time_today(name: str) -> dt.datetime | None:
+    """A clock time typed on the form (``14:05``), read in the region's time zone as the last
+    such moment (today, or yesterday when today's would be in the future)."""
+    raw = request.form.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        clock_time = dt.time.fromisoformat(raw)
+    except ValueError:
+        raise ServiceError(f"{name}: expected a time such as 14:05", field=name) from None
+    zone = dt.timezone(dt.timedelta(hours=current_rules().working_hours[2]))
+    now = clock.now().astimezone(zone)
+    when = now.replace(hour=clock_time.hour, minute=clock_time.minute, second=0, microsecond=0)
+    if when > now + triage.CLOCK_SLACK:
+        when -= dt.timedelta(days=1)
+    return when
 
 
 def conditions_for_form() -> list[dict[str, Any]]:
@@ -112,8 +131,8 @@ def create() -> Response:
         colour = form.get("risk_colour") or None
         if colour not in (None, "green", "yellow", "orange", "red"):
             raise ServiceError("risk_colour: unknown colour", field="risk_colour")
-        gestation = _number("gestation_weeks", 20, 45)
-        weight = _number("birth_weight_g", 300, 6000)
+        gestation = _number("gestation_weeks", *triage.GESTATION_WEEKS)
+        weight = _number("birth_weight_g", *triage.BIRTH_WEIGHT_G)
         if not conditions and colour is None:
             raise ServiceError(
                 "conditions: choose at least one condition or a risk colour", field="conditions"
@@ -127,7 +146,19 @@ def create() -> Response:
                 "birth_weight_g": weight,
                 "in_shock": form.get("in_shock") == "on",
                 "ventilated": form.get("ventilated") == "on",
-                "do_not_move": form.get("do_not_move") == "on",
+                "do_not_move": True
+                if form.get("do_not_move") == "on"
+                else (False if form.get("move_anyway") == "on" else None),
+                "delivered": {"yes": True, "no": False}.get(form.get("delivered", "")),
+                "born_at": _time_today("born_time"),
+                "estimated_fetal_weight_g": _number(
+                    "estimated_fetal_weight_g", *triage.FETAL_WEIGHT_G
+                ),
+                "vitals": {
+                    "hr": _number("hr", *triage.VITAL_RANGES["hr"]),
+                    "sbp": _number("sbp", *triage.VITAL_RANGES["sbp"]),
+                },
+                "blood_loss_ml": _number("blood_loss_ml", *triage.BLOOD_LOSS_ML),
             }
         )
         patient = (

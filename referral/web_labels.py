@@ -83,6 +83,8 @@ EVENTS = {
     "expired": _l("No answer in time"),
     "withdrawn": _l("Offer withdrawn"),
     "unplaced": _l("Nobody accepted"),
+    "safety_net_assigned": _l("Assigned by the safety net"),
+    "safety_net_offered": _l("Final offer under the safety net"),
     "redirected": _l("Redirected by coordinator"),
     "reopened": _l("Offers re-opened"),
     "departed": _l("Departed"),
