@@ -31,7 +31,7 @@ from alerts import escalation, messages, timers
 from alerts.outbox import queue_sms
 from facilities.models import Facility, Role, Team
 from facilities.registry import Placed, area_covers
-from referral import placement
+from referral import limits, placement
 from referral.errors import Conflict, Forbidden, NotFoundError, ServiceError
 from referral.models import (
     OPEN_STATUSES,
@@ -234,6 +234,7 @@ def create_referral(
     (``created`` False); the same key with a different request is a conflict.
     """
     check_origin_scope(actor, origin)
+    limits.check_conditions(case.conditions)  # before any work: triage loops over them
     request_hash = _request_hash({"origin": origin.code, "case": case.__dict__, "patient": patient})
     if idempotency_key:
         existing = session.scalar(

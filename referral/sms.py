@@ -184,6 +184,7 @@ def handle_ref_command(
         else:
             rest.append(word)
     codes, unknown = _conditions(place.rules, rest)
+    codes = list(dict.fromkeys(codes))  # "REF PPH 产后出血" names one condition twice
     if unknown or not codes:
         example = "REF PPH / REF NB_ASPHYXIA / 转诊 产后出血"
         what = "、".join(unknown) if unknown else ""
