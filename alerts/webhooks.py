@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, current_app, g, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -31,21 +31,38 @@ def _signed_url() -> str:
     return base + request.path + (f"?{query}" if query else "")
 
 
+def _check_signature() -> bool:
+    token = current_app.config.get("TWILIO_AUTH_TOKEN")
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not token or not base:
+        log.error("webhook refused: TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL must both be set")
+        return False
+    if not signature or not RequestValidator(token).validate(
+        _signed_url(), request.form, signature
+    ):
+        log.warning("webhook %s refused: bad or missing signature", request.path)
+        return False
+    return True
+
+
+def signature_is_valid() -> bool:
+    """Whether this request carries a valid ``X-Twilio-Signature`` (checked once a request).
+
+    Anything counted per sender (the per-phone rate limit) must ask this first: the ``From`` of
+    an unsigned request is whatever its author wrote, a hospital's phone included.
+    """
+    if "twilio_signature_valid" not in g:
+        g.twilio_signature_valid = _check_signature()
+    return bool(g.twilio_signature_valid)
+
+
 def twilio_signed(view: Callable[..., Any]) -> Callable[..., Any]:
     """403 unless the request carries a valid ``X-Twilio-Signature``."""
 
     @wraps(view)
     def checked(*args: Any, **kwargs: Any) -> Any:
-        token = current_app.config.get("TWILIO_AUTH_TOKEN")
-        base = current_app.config.get("PUBLIC_BASE_URL")
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not token or not base:
-            log.error("webhook refused: TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL must both be set")
-            abort(403)
-        if not signature or not RequestValidator(token).validate(
-            _signed_url(), request.form, signature
-        ):
-            log.warning("webhook %s refused: bad or missing signature", request.path)
+        if not signature_is_valid():
             abort(403)
         return view(*args, **kwargs)
 

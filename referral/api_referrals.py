@@ -7,14 +7,14 @@ from typing import Any, TypeVarTuple
 from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 
 from facilities import clock, registry
 from facilities.db import db
 from facilities.models import Facility, Role, User
-from referral import audit, documents, observability, service, triage
+from referral import audit, documents, limits, observability, service, triage
 from referral.auth import channel, require_user
 from referral.errors import Forbidden, NotFoundError
 from referral.models import OPEN_STATUSES, Offer, Referral, ReferralStatus
@@ -46,12 +46,24 @@ class VitalsSchema(Schema):
     avpu = fields.String(allow_none=True, validate=validate.OneOf(triage.AVPU))
 
 
+def distinct_codes(codes: list[str]) -> None:
+    """Each condition once (compared as the service reads them: trimmed, upper case)."""
+    if len(codes) > limits.MAX_CONDITIONS:
+        return  # the length check says so; no list of thousands of repeats in the answer
+    repeated = limits.duplicates([code.strip().upper() for code in codes])
+    if repeated:
+        raise ValidationError(f"{', '.join(repeated)} given more than once")
+
+
 class CaseSchema(Schema):
     conditions = fields.List(
-        fields.String(validate=validate.Length(1, 32)),
+        fields.String(validate=validate.Length(1, limits.CONDITION_CODE_LENGTH)),
         load_default=list,
-        validate=validate.Length(max=triage.MAX_CONDITIONS),
-        metadata={"description": "condition codes from the region rules, e.g. PPH, NB_ASPHYXIA"},
+        validate=[validate.Length(max=limits.MAX_CONDITIONS), distinct_codes],
+        metadata={
+            "description": "condition codes from the region rules, e.g. PPH, NB_ASPHYXIA; "
+            f"at most {limits.MAX_CONDITIONS}, each once"
+        },
     )
     risk_colour = fields.String(
         allow_none=True,
@@ -106,7 +118,9 @@ class PatientSchema(Schema):
 
 
 class ReferralInSchema(Schema):
-    origin_facility = fields.String(required=True)
+    origin_facility = fields.String(
+        required=True, validate=validate.Length(1, limits.FACILITY_CODE_LENGTH)
+    )
     case = fields.Nested(CaseSchema, required=True)
     patient = fields.Nested(PatientSchema, load_default=dict)
     callback_phone = fields.String(validate=validate.Regexp(E164))
@@ -212,7 +226,9 @@ class CancelSchema(Schema):
 
 
 class RedirectSchema(Schema):
-    facility = fields.String(required=True)
+    facility = fields.String(
+        required=True, validate=validate.Length(1, limits.FACILITY_CODE_LENGTH)
+    )
     reason = fields.String(required=True, validate=validate.Length(1, 500))
 
 

@@ -18,6 +18,7 @@ from referral.api_referrals import CaseSchema, case_from
 from referral.auth import require_user
 from referral.decision import decide
 from referral.errors import NotFoundError, ServiceError
+from referral.limits import FACILITY_CODE_LENGTH, MAX_CAPABILITIES
 from referral.models import RoadClosure
 from referral.placement import current_placement, rank_case, township_coverage
 from referral.rules import Need
@@ -34,7 +35,10 @@ blp = Blueprint(
 class OriginSchema(Schema):
     lat = fields.Float(validate=validate.Range(-90, 90))
     lon = fields.Float(validate=validate.Range(-180, 180))
-    facility = fields.String(metadata={"description": "a facility code instead of lat/lon"})
+    facility = fields.String(
+        validate=validate.Length(1, FACILITY_CODE_LENGTH),
+        metadata={"description": "a facility code instead of lat/lon"},
+    )
 
     @validates_schema
     def one_kind(self, data: dict[str, Any], **_: Any) -> None:
@@ -47,7 +51,9 @@ class NeedSchema(Schema):
     maternal_level = fields.String(load_default="M0", validate=validate.Regexp(r"^M[0-4]$"))
     neonatal_level = fields.String(load_default="N0", validate=validate.Regexp(r"^N[0-4]$"))
     capabilities = fields.List(
-        fields.String(validate=validate.OneOf(CAPABILITIES)), load_default=list
+        fields.String(validate=validate.OneOf(CAPABILITIES)),
+        load_default=list,
+        validate=validate.Length(max=MAX_CAPABILITIES),
     )
     patient = fields.String(load_default="mother", validate=validate.OneOf(["mother", "newborn"]))
 
@@ -137,7 +143,9 @@ class CoverageQuerySchema(Schema):
     maternal_level = fields.String(load_default="M0", validate=validate.Regexp(r"^M[0-4]$"))
     neonatal_level = fields.String(load_default="N0", validate=validate.Regexp(r"^N[0-4]$"))
     capabilities = fields.List(
-        fields.String(validate=validate.OneOf(CAPABILITIES)), load_default=list
+        fields.String(validate=validate.OneOf(CAPABILITIES)),
+        load_default=list,
+        validate=validate.Length(max=MAX_CAPABILITIES),
     )
 
 

@@ -6,6 +6,12 @@ against the same row and no process keeps state of its own. The counter commits 
 connection before the request's work starts: a request that is refused, or that fails later,
 still counts. Old windows are deleted by ``greenchannel retention``.
 
+Only an authenticated caller is counted, after it has proved who it is: an API token that
+belongs to an active user, an SMS whose Twilio signature is right. Counted before, anyone could
+spend someone else's allowance: thirty unsigned posts naming a hospital's phone made its genuine
+"Y" answer a 429 (issue 22); and every made-up token would leave a counter row behind.
+Unauthenticated requests are refused by the views (401, 403) without touching the counters.
+
 Limits (per minute) come from the environment: ``GREENCHANNEL_RATE_LIMIT_TOKEN`` (default 600,
 per API token) and ``GREENCHANNEL_RATE_LIMIT_SMS`` (default 30, per sending phone); ``0`` turns
 a limit off.
@@ -17,15 +23,17 @@ import datetime as dt
 import hashlib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from flask import Flask, Response, current_app, request
 from sqlalchemy import Engine, delete
 from sqlalchemy.dialects import postgresql, sqlite
 
+from alerts.webhooks import signature_is_valid
 from facilities import clock
 from facilities.db import db
 from facilities.models import RateCounter
+from referral.auth import Unauthorised, current_user
 from referral.config import ConfigError
 from referral.errors import error_response
 
@@ -81,18 +89,25 @@ def prune(engine: Engine, *, now: dt.datetime) -> int:
         return int(result.rowcount)
 
 
-def _key_for_request() -> tuple[str, str] | None:
-    """(key, setting name) of the limit that applies to this request, if any."""
+def _token_is_known() -> bool:
+    try:
+        return current_user() is not None  # cached on g: the view does not look again
+    except Unauthorised:
+        return False  # the view answers 401
+
+
+def _key_for_request() -> tuple[str, str, Callable[[], bool]] | None:
+    """(key, setting name, authentication check) of the limit that applies to this request."""
     if request.path.startswith("/api/"):
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             digest = hashlib.sha256(token.strip().encode()).hexdigest()[:32]
-            return f"token:{digest}", "GREENCHANNEL_RATE_LIMIT_TOKEN"
+            return f"token:{digest}", "GREENCHANNEL_RATE_LIMIT_TOKEN", _token_is_known
         return None
     if request.path == SMS_WEBHOOK and request.method == "POST":
         phone = (request.form.get("From") or "").strip()[:32]
-        return f"sms:{phone or '?'}", "GREENCHANNEL_RATE_LIMIT_SMS"
+        return f"sms:{phone or '?'}", "GREENCHANNEL_RATE_LIMIT_SMS", signature_is_valid
     return None
 
 
@@ -100,9 +115,9 @@ def _check() -> Response | None:
     found = _key_for_request()
     if found is None:
         return None
-    key, setting = found
+    key, setting, authenticated = found
     limit = int(current_app.config[setting])
-    if limit <= 0:
+    if limit <= 0 or not authenticated():
         return None
     now = clock.now()
     if hit(db.engine, key=key, now=now) <= limit:

@@ -6,6 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from facilities.models import Diversion, FacilityKind, Team
 from facilities.vocabulary import CAPABILITIES
+from referral.limits import MAX_CAPABILITIES
 
 E164 = r"^\+[1-9][0-9]{6,14}$"
 capability = fields.String(validate=validate.OneOf(CAPABILITIES))
@@ -32,7 +33,9 @@ class StatusInSchema(Schema):
     diversion = fields.String(validate=validate.OneOf([d.value for d in Diversion]))
     diversion_reason = fields.String(validate=validate.Length(max=500))
     unavailable = fields.List(
-        capability, metadata={"description": "capabilities temporarily unavailable"}
+        capability,
+        validate=validate.Length(max=MAX_CAPABILITIES),
+        metadata={"description": "capabilities temporarily unavailable"},
     )
 
 
@@ -48,7 +51,9 @@ class FacilityFieldsSchema(Schema):
     lon = fields.Float(required=True, validate=validate.Range(-180, 180))
     maternal_level = fields.String(required=True, validate=validate.Regexp(r"^M[0-4]$"))
     neonatal_level = fields.String(required=True, validate=validate.Regexp(r"^N[0-4]$"))
-    capabilities = fields.List(capability, load_default=list)
+    capabilities = fields.List(
+        capability, load_default=list, validate=validate.Length(max=MAX_CAPABILITIES)
+    )
     phone = fields.String(validate=validate.Regexp(E164))
     active = fields.Boolean(load_default=True)
 

@@ -33,7 +33,7 @@ from alerts.outbox import queue_sms
 from facilities import registry
 from facilities.models import Facility, Role, Team
 from facilities.registry import Placed, area_covers
-from referral import decision, placement
+from referral import decision, limits, placement
 from referral.errors import Conflict, Forbidden, NotFoundError, ServiceError
 from referral.models import (
     OPEN_STATUSES,
@@ -262,6 +262,7 @@ def create_referral(
     (``created`` False); the same key with a different request is a conflict.
     """
     check_origin_scope(actor, origin)
+    limits.check_conditions(case.conditions)  # before any work: triage loops over them
     request_hash = _request_hash({"origin": origin.code, "case": case.__dict__, "patient": patient})
     if idempotency_key:
         existing = session.scalar(

@@ -301,6 +301,7 @@ def parse_ref(rules: Rules, text: str, *, now: dt.datetime) -> Case:
             rest.append(word)
         index += 1
     codes, unknown = _conditions(rules, rest)
+    codes = list(dict.fromkeys(codes))  # "REF PPH 产后出血" names one condition twice
     if unknown or not codes:
         what = "、".join(w[:20] for w in unknown[:3]) if unknown else ""
         raise TriageError(f"unknown condition {what}".strip(), field="conditions")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from facilities.vocabulary import level_label
+from referral.limits import MAX_CONDITIONS
 from referral.rules import COLOURS, URGENCIES, Condition, Need, Rules
 
 URGENCY_ORDER = {name: index for index, name in enumerate(URGENCIES)}  # critical first
@@ -41,7 +42,6 @@ VITAL_RANGES: dict[str, tuple[float, float]] = {
     "temp_c": (25.0, 45.0),
 }
 AVPU = ("A", "V", "P", "U")
-MAX_CONDITIONS = 8
 MAX_TREATMENTS = 20
 NOTE_LENGTH = 500
 #: how far in the future a time of birth or onset may be (clocks of phones drift)

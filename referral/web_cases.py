@@ -126,7 +126,10 @@ def clinic_live() -> str:
 def create() -> Response:
     user = page_user()
     form = request.form
-    conditions = [c for c in form.getlist("conditions") if c in current_rules().conditions]
+    # Known codes only, each once (a checkbox is sent once; a repeat is a forged or replayed
+    # form): at most the rulebook's conditions, and the service refuses more than its bound.
+    known = current_rules().conditions
+    conditions = list(dict.fromkeys(c for c in form.getlist("conditions") if c in known))
     try:
         colour = form.get("risk_colour") or None
         if colour not in (None, "green", "yellow", "orange", "red"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -129,3 +131,85 @@ def test_the_other_texts_are_short_and_in_the_readers_language(language: str) ->
         assert sms_segments(text).segments <= 2, text
     assert ("接收" in texts[0]) == (language == "zh")
     assert "CAP OB 3 ICU 1 NICU 0" in texts[4]
+
+
+def _one_character_at_a_time(
+    build: Callable[[str, str], str], first: str, second: str, *, language: str
+) -> str:
+    """The plain reading of the rule (the code before issue 22): shorten the longer field by
+    one character, measure the whole text, again, until it fits."""
+
+    def shorten(value: str) -> str:
+        if language == "zh":
+            core = value[1:] if value.startswith("…") else value
+            return "…" + core[1:]
+        core = value[:-3] if value.endswith("...") else value
+        return core[:-1] + "..."
+
+    while True:
+        text = build(first, second)
+        if messages._fits(text, messages.PREALERT_MAX_SEGMENTS, reserve=True):
+            return text
+        if len(first) >= len(second) and len(first) > 6:
+            first = shorten(first)
+        elif len(second) > 6:
+            second = shorten(second)
+        else:
+            return text
+
+
+_AWKWARD = st.text(alphabet="aZ .…€[中😀éê", max_size=400)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _AWKWARD,
+    _AWKWARD,
+    st.sampled_from(["zh", "en"]),
+    st.text(alphabet="a中€", max_size=150),
+    st.text(alphabet="a中€", max_size=150),
+)
+def test_shortening_gives_the_text_the_one_character_at_a_time_reading_gives(
+    first: str, second: str, language: str, head: str, tail: str
+) -> None:
+    def build(a: str, b: str) -> str:
+        return f"{head}{a}/{b}{tail}"
+
+    expected = _one_character_at_a_time(build, first, second, language=language)
+    assert messages._fit_fields(build, first, second, language=language) == expected
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_shortening_a_pre_alert_of_any_length_takes_linear_time(
+    language: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The condition text of a case with 10,000 conditions: 50,000 characters in Chinese,
+    # 240,000 in English. Measuring such a text once per character shortened (the old way)
+    # examined billions of characters, inside the transaction creating the case.
+    name = "产后出血" if language == "zh" else "Postpartum haemorrhage"
+    condition = ("、" if language == "zh" else ", ").join([name] * 10_000)
+    origin = "高岭镇中心卫生院" * 1000 if language == "zh" else "Gaoling Township " * 1000
+    budget = 20 * (len(condition) + len(origin))
+    measured = 0
+    measure = messages.sms_segments
+
+    def counting(text: str) -> SegmentInfo:
+        nonlocal measured
+        measured += len(text)
+        if measured > budget:
+            raise AssertionError(f"more than {budget} characters measured: not linear")
+        return measure(text)
+
+    monkeypatch.setattr(messages, "sms_segments", counting)
+    text = prealert(
+        language,
+        code="A7K2X9",
+        condition=condition,
+        colour="red",
+        origin=origin,
+        eta_minutes=45,
+        callback_phone="+8613812345678",
+    )
+    assert measure(text).segments <= 2
+    assert measure(messages.escalated(language, text)).segments <= 2
+    assert "A7K2X9 Y" in text and "+8613812345678" in text

@@ -18,7 +18,7 @@ from facilities.models import RateCounter
 from referral.app import SECURITY_HEADERS, create_app
 from referral.config import ConfigError, load_config
 from referral.ratelimit import hit, limits_from_env
-from tests.referral_world import build_world
+from tests.referral_world import PPH_REQUEST, build_world
 
 TWILIO_TOKEN = "twilio-test-token"
 
@@ -109,6 +109,49 @@ def test_a_phone_flooding_the_sms_webhook_is_slowed_down_and_others_are_not(
     assert _signed_sms(client, "+8613900000002", "hello") == 200
     world.clock.advance(minutes=1)
     assert _signed_sms(client, "+8613900000001", "again") == 200
+
+
+def test_unsigned_posts_naming_a_hospitals_phone_do_not_silence_its_signed_answer(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.config.update(TWILIO_AUTH_TOKEN=TWILIO_TOKEN, GREENCHANNEL_RATE_LIMIT_SMS=30)
+    world = build_world(app, client)
+    case = world.post("clinic", "/api/v1/referrals", PPH_REQUEST).get_json()
+    hospital = world.phones["H-A:obstetrics"]
+    forged = {"From": hospital, "Body": f"{case['code']} N FULL", "MessageSid": "SMforged"}
+    refused = [
+        client.post(
+            "/webhooks/twilio/sms",
+            data=forged,
+            headers={"X-Twilio-Signature": "forged"} if attempt % 2 else {},
+        ).status_code
+        for attempt in range(40)
+    ]
+    assert _signed_sms(client, hospital, f"{case['code']} Y") == 200  # not 429
+    assert refused == [403] * 40
+    with app.app_context():
+        counted = db.session.scalars(select(RateCounter.key)).all()
+        assert [key for key in counted if key.startswith("sms:")] == [f"sms:{hospital}"]
+    after = world.get("coordinator", f"/api/v1/referrals/{case['id']}").get_json()
+    assert after["status"] == "accepted" and after["destination"] == "H-A"
+
+
+def test_made_up_api_tokens_are_refused_as_unknown_and_never_counted(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.config["GREENCHANNEL_RATE_LIMIT_TOKEN"] = 3
+    world = build_world(app, client)
+    made_up = {"Authorization": "Bearer gc_made-up"}
+    statuses = [client.get("/api/v1/facilities", headers=made_up).status_code for _ in range(5)]
+    assert statuses == [401] * 5
+    for number in range(20):
+        other = {"Authorization": f"Bearer gc_guess-{number}"}
+        assert client.get("/api/v1/facilities", headers=other).status_code == 401
+    with app.app_context():
+        assert db.session.scalars(select(RateCounter)).all() == []
+    # A real token is counted as before.
+    answers = [world.get("clinic", "/api/v1/facilities").status_code for _ in range(4)]
+    assert answers == [200, 200, 200, 429]
 
 
 def test_limits_come_from_the_environment_and_nonsense_stops_the_service() -> None:
