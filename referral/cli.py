@@ -591,7 +591,7 @@ def worker(interval: float) -> None:
 @click.option("--no-serve", is_flag=True, help="build the demo region and stop")
 @click.option(
     "--scenario",
-    type=click.Choice(["pph"]),
+    type=click.Choice(["pph", "safety-net"]),
     help="play a scripted case end to end in simulated time (temporary database) and stop",
 )
 @click.option(

@@ -40,3 +40,25 @@ def test_the_scenario_command_runs_fast_with_the_environment_flag(
     assert "Report card" in result.output
     unknown = CliRunner().invoke(main, ["demo", "--scenario", "eclampsia"])
     assert unknown.exit_code == 2 and "eclampsia" in unknown.output
+
+
+def test_the_safety_net_scenario_assigns_the_designated_centre_and_tells_everyone() -> None:
+    out = io.StringIO()
+    state = run_scenario("safety-net", fast=True, stream=out)
+    text = out.getvalue()
+    # An eclamptic mother at 30 weeks, undelivered: M3 + adult ICU for her, N3 for her baby.
+    assert state["status"] == "accepted" and state["destination"] == "YZ-CENTRE"
+    offers = state["offers"]
+    assert offers[-1] == ("YZ-CENTRE", "safety_net", "accepted")
+    assert all(kind == "transfer" for _, kind, _ in offers[:-1])  # only capable ones asked
+    assert {status for _, _, status in offers[:-1]} == {"declined", "expired"}
+    assert state["timeline"][-1] == "safety_net_assigned"
+    assert state["why"]["why"] == "nobody accepted" and state["why"]["rule"] == "assign"
+    for seen in (
+        "needs N3",  # the baby inside counts
+        "SAFETY NET: to the designated centre's teams",
+        "to the referring clinic: where to go",
+        "to the coordinator: the safety net acted",
+        "兜底",
+    ):
+        assert seen in text, seen
