@@ -16,13 +16,13 @@ from facilities.models import Role
 from facilities.vocabulary import CAPABILITIES, parse_level
 from referral.api_referrals import CaseSchema, case_from
 from referral.auth import require_user
-from referral.decision import decide
+from referral.decision import condition_need, decide
 from referral.errors import NotFoundError, ServiceError
 from referral.limits import FACILITY_CODE_LENGTH, MAX_CAPABILITIES
 from referral.models import RoadClosure
 from referral.placement import current_placement, rank_case, township_coverage
 from referral.rules import Need
-from referral.triage import need_as_dict
+from referral.triage import GESTATION_WEEKS, need_as_dict
 
 blp = Blueprint(
     "routing",
@@ -318,6 +318,15 @@ def coverage(query: dict[str, Any]) -> dict[str, Any]:
         neonatal_level=parse_level(query["neonatal_level"], prefix="N", field="neonatal_level"),
         capabilities=frozenset(query["capabilities"]),
     )
+    if query.get("condition"):
+        need = need.merge(
+            condition_need(
+                place.rules,
+                condition=query["condition"],
+                gestation_weeks=query.get("gestation_weeks"),
+                now=clock.now(),
+            )
+        )
     return coverage_rows(place, need)
 
 

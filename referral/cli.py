@@ -437,11 +437,21 @@ def _print_answer(answer: dict[str, Any]) -> None:
 @click.option("--maternal-level", default="M0")
 @click.option("--neonatal-level", default="N0")
 @click.option("--capability", "capabilities", multiple=True)
-def coverage(maternal_level: str, neonatal_level: str, capabilities: tuple[str, ...]) -> None:
+@click.option("--condition", help="the need of a condition, as triage reads it (e.g. PPH)")
+@click.option("--gestation", "gestation_weeks", type=float, help="with --condition: the baby")
+def coverage(
+    maternal_level: str,
+    neonatal_level: str,
+    capabilities: tuple[str, ...],
+    condition: str | None,
+    gestation_weeks: float | None,
+) -> None:
     """From every township health centre: minutes to the nearest facility meeting the need."""
     from facilities.vocabulary import VocabularyError, parse_capabilities, parse_level
+    from referral.decision import condition_need
     from referral.placement import township_coverage
     from referral.rules import Need
+    from referral.triage import TriageError
 
     app = _app()
     place = app.extensions["greenchannel.place"]()
@@ -451,7 +461,13 @@ def coverage(maternal_level: str, neonatal_level: str, capabilities: tuple[str, 
             neonatal_level=parse_level(neonatal_level, prefix="N", field="--neonatal-level"),
             capabilities=frozenset(parse_capabilities(list(capabilities), field="--capability")),
         )
-    except VocabularyError as exc:
+        if condition:
+            need = need.merge(
+                condition_need(
+                    place.rules, condition=condition, gestation_weeks=gestation_weeks, now=utcnow()
+                )
+            )
+    except (VocabularyError, TriageError) as exc:
         raise click.ClickException(str(exc)) from None
     with _session(app) as session:
         rows = township_coverage(session, place=place, need=need, now=utcnow())

@@ -423,6 +423,15 @@ def _with_partial(
     return replace(ranking, partial=partial)
 
 
+def condition_need(
+    rules: Rules, *, condition: str, gestation_weeks: float | None = None, now: dt.datetime
+) -> Need:
+    """What a facility needs to take a condition, by the same triage as a case (for planning:
+    the coverage map asks "how far is a facility that can take a PPH?")."""
+    case = Case(conditions=(condition.strip().upper(),), gestation_weeks=gestation_weeks)
+    return triage(rules, case, now=now).need
+
+
 def describe_lacks(lacks: tuple[routing.Reason, ...], language: str) -> str:
     """``"M2 below M3; no adult ICU"`` for a card or an SMS."""
     return ("；" if language == "zh" else "; ").join(say(r, language) for r in lacks)
