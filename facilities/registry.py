@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -452,6 +453,15 @@ def centre_area(centre: Facility) -> str:
     parts = [centre.province, centre.city, centre.county]
     depth = 1 if centre.kind in _PROVINCE_KINDS else 2 if centre.kind in _CITY_KINDS else 3
     return "/".join(parts[:depth])
+
+
+def nearest_facility(session: Session, lat: float, lon: float) -> Facility | None:
+    """The active facility nearest to a point, in a straight line (to place a point in an area)."""
+    rows = session.scalars(select(Facility).where(Facility.active.is_(True))).all()
+    if not rows:
+        return None
+    scale = math.cos(math.radians(lat))
+    return min(rows, key=lambda f: (f.lat - lat) ** 2 + ((f.lon - lon) * scale) ** 2)
 
 
 def designated_centres(session: Session, origin: Placed, designation: str) -> list[Facility]:

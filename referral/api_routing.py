@@ -22,7 +22,7 @@ from referral.limits import FACILITY_CODE_LENGTH, MAX_CAPABILITIES
 from referral.models import RoadClosure
 from referral.placement import current_placement, rank_case, township_coverage
 from referral.rules import Need
-from referral.triage import GESTATION_WEEKS, need_as_dict
+from referral.triage import need_as_dict
 
 blp = Blueprint(
     "routing",

@@ -320,8 +320,9 @@ def safety_net_for(
     ranking: routing.Ranking | None = None,
 ) -> SafetyNet | None:
     """The region's designated centre for the origin's area, under the rule for this urgency
-    (None when the rule is ``off``, the origin is not a registered facility, or the area has no
-    designated centre)."""
+    (None when the rule is ``off``, there is no origin to place in an area, or the area has no
+    designated centre). A patient who is not at a registered facility (a home birth) belongs to
+    the area of the nearest one."""
     rule = rules.safety_net.get(urgency, "off")
     if rule == "off" or origin is None:
         return None
@@ -397,6 +398,7 @@ def decide_for(
         stay=result.do_not_move,
     )
     own = origin_facility.code if origin_facility is not None else None
+    area_of = origin_facility or registry.nearest_facility(session, *origin)
     partial = tuple(p for p in ranking.partial if p.facility != own)
     ranking = _with_partial(ranking, partial[: rules.clinical.partial_matches])
     return Decision(
@@ -408,7 +410,7 @@ def decide_for(
             urgency=result.urgency,
             patient=result.patient,
             need=result.need,
-            origin=origin_facility,
+            origin=area_of,
             ranking=ranking,
         ),
         now=now,

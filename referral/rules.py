@@ -83,6 +83,10 @@ class ClinicalRules:
 
     #: an undelivered mother below this gestation adds her baby's neonatal band
     baby_inside_below_weeks: float = 37.0
+    #: ... from this gestation on (before it the fetus is not viable)
+    baby_inside_from_weeks: float = 24.0
+    #: the neonatal level when a condition needs the baby's size and it is not known
+    unknown_baby_level: int = 2
     #: heart rate / systolic pressure at or above this counts as shock
     shock_index: float = 1.0
     #: an estimated blood loss at or above this counts as shock
@@ -579,6 +583,8 @@ def _clinical(reader: _Reader, node: Node | None) -> ClinicalRules:
         return default
     keys = {
         "baby_inside_below_weeks",
+        "baby_inside_from_weeks",
+        "unknown_baby_level",
         "shock_index",
         "shock_blood_loss_ml",
         "partial_matches",
@@ -599,8 +605,13 @@ def _clinical(reader: _Reader, node: Node | None) -> ClinicalRules:
         )
         for patient, need_node in given.items():
             stabilise[patient] = reader.need(need_node, f"clinical.stabilise_default.{patient}")
+    unknown = default.unknown_baby_level
+    if "unknown_baby_level" in items:
+        unknown = reader.level(items["unknown_baby_level"], "clinical.unknown_baby_level", "N")
     return ClinicalRules(
         baby_inside_below_weeks=number("baby_inside_below_weeks", 20, 45),
+        baby_inside_from_weeks=number("baby_inside_from_weeks", 0, 45),
+        unknown_baby_level=unknown,
         shock_index=number("shock_index", 0.3, 3),
         shock_blood_loss_ml=number("shock_blood_loss_ml", 100, 10_000),
         partial_matches=int(number("partial_matches", 1, 10, integer=True)),

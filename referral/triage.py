@@ -358,10 +358,20 @@ def triage(rules: Rules, case: Case, *, now: dt.datetime | None = None) -> Triag
             and case.birth_weight_g is None
             and case.estimated_fetal_weight_g is None
         ):
-            raise TriageError(
-                f"gestation_weeks: {condition.code} needs the gestation (or the baby's weight) "
-                "to choose the neonatal level",
-                field="gestation_weeks",
+            # Never refuse to answer in an emergency: a floor, and the clinic is asked to say.
+            floor = rules.clinical.unknown_baby_level
+            condition_need = condition_need.merge(Need(neonatal_level=floor))
+            en += (
+                f"; the baby's gestation and weight are unknown: at least {level_label('N', floor)}"
+            )
+            zh += f"；孕周和体重未知：至少{level_label('N', floor)}"
+            warnings.append(
+                Note(
+                    "baby_size_unknown",
+                    f"{condition.code}: give the gestation (or the baby's weight) to choose the "
+                    "neonatal level",
+                    f"{condition.name['zh']}：请填写孕周（或体重）以确定新生儿级别",
+                )
             )
         need = need.merge(condition_need)
         notes.append(Note(f"condition:{condition.code}", en, zh))
@@ -475,12 +485,24 @@ def _the_baby(
         return need
     grams = case.estimated_fetal_weight_g
     if weeks is None and grams is None:
+        if any(w.code == "baby_size_unknown" for w in warnings):
+            return need  # said already, with the level it floors at
         warnings.append(
             Note(
                 "gestation_unknown",
                 "not yet delivered and no gestation given: the baby's neonatal need is not "
                 "counted; give the gestation",
                 "尚未分娩且未填孕周：无法判断胎儿所需的新生儿级别，请填写孕周",
+            )
+        )
+        return need
+    if weeks is not None and weeks < rules.clinical.baby_inside_from_weeks:
+        notes.append(
+            Note(
+                "baby_not_viable",
+                f"not yet delivered at {weeks:g} weeks, before "
+                f"{rules.clinical.baby_inside_from_weeks:g} weeks: the mother's need alone decides",
+                f"孕{weeks:g}周未分娩（未满{rules.clinical.baby_inside_from_weeks:g}周）：按孕妇需要决定",
             )
         )
         return need

@@ -231,9 +231,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Abruption at 36 weeks, HR 125, SBP 85: haemorrhagic shock before birth",
         ("APH",), "BW-T07", needs("M3", "N1", CAES, BLOOD, MASSIVE), CAPABLE,
         weeks=36, onset_min_ago=10, hr=125, sbp=85,
-        disagrees="shock read from the vital signs raises only PPH (its in_shock row); an "
-        "abruption in haemorrhagic shock needs massive transfusion at M3 just as much, but APH "
-        "has no in_shock row, so she may be sent to an M2 without massive transfusion",
     ),
     Scenario(
         "sepsis-previable-21w",
@@ -241,8 +238,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         "viable, so the mother's need alone decides",
         ("SEPSIS",), "LH-T05", needs("M3", "N0", ICU), CAPABLE,
         delivered=False, weeks=21, first="LH-CH",
-        disagrees="the baby-inside rule has no lower bound: at 20-23 weeks it adds N4 for a "
-        "pre-viable fetus and sends the mother past the nearest M3 ICU to the N4 centre",
     ),
     Scenario(
         "severe-pe-island-31w",
@@ -250,9 +245,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         "go to the N3 unit, there is no 60-minute deadline for arriving",
         ("SEVERE_PE",), "HXD", needs("M2", "N3"), CAPABLE,
         delivered=False, weeks=31, first="YZ-CENTRE",
-        disagrees="SEVERE_PE has window_minutes 60 from the decision, but the ACOG 30-60 min is "
-        "the target for giving antihypertensives (done at the clinic), not for arriving: a "
-        "far severe PE is answered beyond_window ('stabilise nearby or ask its team to come')",
     ),
     Scenario(
         "preterm-labour-26w",
@@ -428,10 +420,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "home-birth-no-n4",
         "Baby born at home in a village at 26 weeks, 800 g, breathing badly; the only N4 unit is "
-        "closed: the best partial is the N3 unit",
-        ("NB_RESP",), None, needs("M0", "N4", CPAP), PARTIAL,
+        "closed: the best partial is the N3 unit, and the area of the nearest clinic gives the "
+        "designated centre its final offer (the safety net covers a home birth too)",
+        ("NB_RESP",), None, needs("M0", "N4", CPAP), SAFETY_NET,
         weeks=26, birth_weight_g=800, born_min_ago=30, near="LH-T05", tweaks=CENTRE_CLOSED,
-        andorra=Andorra(None, PARTIAL, near="AD-CAN"),
+        andorra=Andorra(None, SAFETY_NET, near="AD-CAN"),
     ),
     Scenario(
         "born-at-best-partial",
@@ -830,7 +823,7 @@ class TestDemoRegion:
     ) -> None:
         decision = check_scenario(
             demo_region, _scenario("home-birth-no-n4"), origin_code=None, near="LH-T05",
-            kind=PARTIAL, tweaks=CENTRE_CLOSED, first=None,
+            kind=SAFETY_NET, tweaks=CENTRE_CLOSED, first=None,
         )  # fmt: skip
         best = decision.partial[0]
         assert best.facility == "LH-CH"
@@ -891,7 +884,7 @@ class TestAndorra:
     ) -> None:
         decision = check_scenario(
             andorra_region, _scenario("home-birth-no-n4"), origin_code=None, near="AD-CAN",
-            kind=PARTIAL, tweaks=(), first=None,
+            kind=SAFETY_NET, tweaks=(), first=None,
         )  # fmt: skip
         best = decision.partial[0]
         assert best.facility == "AD-HNSM"

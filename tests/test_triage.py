@@ -133,7 +133,6 @@ def test_the_highest_of_colour_and_condition_wins_and_purple_adds_isolation() ->
         (Case(risk_colour="blue"), "risk_colour"),
         (Case(conditions=("PPH",), gestation_weeks=60), "gestation_weeks"),
         (Case(conditions=("NB_PRETERM",), birth_weight_g=20000), "birth_weight_g"),
-        (Case(conditions=("PRETERM_LABOUR",)), "gestation_weeks"),
         (Case(conditions=("PPH", "NB_SEPSIS")), "conditions"),
         (Case(conditions=("NB_SEPSIS",), risk_colour="red"), "risk_colour"),
     ],
@@ -142,3 +141,11 @@ def test_cases_that_cannot_be_triaged_name_the_field(case: Case, field: str) -> 
     with pytest.raises(TriageError) as caught:
         triage(RULES, case)
     assert caught.value.field == field
+
+
+def test_a_condition_that_needs_the_babys_size_answers_without_it_with_a_floor_and_a_warning() -> (
+    None
+):
+    result = triage(RULES, Case(conditions=("PRETERM_LABOUR",)))
+    assert result.need.neonatal_level == RULES.clinical.unknown_baby_level
+    assert [w.code for w in result.warnings] == ["baby_size_unknown"]
