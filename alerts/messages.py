@@ -1,7 +1,7 @@
 """SMS texts in Chinese (the default) and English, and SMS segment counting.
 
 Every function takes plain values, never a patient's name or ID number: an SMS carries only
-what its reader needs (STYLE rule 12). Unknown languages fall back to Chinese.
+what its reader needs (docs/conventions.md). Unknown languages fall back to Chinese.
 
 The pre-alert is kept within two SMS segments, with room for the escalation prefix, by
 shortening the free-text fields (origin, then condition) when a worst case would overflow.

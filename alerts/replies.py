@@ -1,4 +1,4 @@
-"""The SMS reply grammar (DOMAIN.md §7).
+"""The SMS reply grammar (docs/domain.md).
 
 Offer replies::
 

@@ -1,4 +1,4 @@
-"""Timers are rows (STYLE rule 6): services schedule them, the worker's :func:`tick` runs them.
+"""Timers are rows (docs/conventions.md): services schedule them, the worker runs them.
 
 A timer is claimed with a conditional UPDATE and a row-count check, then its handler runs in
 a transaction of its own that also marks the timer done, again conditionally: if the timer was

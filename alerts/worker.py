@@ -1,6 +1,6 @@
 """The worker process: one APScheduler interval job that calls :func:`alerts.timers.tick`.
 
-Timers live in the database, not in the scheduler (STYLE rule 6): the scheduler only sets the
+Timers live in the database, not in the scheduler (docs/conventions.md): the scheduler only sets the
 pace. ``max_instances=1`` and ``coalesce=True`` keep one process from overlapping itself; the
 conditional UPDATEs in ``tick`` keep several processes from stepping on each other.
 """

@@ -100,7 +100,7 @@ class Facility(Base):
     lon: Mapped[float] = mapped_column(Float)
     maternal_level: Mapped[int] = mapped_column(Integer, default=0)
     neonatal_level: Mapped[int] = mapped_column(Integer, default=0)
-    # A sorted list of capability names (DOMAIN.md §3); the vocabulary is checked on the way in.
+    # A sorted list of capability names (docs/domain.md); the vocabulary is checked on the way in.
     capabilities: Mapped[list[str]] = mapped_column(JSON, default=list)
     phone: Mapped[str] = mapped_column(String(32), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -1,4 +1,4 @@
-"""The capability vocabulary of DOMAIN.md §3 and the parsing of level labels."""
+"""The capability vocabulary of docs/domain.md and the parsing of level labels."""
 
 from __future__ import annotations
 

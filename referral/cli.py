@@ -1,4 +1,4 @@
-"""The ``greenchannel`` command line (CONTRACT.md)."""
+"""The ``greenchannel`` command line (the public names: README)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Configuration from the environment only (CONTRACT.md), checked loudly at start."""
+"""Configuration from the environment only (the public names: README), checked loudly at start."""
 
 from __future__ import annotations
 

@@ -89,7 +89,9 @@ class Decision:
         return "safety_net" if self.safety_net is not None else "partial"
 
     def local(self, when: dt.datetime) -> str:
-        return (when + dt.timedelta(hours=self.utc_offset_hours)).strftime("%H:%M")
+        """``HH:MM`` on the region's clock (the rules' working-hours offset)."""
+        zone = dt.timezone(dt.timedelta(hours=self.utc_offset_hours))
+        return when.astimezone(zone).strftime("%H:%M")
 
     def summary(self, language: str) -> str:
         """One plain sentence for the person waiting: where, or what to do instead."""
@@ -108,10 +110,10 @@ class Decision:
         if kind == "capable":
             assert first is not None
             return (
-                f"转往{name}：道路约{first.eta_minutes:.0f}分钟，满足全部需要。"
+                f"首选{name}：道路约{first.eta_minutes:.0f}分钟，满足全部需要（对方接收后再出发）。"
                 if zh
-                else f"Go to {name}: about {first.eta_minutes:.0f} min by road; it meets every "
-                "need."
+                else f"Best choice: {name}, about {first.eta_minutes:.0f} min by road; it meets "
+                "every need (leave once it accepts)."
             )
         if kind in ("beyond_window", "window_passed"):
             assert first is not None and window is not None

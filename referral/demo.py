@@ -1,4 +1,4 @@
-"""The demo region: a deterministic prefecture modelled on the seed cities (DOMAIN.md §1).
+"""The demo region: a deterministic prefecture modelled on the seed cities (docs/domain.md).
 
 One city with a city-level critical maternal and neonatal centre (M4/N4) and a city MCH
 hospital, three counties each with a county hospital and a county MCH hospital, thirty township

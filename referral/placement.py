@@ -50,7 +50,7 @@ def router_for(path: str) -> routing.Router:
 
 
 def current_rules() -> Rules:
-    """The rules the current app loaded (DOMAIN.md's tables, as data)."""
+    """The rules the current app loaded (docs/domain.md's tables, as data)."""
     found: Rules = current_app.extensions["greenchannel.rules"]
     return found
 

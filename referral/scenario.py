@@ -413,7 +413,7 @@ def run_pph(app: Any, narrator: Narrator, start: dt.datetime) -> dict[str, Any]:
         }
         state["status"] = referral.status.value
     say(None, "")
-    say(None, f"Report card of case {code} (DOMAIN.md §6):")
+    say(None, f"Report card of case {code} (docs/domain.md):")
     labels = {
         "decision_to_first_alert": "decision → first pre-alert",
         "decision_to_first_answer": "decision → first answer",

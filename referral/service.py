@@ -1,4 +1,4 @@
-"""The referral's life (DOMAIN.md §6): create, offer, answer, move on, travel, arrive, close.
+"""The referral's life (docs/domain.md): create, offer, answer, move on, travel, arrive, close.
 
 Services are plain functions: they take a session and keyword arguments (``now`` included),
 never commit, and raise :class:`ReferralError` subclasses. Every state change is a conditional
@@ -1397,7 +1397,7 @@ class Milestones(Protocol):
 
 
 def intervals(referral: Milestones) -> dict[str, float | None]:
-    """The report card of DOMAIN.md §6, in minutes (None while a milestone is missing)."""
+    """The report card of docs/domain.md, in minutes (None while a milestone is missing)."""
 
     def minutes(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
         if start is None or end is None:

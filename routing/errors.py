@@ -39,7 +39,7 @@ class InvalidCoordinateError(RoutingError):
 
 
 class UnknownCapabilityError(RoutingError):
-    """A capability name is not in the vocabulary of DOMAIN.md §3."""
+    """A capability name is not in the vocabulary of docs/domain.md."""
 
     code = "unknown_capability"
 

@@ -39,7 +39,7 @@ CAPABILITIES: frozenset[str] = frozenset(
         "infectious_isolation",
     }
 )
-"""The discrete capabilities of DOMAIN.md §3."""
+"""The discrete capabilities of docs/domain.md."""
 
 BED_TYPES: tuple[str, ...] = ("obstetric", "maternal_icu", "nicu")
 """Bed types a facility reports and a case may need."""
@@ -165,7 +165,7 @@ class Policy:
     ----------
     tolerance_minutes
         A stale or advisory facility ranks after confirmed ones whose ETA is at most this much
-        longer (DOMAIN.md §5): its ranking key is ``eta + tolerance``.
+        longer (docs/domain.md): its ranking key is ``eta + tolerance``.
     time_window_minutes
         The condition's time window; when the best candidate is beyond it the answer says so and
         proposes stabilisation and outreach. None = no window.

@@ -1,4 +1,4 @@
-"""Ranking capable facilities for a case (DOMAIN.md §5), with reasons for every decision."""
+"""Ranking capable facilities for a case (docs/domain.md), with reasons for every decision."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Clinical scenarios (issue 15): cases as a clinician describes them, on real road networks.
 
 Each scenario is one patient told in plain words, with what a clinician expects the service to
-require of the receiving hospital (written from the guidelines behind DOMAIN.md: WHO/ACOG levels
+require of the receiving hospital (written from the guidelines of docs/domain.md: WHO/ACOG levels
 of maternal care, the AAP neonatal bands, the Chinese 2017 critical-care centre rules) and the
 kind of answer expected. The expectations were written before running the service; a case where
 the service and the clinician disagree is marked ``xfail(strict=True)`` with the clinician's

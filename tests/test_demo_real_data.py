@@ -99,7 +99,7 @@ def test_a_region_loads_roads_facilities_and_contacts_and_gets_road_etas(
     )
     assert shocked.exit_code == 0, shocked.output
     lines = shocked.output.splitlines()
-    assert lines[0].startswith("Go to ")  # the decision comes first
+    assert lines[0].startswith("Best choice: ")  # the decision comes first
     first = next(line for line in lines if line.lstrip().startswith("1."))
     assert first.split()[:2] == ["1.", "AD-HNSM"] and "(estimate)" not in first
     assert "AD-SJL" in shocked.output.split("excluded:")[1]  # M2 is not enough in shock

@@ -182,7 +182,7 @@ def test_the_route_command_prints_the_ranking(
     result = CliRunner().invoke(main, ["route", "--from-facility", "T-1", "--condition", "PPH"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].startswith("Go to H-A")
+    assert lines[0].startswith("Best choice: H-A")
     assert lines[1].startswith("urgency critical")
     assert lines[2].startswith("window: 120 min from decision")
     assert lines[3].split()[:2] == ["1.", "H-A"]

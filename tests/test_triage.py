@@ -1,4 +1,4 @@
-"""Every row of the default condition table triages as DOMAIN.md §4 says."""
+"""Every row of the default condition table triages as docs/domain.md says."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ RULES = load_rules()
 ALL = frozenset
 
 
-# code → (maternal level, neonatal level, capabilities, urgency), straight from DOMAIN.md §4.
+# code → (maternal level, neonatal level, capabilities, urgency), straight from docs/domain.md.
 DOMAIN_TABLE = {
     "PPH": (2, 0, {"caesarean_24h", "massive_transfusion"}, "critical"),
     "UTERINE_RUPTURE": (2, 0, {"caesarean_24h", "massive_transfusion"}, "critical"),
