@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from alerts import messages
 from alerts._sql import rowcount
-from alerts.escalation import area_coordinators
 from alerts.models import CapacityReminder
 from alerts.outbox import SessionFactory, queue_sms
+from alerts.recipients import area_coordinators
 from facilities.models import Contact, Facility, FacilityStatus, Team
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,26 +22,19 @@ from sqlalchemy.orm import Session
 from alerts import messages, timers
 from alerts.models import Alert, AlertStatus, MessageStatus, OutboundMessage, Timer
 from alerts.outbox import cancel_queued, log_queued, queue_sms
-from facilities.models import Contact, Facility, Role, Team, User
+from alerts.recipients import area_coordinators, contacts_of
+from core.vocabulary import LANGUAGES
+from facilities.models import Contact, Facility, Team
 
 log = logging.getLogger(__name__)
 
 STEP_KIND = "alert.step"
-LANGUAGES = ("zh", "en")
 
 Render = Callable[[str], str] | Mapping[str, str]
 
 
 class AlertError(ValueError):
     """An alert request that cannot be carried out as asked."""
-
-
-@dataclass(frozen=True)
-class Recipient:
-    phone: str
-    language: str
-    user_id: int | None = None
-    contact_id: int | None = None
 
 
 def _texts(render: Render) -> dict[str, str]:
@@ -162,22 +154,6 @@ def get_alert(session: Session, *, subject: str) -> Alert | None:
     return session.scalars(select(Alert).where(Alert.subject == subject)).one_or_none()
 
 
-def _contacts(session: Session, facility_id: int, teams: Iterable[str]) -> dict[str, list[Contact]]:
-    """The active contacts of each of ``teams``, in the order they are asked (one query)."""
-    found: dict[str, list[Contact]] = {team: [] for team in teams}
-    for contact in session.scalars(
-        select(Contact)
-        .where(
-            Contact.facility_id == facility_id,
-            Contact.team.in_([Team(team) for team in found]),
-            Contact.active.is_(True),
-        )
-        .order_by(Contact.priority, Contact.id)
-    ):
-        found[contact.team.value].append(contact)
-    return found
-
-
 def tell_teams(
     session: Session,
     *,
@@ -192,7 +168,7 @@ def tell_teams(
     without waiting for an answer: a notice, not an alert. Returns the messages queued."""
     texts = _texts(render)
     sent: list[OutboundMessage] = []
-    for contacts in _contacts(session, facility.id, teams).values():
+    for contacts in contacts_of(session, facility.id, teams).values():
         if contacts:
             contact = contacts[0]
             language = contact.language if contact.language in LANGUAGES else "zh"
@@ -231,7 +207,7 @@ def _round(session: Session, alert: Alert, *, teams: Iterable[str], now: dt.date
     exhausted: list[str] = []
     queued: list[OutboundMessage] = []
     alerted = list(alert.alerted_contact_ids)
-    for team, contacts in _contacts(session, alert.facility_id, teams).items():
+    for team, contacts in contacts_of(session, alert.facility_id, teams).items():
         contact = next((c for c in contacts if c.id not in alerted), None)
         if contact is None:
             exhausted.append(team)
@@ -282,7 +258,7 @@ def _anything_left(session: Session, alert: Alert) -> bool:
         return True
     return any(
         c.id not in alert.alerted_contact_ids
-        for contacts in _contacts(session, alert.facility_id, alert.teams).values()
+        for contacts in contacts_of(session, alert.facility_id, alert.teams).values()
         for c in contacts
     )
 
@@ -323,36 +299,6 @@ def _escalate(session: Session, alert: Alert, facility: Facility, *, now: dt.dat
         )
 
 
-def facility_path(facility: Facility) -> str:
-    return "/".join(part for part in (facility.province, facility.city, facility.county) if part)
-
-
-def area_coordinators(session: Session, facility: Facility) -> list[Recipient]:
-    """Coordinators who cover the facility: users by area, and the facility's coordinator team.
-
-    A user's ``area`` covers the facility when it is empty or a leading run of whole path parts
-    ("Guangxi/Nanning" covers "Guangxi/Nanning/Wuming", not "Guangxi/Nanningxi").
-    """
-    path = facility_path(facility)
-    found: dict[str, Recipient] = {}
-    users = session.scalars(
-        select(User)
-        .where(User.role == Role.COORDINATOR, User.active.is_(True), User.phone != "")
-        .order_by(User.id)
-    )
-    for user in users:
-        area = user.area.strip().strip("/")
-        if area and path != area and not path.startswith(area + "/"):
-            continue
-        language = user.language if user.language in LANGUAGES else "zh"
-        found.setdefault(user.phone, Recipient(user.phone, language, user_id=user.id))
-    coordinator = Team.COORDINATOR.value
-    for contact in _contacts(session, facility.id, [coordinator])[coordinator]:
-        language = contact.language if contact.language in LANGUAGES else "zh"
-        found.setdefault(contact.phone, Recipient(contact.phone, language, contact_id=contact.id))
-    return list(found.values())
-
-
 def _on_step(session: Session, timer: Timer, now: dt.datetime) -> None:
     alert = session.get(Alert, timer.payload.get("alert_id"))
     # A stale timer (alert closed, or moved on by a failure) is a no-op.
@@ -371,7 +317,7 @@ def on_message_failed(session: Session, *, message: OutboundMessage, now: dt.dat
     if contact is None or contact.team.value not in alert.teams:
         return  # a coordinator notice: there is nobody further to try
     team = contact.team.value
-    team_ids = {c.id for c in _contacts(session, alert.facility_id, [team])[team]}
+    team_ids = {c.id for c in contacts_of(session, alert.facility_id, [team])[team]}
     latest = [cid for cid in alert.alerted_contact_ids if cid in team_ids or cid == contact.id]
     if not latest or latest[-1] != contact.id:
         return  # the team has already moved past this contact
@@ -390,4 +336,5 @@ def open_alerts_for_facilities(session: Session, facility_ids: Iterable[int]) ->
     )
 
 
-timers.register_handler(STEP_KIND, _on_step)
+#: The escalation's own timer kinds and their handlers, for the runtime's table.
+TIMER_HANDLERS = {STEP_KIND: _on_step}

@@ -1,10 +1,11 @@
 """Inbound SMS: log it, work out who wrote and about what, and hand it to whoever handles it.
 
-Order of reading: commands registered by other packages (e.g. ``REF ...`` from clinic phones),
+Order of reading: the SMS commands of the handler table (e.g. ``REF ...`` from clinic phones),
 then capacity replies (``CAP ...``), then answers to open alerts. An answer counts only when
 its sender is an active contact of the alerted facility; anything else is logged, changes
-nothing and gets a polite explanation. After the registered reply handler accepts an answer the
-alert is closed, so the escalation stops.
+nothing and gets a polite explanation. After the table's reply handler accepts an answer the
+alert is closed, so the escalation stops. The table comes from the caller
+(:class:`alerts.handlers.Handlers`): nothing is registered globally.
 """
 
 from __future__ import annotations
@@ -14,16 +15,15 @@ import functools
 import logging
 import re
 from collections.abc import Callable
-from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts import messages
 from alerts.escalation import close_alert, open_alerts_for_facilities
+from alerts.handlers import Handlers, ReplyHandler
 from alerts.models import Alert, AlertStatus, InboundMessage
 from alerts.replies import (
-    OfferReply,
     ReplyParseError,
     is_capacity_reply,
     parse_capacity_reply,
@@ -40,57 +40,6 @@ class ReplyRejected(Exception):
     """Raised by a reply handler: the answer cannot be taken; the message is sent back."""
 
 
-class ReplyHandler(Protocol):
-    def __call__(
-        self,
-        session: Session,
-        *,
-        alert: Alert,
-        contact: Contact,
-        reply: OfferReply,
-        now: dt.datetime,
-    ) -> str: ...
-
-
-class CommandHandler(Protocol):
-    def __call__(
-        self, session: Session, *, from_phone: str, body: str, now: dt.datetime
-    ) -> str: ...
-
-
-_reply_handler: list[ReplyHandler] = []
-_command_handlers: dict[object, tuple[Callable[[str], bool], CommandHandler]] = {}
-
-
-def register_reply_handler(fn: ReplyHandler) -> None:
-    """The one handler for answers to alerts (the referral package's); replaces any earlier."""
-    _reply_handler[:] = [fn]
-
-
-def _first_word_is(word: str, body: str) -> bool:
-    words = tokens(body)
-    return bool(words) and words[0] == word
-
-
-def register_command_handler(matcher: str | Callable[[str], bool], fn: CommandHandler) -> None:
-    """Hand messages ``matcher`` recognises to ``fn``; checked before any other reading.
-
-    A string matcher is a first word, compared after normalisation (``"REF"`` matches
-    ``"ref pph 34w"`` and ``"ＲＥＦ，PPH"``). Registering the same matcher again replaces it.
-    """
-    if isinstance(matcher, str):
-        word = matcher.strip().upper()
-        _command_handlers[("word", word)] = (functools.partial(_first_word_is, word), fn)
-    else:
-        _command_handlers[matcher] = (matcher, fn)
-
-
-def clear_handlers() -> None:
-    """For tests."""
-    _reply_handler.clear()
-    _command_handlers.clear()
-
-
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
 
@@ -105,7 +54,13 @@ def normalise_phone(phone: str) -> str:
 
 
 def handle_inbound(
-    session: Session, *, from_phone: str, body: str, provider_id: str | None, now: dt.datetime
+    session: Session,
+    *,
+    from_phone: str,
+    body: str,
+    provider_id: str | None,
+    now: dt.datetime,
+    handlers: Handlers,
 ) -> str:
     """Log and act on one inbound SMS; returns the answer to send back ("" for none)."""
     if provider_id:
@@ -120,18 +75,20 @@ def handle_inbound(
     )
     session.add(inbound)
     session.flush()
-    outcome, answer = _dispatch(session, inbound, now=now)
+    outcome, answer = _dispatch(session, inbound, now=now, handlers=handlers)
     inbound.outcome, inbound.answer = outcome, answer
     session.flush()
     log.info("inbound sms %s from %s: %s", inbound.id, mask_phone(phone), outcome)
     return answer
 
 
-def _dispatch(session: Session, inbound: InboundMessage, *, now: dt.datetime) -> tuple[str, str]:
+def _dispatch(
+    session: Session, inbound: InboundMessage, *, now: dt.datetime, handlers: Handlers
+) -> tuple[str, str]:
     body, phone = inbound.body, inbound.from_phone
-    for matches, command in list(_command_handlers.values()):
-        if matches(body):
-            run = functools.partial(command, session, from_phone=phone, body=body, now=now)
+    for command in handlers.commands:
+        if command.matches(body):
+            run = functools.partial(command.handle, session, from_phone=phone, body=body, now=now)
             return "command", _guarded(session, run)
 
     contacts = list(
@@ -148,7 +105,9 @@ def _dispatch(session: Session, inbound: InboundMessage, *, now: dt.datetime) ->
 
     if is_capacity_reply(body):
         return _capacity(session, inbound, contacts, language=language, now=now)
-    return _offer_reply(session, inbound, contacts, language=language, now=now)
+    return _offer_reply(
+        session, inbound, contacts, language=language, now=now, reply_handler=handlers.reply
+    )
 
 
 def _guarded(session: Session, call: Callable[[], str]) -> str:
@@ -211,6 +170,7 @@ def _offer_reply(
     *,
     language: str,
     now: dt.datetime,
+    reply_handler: ReplyHandler | None,
 ) -> tuple[str, str]:
     try:
         reply = parse_offer_reply(inbound.body)
@@ -245,10 +205,10 @@ def _offer_reply(
 
     contact = by_facility[alert.facility_id]
     inbound.contact_id, inbound.alert_id = contact.id, alert.id
-    if not _reply_handler:
-        log.warning("alert %s answered but no reply handler is registered", alert.id)
+    if reply_handler is None:
+        log.warning("alert %s answered but no reply handler is in the table", alert.id)
         return "unhandled", messages.received(language)
-    handler = _reply_handler[0]
+    handler = reply_handler
     taken = False
 
     def call() -> str:
@@ -262,3 +222,14 @@ def _offer_reply(
         return "rejected", answer
     close_alert(session, subject=alert.subject, now=now, reason="answered")
     return ("accepted" if reply.accept else "declined"), answer
+
+
+def first_word(word: str) -> Callable[[str], bool]:
+    """A command matcher: the message's first word is ``word`` (after normalisation, so
+    ``"REF"`` matches ``"ref pph 34w"`` and ``"ＲＥＦ，PPH"``)."""
+    return functools.partial(_first_word_is, word.strip().upper())
+
+
+def _first_word_is(word: str, body: str) -> bool:
+    words = tokens(body)
+    return bool(words) and words[0] == word

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from facilities.db import Base, UTCDateTime, utcnow
+from core.db import Base, UTCDateTime, utcnow
 from facilities.models import str_enum
 
 

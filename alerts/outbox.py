@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -176,6 +177,12 @@ def _claim(
     return None
 
 
+class OnFailed(Protocol):
+    """What to do, in the same transaction, about an alert's message that will never arrive."""
+
+    def __call__(self, session: Session, *, message: OutboundMessage, now: dt.datetime) -> None: ...
+
+
 def deliver_due(
     session_factory: SessionFactory,
     *,
@@ -184,11 +191,13 @@ def deliver_due(
     worker_id: str,
     status_callback_url: str | None,
     policy: DeliveryPolicy | None = None,
+    on_failed: OnFailed | None = None,
     limit: int = 100,
 ) -> int:
     """Send every due outbox row this worker manages to claim; returns how many were sent.
 
-    Messages queued while handling a failure (the next contact) are sent in the same call.
+    ``on_failed`` runs, in the same transaction, for a message that will never arrive (the
+    escalation moves on at once); messages it queues (the next contact) are sent in this call.
     """
     policy = policy or DeliveryPolicy()
     tried: set[int] = set()
@@ -227,6 +236,7 @@ def deliver_due(
                 worker_id=worker_id,
                 status_callback_url=status_callback_url,
                 policy=policy,
+                on_failed=on_failed,
             )
 
         # The provider answers in tens to hundreds of milliseconds: send several at once so a
@@ -250,6 +260,7 @@ def _send_one(
     worker_id: str,
     status_callback_url: str | None,
     policy: DeliveryPolicy,
+    on_failed: OnFailed | None,
 ) -> bool:
     with session_factory() as session:
         message = session.get_one(OutboundMessage, message_id)
@@ -310,7 +321,7 @@ def _send_one(
             error.code,
             message.attempts,
         )
-        _after_failure(session, message=message, now=now)
+        _after_failure(session, message=message, now=now, on_failed=on_failed)
         return False
 
 
@@ -342,8 +353,10 @@ def apply_status(
     provider_status: str,
     error_code: int | None,
     now: dt.datetime,
+    on_failed: OnFailed | None = None,
 ) -> OutboundMessage | None:
-    """Record a delivery status callback. Idempotent; ``None`` when the id is not ours."""
+    """Record a delivery status callback. Idempotent; ``None`` when the id is not ours.
+    ``on_failed`` runs for an ``undelivered`` or ``failed`` status, as in :func:`deliver_due`."""
     message = session.scalars(
         select(OutboundMessage).where(OutboundMessage.provider_id == provider_id)
     ).one_or_none()
@@ -369,14 +382,14 @@ def apply_status(
     if result == 1:
         log.info("sms %s status %s", message.id, new.value)
         if new in (MessageStatus.UNDELIVERED, MessageStatus.FAILED):
-            _after_failure(session, message=message, now=now)
+            _after_failure(session, message=message, now=now, on_failed=on_failed)
     return message
 
 
-def _after_failure(session: Session, *, message: OutboundMessage, now: dt.datetime) -> None:
-    """A message that will never arrive: the escalation moves on at once."""
-    if message.alert_id is None:
+def _after_failure(
+    session: Session, *, message: OutboundMessage, now: dt.datetime, on_failed: OnFailed | None
+) -> None:
+    """A message that will never arrive: the caller's callback (the escalation) moves on."""
+    if message.alert_id is None or on_failed is None:
         return
-    from alerts.escalation import on_message_failed  # escalation imports this module
-
-    on_message_failed(session, message=message, now=now)
+    on_failed(session, message=message, now=now)

@@ -59,7 +59,7 @@ class OfferReply:
 
 @dataclass(frozen=True)
 class CapacityReply:
-    beds: dict[str, int]  # keys from facilities.vocabulary.BED_TYPES
+    beds: dict[str, int]  # keys from core.vocabulary.BED_TYPES
 
 
 _ACCEPT = {"Y", "YES", "OK", "ACCEPT", "是", "接收", "同意", "可以", "好"}

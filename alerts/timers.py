@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,23 +22,15 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts._sql import rowcount
+from alerts.handlers import TimerHandler
 from alerts.models import Timer, TimerStatus
-from alerts.outbox import DeliveryPolicy, SessionFactory, deliver_due
-from alerts.transports import SmsTransport
+from alerts.outbox import DeliveryPolicy, SessionFactory
 
 log = logging.getLogger(__name__)
 
-TimerHandler = Callable[[Session, Timer, dt.datetime], None]
-
-_handlers: dict[str, TimerHandler] = {}
 # The timer whose handler is running in this thread: cancel() from inside a handler must not
 # cancel that very timer, or the worker would undo the handler's work.
 _running: contextvars.ContextVar[int | None] = contextvars.ContextVar("running_timer", default=None)
-
-
-def register_handler(kind: str, fn: TimerHandler) -> None:
-    """Run ``fn(session, timer, now)`` for due timers of ``kind``; it must not commit."""
-    _handlers[kind] = fn
 
 
 def schedule(
@@ -108,14 +100,6 @@ class WorkerSettings:
     capacity_second_grace: dt.timedelta | None = None
 
 
-@dataclass
-class TickReport:
-    timers_run: int = 0
-    timers_failed: int = 0
-    capacity_reminders: int = 0
-    messages_sent: int = 0
-
-
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -133,6 +117,7 @@ def run_due_timers(
     now: dt.datetime,
     worker_id: str,
     settings: WorkerSettings,
+    handlers: Mapping[str, TimerHandler],
     limit: int = 200,
 ) -> tuple[int, int]:
     """Claim and run due timers, each in its own transaction; returns (run, failed)."""
@@ -157,7 +142,9 @@ def run_due_timers(
             )
             if claimed != 1:
                 continue  # another worker has it, or it was cancelled
-        outcome = _run_one(session_factory, timer_id=timer_id, now=now, worker_id=worker_id)
+        outcome = _run_one(
+            session_factory, timer_id=timer_id, now=now, worker_id=worker_id, handlers=handlers
+        )
         if outcome is None:
             run += 1
         elif outcome:
@@ -174,14 +161,19 @@ def run_due_timers(
 
 
 def _run_one(
-    session_factory: SessionFactory, *, timer_id: int, now: dt.datetime, worker_id: str
+    session_factory: SessionFactory,
+    *,
+    timer_id: int,
+    now: dt.datetime,
+    worker_id: str,
+    handlers: Mapping[str, TimerHandler],
 ) -> str | None:
     """Run the handler; ``None`` when done (or found stale), else the error text."""
     session = session_factory()
     token = _running.set(timer_id)
     try:
         timer = session.get_one(Timer, timer_id)
-        handler = _handlers.get(timer.kind)
+        handler = handlers.get(timer.kind)
         if handler is None:
             return f"no handler registered for timer kind {timer.kind!r}"
         handler(session, timer, now)
@@ -234,40 +226,3 @@ def _after_error(
         else:
             timer.status = TimerStatus.PENDING
             timer.due_at = now + settings.timer_retry * timer.attempts
-
-
-def tick(
-    session_factory: SessionFactory,
-    *,
-    now: dt.datetime,
-    transport: SmsTransport,
-    worker_id: str | None = None,
-    status_callback_url: str | None = None,
-    settings: WorkerSettings | None = None,
-) -> TickReport:
-    """One pass of the worker: due timers, the capacity sweep, then the outbox."""
-    # The built-in timer kinds register themselves on import.
-    from alerts import capacity, escalation  # noqa: F401
-
-    settings = settings or WorkerSettings()
-    worker_id = worker_id or default_worker_id()
-    report = TickReport()
-    report.timers_run, report.timers_failed = run_due_timers(
-        session_factory, now=now, worker_id=worker_id, settings=settings
-    )
-    if settings.capacity_grace is not None:
-        report.capacity_reminders = capacity.sweep(
-            session_factory,
-            now=now,
-            grace=settings.capacity_grace,
-            second_grace=settings.capacity_second_grace,
-        )
-    report.messages_sent = deliver_due(
-        session_factory,
-        transport=transport,
-        now=now,
-        worker_id=worker_id,
-        status_callback_url=status_callback_url,
-        policy=settings.delivery,
-    )
-    return report

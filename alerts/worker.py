@@ -1,4 +1,4 @@
-"""The worker process: one APScheduler interval job that calls :func:`alerts.timers.tick`.
+"""The worker process: one APScheduler interval job that calls :func:`tick`.
 
 Timers live in the database, not in the scheduler (docs/conventions.md): the scheduler only sets the
 pace. ``max_instances=1`` and ``coalesce=True`` keep one process from overlapping itself; the
@@ -7,18 +7,72 @@ conditional UPDATEs in ``tick`` keep several processes from stepping on each oth
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from dataclasses import dataclass
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from alerts.outbox import SessionFactory
-from alerts.timers import TickReport, WorkerSettings, default_worker_id, tick
+from alerts import capacity, escalation
+from alerts.handlers import Handlers
+from alerts.outbox import SessionFactory, deliver_due
+from alerts.timers import WorkerSettings, default_worker_id, run_due_timers
 from alerts.transports import SmsTransport
-from facilities.db import utcnow
+from core.db import utcnow
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TickReport:
+    timers_run: int = 0
+    timers_failed: int = 0
+    capacity_reminders: int = 0
+    messages_sent: int = 0
+
+
+def tick(
+    session_factory: SessionFactory,
+    *,
+    now: dt.datetime,
+    transport: SmsTransport,
+    handlers: Handlers,
+    worker_id: str | None = None,
+    status_callback_url: str | None = None,
+    settings: WorkerSettings | None = None,
+) -> TickReport:
+    """One pass of the worker: due timers (by the handler table), the capacity sweep, then the
+    outbox (a message that will never arrive moves its alert's escalation on)."""
+    settings = settings or WorkerSettings()
+    worker_id = worker_id or default_worker_id()
+    report = TickReport()
+    report.timers_run, report.timers_failed = run_due_timers(
+        session_factory,
+        now=now,
+        worker_id=worker_id,
+        settings=settings,
+        handlers=handlers.timers,
+    )
+    if settings.capacity_grace is not None:
+        report.capacity_reminders = capacity.sweep(
+            session_factory,
+            now=now,
+            grace=settings.capacity_grace,
+            second_grace=settings.capacity_second_grace,
+        )
+    report.messages_sent = deliver_due(
+        session_factory,
+        transport=transport,
+        now=now,
+        worker_id=worker_id,
+        status_callback_url=status_callback_url,
+        policy=settings.delivery,
+        on_failed=escalation.on_message_failed,
+    )
+    return report
+
 
 STATUS_PATH = "/webhooks/twilio/status"
 
@@ -35,6 +89,7 @@ def _add_job(
     *,
     session_factory: SessionFactory,
     transport: SmsTransport,
+    handlers: Handlers,
     public_base_url: str | None,
     settings: WorkerSettings | None,
     interval_seconds: float,
@@ -47,6 +102,7 @@ def _add_job(
             session_factory,
             now=utcnow(),
             transport=transport,
+            handlers=handlers,
             worker_id=worker_id,
             status_callback_url=callback,
             settings=settings,
@@ -70,6 +126,7 @@ def run_worker(
     *,
     session_factory: SessionFactory,
     transport: SmsTransport,
+    handlers: Handlers,
     public_base_url: str | None,
     settings: WorkerSettings | None = None,
     interval_seconds: float = 5.0,
@@ -80,6 +137,7 @@ def run_worker(
         scheduler,
         session_factory=session_factory,
         transport=transport,
+        handlers=handlers,
         public_base_url=public_base_url,
         settings=settings,
         interval_seconds=interval_seconds,
@@ -95,6 +153,7 @@ def start_background_worker(
     *,
     session_factory: SessionFactory,
     transport: SmsTransport,
+    handlers: Handlers,
     public_base_url: str | None,
     settings: WorkerSettings | None = None,
     interval_seconds: float = 5.0,
@@ -106,6 +165,7 @@ def start_background_worker(
         scheduler,
         session_factory=session_factory,
         transport=transport,
+        handlers=handlers,
         public_base_url=public_base_url,
         settings=settings,
         interval_seconds=interval_seconds,

@@ -97,8 +97,8 @@ class Stats:
 def build_roads(target: Path) -> list[tuple[float, float]]:
     """The demo prefecture's road network, compiled to ``target``; returns its node positions
     (every facility stands on a road, as a real registry's do, so every ETA is a road ETA)."""
-    from referral.demo import demo_road_network
-    from referral.demo_roads import save_network
+    from greenchannel.demo.region import demo_road_network
+    from greenchannel.demo.roads import save_network
 
     network = demo_road_network().network
     save_network(network, target)
@@ -107,8 +107,8 @@ def build_roads(target: Path) -> list[tuple[float, float]]:
 
 def build_region(url: str, sites: list[tuple[float, float]]) -> dict[str, Any]:
     """Facilities, contacts, capacity and a token per actor, straight into the database."""
+    from core.db import make_engine
     from facilities.accounts import create_user
-    from facilities.db import make_engine
     from facilities.models import Channel, Contact, Facility, FacilityKind, Team
     from facilities.status import report_status
     from migrations import upgrade
@@ -358,7 +358,7 @@ def wait_for(url: str, seconds: float = 60) -> None:
 
 def check_database(url: str, stats: Stats, provider_messages: int) -> list[tuple[str, bool, str]]:
     from alerts.models import MessageStatus, OutboundMessage, Timer, TimerStatus
-    from facilities.db import make_engine
+    from core.db import make_engine
     from referral.models import Offer, OfferStatus, Referral
 
     engine = make_engine(url)
@@ -509,7 +509,7 @@ def main() -> int:
             elapsed = time.monotonic() - started
             # Let the worker send what the last requests queued.
             deadline = time.monotonic() + 30
-            from facilities.db import make_engine
+            from core.db import make_engine
 
             engine = make_engine(url)
             while time.monotonic() < deadline:

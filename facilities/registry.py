@@ -19,14 +19,14 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, String, and_, cast, false, select, true
 from sqlalchemy.orm import Session, selectinload
 
-from facilities.models import Contact, Facility, FacilityKind, Team
-from facilities.vocabulary import (
+from core.vocabulary import (
     VocabularyError,
     level_label,
     parse_capabilities,
     parse_designations,
     parse_level,
 )
+from facilities.models import Contact, Facility, FacilityKind, Team
 
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
 FACILITY_COLUMNS = (

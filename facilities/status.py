@@ -14,8 +14,8 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.vocabulary import BED_TYPES, VocabularyError, parse_capabilities
 from facilities.models import Channel, Diversion, Facility, FacilityStatus, StatusReport
-from facilities.vocabulary import BED_TYPES, VocabularyError, parse_capabilities
 
 MAX_BEDS = 10_000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from facilities.db import Base, UTCDateTime, make_engine
+from core.db import Base, UTCDateTime, make_engine
 from migrations import import_models
 
 import_models()

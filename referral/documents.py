@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from flask import Response, current_app
 from sqlalchemy import Row, Text, cast, select
 from sqlalchemy.orm import Session
 
@@ -251,15 +250,6 @@ def document(case: CaseRows, rules: Rules) -> dict[str, Any]:
     }
 
 
-def json_response(body: dict[str, Any], status: int = 200) -> Response:
-    """The JSON answer of documents (nothing is left for marshmallow to dump)."""
-    return Response(
-        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
-        status=status,
-        mimetype="application/json",
-    )
-
-
 # ---------------------------------------------------------------------------- the documents cache
 # The board asks every few seconds for about a hundred cases, and between two asks only a few
 # of them change. Each process keeps the JSON of the documents it wrote, under the case's
@@ -322,12 +312,6 @@ class DocumentCache:
         return len(self._entries)
 
 
-def current_cache() -> DocumentCache:
-    """This app's cache (one per app, so tests never see another test's cases)."""
-    cache: DocumentCache = current_app.extensions["greenchannel.documents"]
-    return cache
-
-
 def written(case: CaseRows, rules: Rules) -> Written:
     return Written(
         id=case.id,
@@ -364,8 +348,3 @@ def cached(
         cache.put(entry)
         found[case.id] = entry
     return [found[head.id] for head in heads if head.id in found]
-
-
-def list_response(entries: Sequence[Written]) -> Response:
-    """``{"referrals": [...]}`` of written documents, their JSON copied in as it is."""
-    return json_response({"referrals": [orjson.Fragment(entry.body) for entry in entries]})

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from facilities.vocabulary import CAPABILITIES
-from referral.errors import ServiceError
+from core.errors import ServiceError
+from core.vocabulary import CAPABILITIES
 
 # A case names a handful of conditions; the rulebook of the region has 18 in all, and a case is
 # for the mother or for the newborn, never both.

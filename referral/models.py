@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from facilities.db import Base, UTCDateTime
+from core.db import Base, UTCDateTime
 from facilities.models import Facility, str_enum
 
 

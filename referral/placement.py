@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -47,17 +46,6 @@ def router_for(path: str) -> routing.Router:
         if network is None:
             log.warning("no road network at %s: travel times are straight-line estimates", path)
         return router
-
-
-def current_rules() -> Rules:
-    """The rules the current app loaded (docs/domain.md's tables, as data)."""
-    found: Rules = current_app.extensions["greenchannel.rules"]
-    return found
-
-
-def current_placement() -> Any:
-    """The rules and router of the current app (a ``referral.service.Placement``)."""
-    return current_app.extensions["greenchannel.place"]()
 
 
 def snapshots(
@@ -182,12 +170,20 @@ def rank_case(
     )
 
 
+def need_of(referral: Any) -> Need:
+    """What a stored case needs, from its ``requirements`` (``"M3"`` → 3)."""
+    req = referral.requirements
+    return Need(
+        maternal_level=int(str(req["maternal_level"])[1:]),
+        neonatal_level=int(str(req["neonatal_level"])[1:]),
+        capabilities=frozenset(req["capabilities"]),
+    )
+
+
 def rank_referral(
     session: Session, *, place: Any, referral: Any, now: dt.datetime
 ) -> routing.Ranking:
     """The ranking for a stored case, with its window measured from the window's own start."""
-    from referral.service import need_of
-
     stabilise = referral.requirements.get("stabilise")
     window = referral.requirements.get("window")
     left: float | None = referral.window_minutes

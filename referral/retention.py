@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from core.settings import ConfigError
 from referral import audit, service
-from referral.config import ConfigError
 from referral.models import AuditEntry, Referral, ReferralStatus
 
 DEFAULT_RETENTION_DAYS = 365

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from facilities.vocabulary import CAPABILITIES, VocabularyError, parse_level
+from core.vocabulary import CAPABILITIES, VocabularyError, parse_level
 
 DEFAULT_RULES_PATH = Path(__file__).parent / "data" / "rules.yaml"
 COLOURS = ("green", "yellow", "orange", "red", "purple")

@@ -28,13 +28,13 @@ from sqlalchemy.orm import (
 from sqlalchemy.orm.attributes import set_committed_value
 
 import routing
-from alerts import escalation, messages, timers
+from alerts import escalation, messages, recipients, timers
 from alerts.outbox import queue_sms
+from core.errors import Conflict, Forbidden, NotFoundError, ServiceError
 from facilities import registry
 from facilities.models import Facility, Role, Team
 from facilities.registry import Placed, area_covers
 from referral import decision, limits, placement
-from referral.errors import Conflict, Forbidden, NotFoundError, ServiceError
 from referral.models import (
     OPEN_STATUSES,
     CancelReason,
@@ -45,7 +45,7 @@ from referral.models import (
     ReferralEvent,
     ReferralStatus,
 )
-from referral.rules import Need, Rules
+from referral.rules import Rules
 from referral.triage import Case, need_as_dict, triage
 
 log = logging.getLogger(__name__)
@@ -189,13 +189,7 @@ def condition_text(rules: Rules, referral: Referral, language: str) -> str:
     return f"{colour} risk" if language == "en" else f"{colour}风险"
 
 
-def need_of(referral: Referral) -> Need:
-    req = referral.requirements
-    return Need(
-        maternal_level=int(str(req["maternal_level"])[1:]),
-        neonatal_level=int(str(req["neonatal_level"])[1:]),
-        capabilities=frozenset(req["capabilities"]),
-    )
+need_of = placement.need_of
 
 
 def case_record(case: Case) -> dict[str, Any]:
@@ -756,7 +750,7 @@ def _safety_net(
             now=now,
         )
         _tell_clinic_accepted(session, referral=referral, offer=offer, now=now)
-    for recipient in escalation.area_coordinators(session, origin):
+    for recipient in recipients.area_coordinators(session, origin):
         queue_sms(
             session,
             to=recipient.phone,
@@ -804,7 +798,7 @@ def _mark_unplaced(
         partial=_partial_detail(partial),
     )
     origin = referral.origin
-    coordinators = escalation.area_coordinators(session, origin)
+    coordinators = recipients.area_coordinators(session, origin)
     for recipient in coordinators:
         queue_sms(
             session,

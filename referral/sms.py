@@ -15,13 +15,14 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts import inbound, messages, timers
+from alerts import messages
+from alerts.handlers import Command, Handlers
 from alerts.inbound import ReplyRejected
 from alerts.models import Alert, Timer
 from alerts.replies import OfferReply
+from core.errors import ServiceError
 from facilities.models import Contact, Facility, Role, Team, User
 from referral import audit, service
-from referral.errors import ServiceError
 from referral.models import Offer, OfferStatus, Referral
 from referral.rules import Rules
 from referral.triage import Case, TriageError, Vitals
@@ -321,8 +322,10 @@ def parse_ref(rules: Rules, text: str, *, now: dt.datetime) -> Case:
     )
 
 
-def register(place_factory: PlaceFactory) -> None:
-    """Plug the referral handlers into ``alerts`` (once per process)."""
+def handlers(place_factory: PlaceFactory) -> Handlers:
+    """The referral's part of the handler table: the offer expiry timer, answers to
+    pre-alerts, and ``REF`` from clinic phones. ``place_factory`` gives the rules and the
+    current road network at each call (a re-imported network is picked up)."""
 
     def on_reply(
         session: Session, *, alert: Alert, contact: Contact, reply: OfferReply, now: dt.datetime
@@ -341,6 +344,8 @@ def register(place_factory: PlaceFactory) -> None:
             session, place=place_factory(), offer_id=int(timer.payload["offer_id"]), now=now
         )
 
-    inbound.register_reply_handler(on_reply)
-    inbound.register_command_handler(lambda body: bool(_REF.match(body)), on_ref)
-    timers.register_handler(service.OFFER_EXPIRY, on_expiry)
+    return Handlers(
+        timers={service.OFFER_EXPIRY: on_expiry},
+        reply=on_reply,
+        commands=(Command("REF", lambda body: bool(_REF.match(body)), on_ref),),
+    )

@@ -20,7 +20,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from facilities.vocabulary import level_label
+from core.errors import Invalid
+from core.vocabulary import level_label
 from referral.limits import MAX_CONDITIONS
 from referral.rules import COLOURS, URGENCIES, Condition, Need, Rules
 
@@ -48,12 +49,11 @@ NOTE_LENGTH = 500
 CLOCK_SLACK = dt.timedelta(minutes=10)
 
 
-class TriageError(ValueError):
+class TriageError(Invalid):
     """A case that cannot be triaged; ``field`` names the offending field."""
 
     def __init__(self, message: str, *, field: str) -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, field=field)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from facilities.vocabulary import BED_NAMES, CAPABILITY_NAMES
+from core.vocabulary import BED_NAMES, CAPABILITY_NAMES
 from routing import Reason
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from alerts import escalation
+from alerts.handlers import Handlers
 from alerts.messages import prealert
 from alerts.models import OutboundMessage
 from facilities.models import Contact, Facility, FacilityKind, Role, Team, User
@@ -100,3 +102,7 @@ def render_for(code: str) -> Callable[[str], str]:
 def outbox(session: Session) -> list[OutboundMessage]:
     session.expire_all()
     return list(session.scalars(select(OutboundMessage).order_by(OutboundMessage.id)))
+
+
+# The alerts package's own table: the escalation's timers, no referral handlers.
+ALERTS_ONLY = Handlers(timers=dict(escalation.TIMER_HANDLERS))

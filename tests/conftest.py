@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from facilities.db import Base, make_engine
+from core.db import Base, make_engine
 from migrations import import_models, upgrade
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -85,7 +85,7 @@ NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 
 @pytest.fixture
 def app(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    from referral.app import create_app
+    from greenchannel.web.app import create_app
 
     app = create_app(
         {

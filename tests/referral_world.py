@@ -10,12 +10,13 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from alerts.timers import TickReport, WorkerSettings, tick
+from alerts.timers import WorkerSettings
 from alerts.transports import RecordingTransport
-from facilities.clock import CLOCK_KEY
-from facilities.db import db
+from alerts.worker import TickReport, tick
 from facilities.models import Channel, Contact, Facility, FacilityKind, Team
 from facilities.status import report_status
+from greenchannel.web.clock import CLOCK_KEY
+from greenchannel.web.db import db
 from tests.conftest import NOW, add_facility, add_user, bearer
 
 PPH_CAPS = ["caesarean_24h", "blood_transfusion", "massive_transfusion", "adult_icu"]
@@ -54,6 +55,7 @@ class World:
             factory,
             now=self.clock.now,
             transport=self.transport,
+            handlers=self.app.extensions["greenchannel.handlers"],
             worker_id="test",
             settings=WorkerSettings(capacity_grace=None),
         )

@@ -17,8 +17,8 @@ from facilities.accounts import (
     create_user,
     revoke_tokens,
 )
-from facilities.db import db
 from facilities.models import ApiToken, User
+from greenchannel.web.db import db
 from tests.conftest import NOW, add_facility, add_user, bearer
 
 

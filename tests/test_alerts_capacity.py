@@ -8,11 +8,11 @@ import threading
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.capacity import sweep
-from alerts.timers import WorkerSettings, tick
+from alerts.timers import WorkerSettings
 from alerts.transports import RecordingTransport
-from alerts.worker import start_background_worker, status_callback_url
+from alerts.worker import start_background_worker, status_callback_url, tick
 from facilities.models import Facility, FacilityStatus, Team
-from tests.alerts_support import T0, make_contact, make_coordinator, make_facility
+from tests.alerts_support import ALERTS_ONLY, T0, make_contact, make_coordinator, make_facility
 
 HOURS = dt.timedelta(hours=1)
 GRACE = 12 * HOURS
@@ -45,7 +45,7 @@ def test_a_stale_report_gets_one_reminder_then_the_coordinators_then_resets(
 
     def run(at: dt.datetime) -> list[str]:
         before = len(transport.sent)
-        tick(session_factory, now=at, transport=transport, settings=SETTINGS)
+        tick(session_factory, handlers=ALERTS_ONLY, now=at, transport=transport, settings=SETTINGS)
         return [sms.to for sms in transport.sent[before:]]
 
     assert run(T0 + 11 * HOURS) == []
@@ -69,7 +69,7 @@ def test_a_facility_that_never_reported_is_reminded_through_obstetrics(
     make_contact(session, facility, OBS)
     session.commit()
     transport = RecordingTransport()
-    tick(session_factory, now=T0, transport=transport, settings=SETTINGS)
+    tick(session_factory, handlers=ALERTS_ONLY, now=T0, transport=transport, settings=SETTINGS)
     assert [sms.to for sms in transport.sent] == [OBS]
 
 
@@ -101,6 +101,7 @@ def test_the_background_worker_runs_one_non_overlapping_tick_job(
     scheduler = start_background_worker(
         session_factory=session_factory,
         transport=transport,
+        handlers=ALERTS_ONLY,
         public_base_url="https://gc.example.org/",
         settings=SETTINGS,
         interval_seconds=3600,

@@ -10,14 +10,17 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerts import timers
-from alerts.escalation import STEP_KIND, area_coordinators, close_alert, open_alert
+from alerts import escalation, timers
+from alerts.escalation import STEP_KIND, close_alert, open_alert
 from alerts.models import Alert, AlertStatus, MessageStatus, OutboundMessage, Timer, TimerStatus
 from alerts.outbox import DeliveryPolicy, apply_status, queue_sms
-from alerts.timers import WorkerSettings, tick
+from alerts.recipients import area_coordinators
+from alerts.timers import WorkerSettings
 from alerts.transports import RecordingTransport
+from alerts.worker import tick
 from facilities.models import Facility, Team
 from tests.alerts_support import (
+    ALERTS_ONLY,
     T0,
     make_contact,
     make_coordinator,
@@ -56,7 +59,14 @@ def transport() -> RecordingTransport:
 def run(
     factory: sessionmaker[Session], transport: RecordingTransport, at: dt.datetime
 ) -> timers.TickReport:
-    return tick(factory, now=at, transport=transport, worker_id="w1", settings=NO_CAPACITY)
+    return tick(
+        factory,
+        handlers=ALERTS_ONLY,
+        now=at,
+        transport=transport,
+        worker_id="w1",
+        settings=NO_CAPACITY,
+    )
 
 
 def open_obstetric_alert(
@@ -208,6 +218,7 @@ def test_an_undelivered_status_moves_on_at_once(
         provider_status="undelivered",
         error_code=30003,
         now=T0 + minutes(1),
+        on_failed=escalation.on_message_failed,
     )
     session.commit()
     run(session_factory, transport, T0 + minutes(1))
@@ -248,8 +259,14 @@ def test_a_message_that_keeps_failing_transiently_fails_and_the_escalation_moves
     open_obstetric_alert(session, hospital)
     transport.fail_next(2)
     settings = WorkerSettings(capacity_grace=None, delivery=DeliveryPolicy(max_attempts=2))
-    tick(session_factory, now=T0, transport=transport, settings=settings)
-    tick(session_factory, now=T0 + minutes(1), transport=transport, settings=settings)
+    tick(session_factory, handlers=ALERTS_ONLY, now=T0, transport=transport, settings=settings)
+    tick(
+        session_factory,
+        handlers=ALERTS_ONLY,
+        now=T0 + minutes(1),
+        transport=transport,
+        settings=settings,
+    )
     rows = outbox(session)
     assert rows[0].status == MessageStatus.FAILED
     assert [sms.to for sms in transport.sent] == [OBS2]
@@ -342,7 +359,14 @@ def _race(factory: sessionmaker[Session], transport: RecordingTransport, at: dt.
     def worker(n: int) -> None:
         try:
             barrier.wait()
-            tick(factory, now=at, transport=transport, worker_id=f"w{n}", settings=NO_CAPACITY)
+            tick(
+                factory,
+                handlers=ALERTS_ONLY,
+                now=at,
+                transport=transport,
+                worker_id=f"w{n}",
+                settings=NO_CAPACITY,
+            )
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 

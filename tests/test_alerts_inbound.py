@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts import inbound
 from alerts.escalation import close_alert, open_alert
-from alerts.inbound import ReplyRejected, handle_inbound
+from alerts.handlers import Command, Handlers
+from alerts.inbound import ReplyRejected, first_word, handle_inbound
 from alerts.models import Alert, AlertStatus, InboundMessage
 from alerts.replies import DeclineReason, OfferReply
 from facilities.models import Contact, Facility, Team
@@ -45,12 +45,16 @@ class Recorder:
         return f"ok {alert.code}"
 
 
+# The handler table each test hands to the inbound reader (nothing is registered globally).
+TABLE: dict[str, Handlers] = {"now": Handlers()}
+
+
 @pytest.fixture
 def handler() -> Iterator[Recorder]:
     recorder = Recorder()
-    inbound.register_reply_handler(recorder)
+    TABLE["now"] = Handlers(reply=recorder)
     yield recorder
-    inbound.clear_handlers()
+    TABLE["now"] = Handlers()
 
 
 @pytest.fixture
@@ -79,7 +83,9 @@ def alert(session: Session, facility: Facility, code: str, subject: str) -> Aler
 
 
 def reply(session: Session, phone: str, body: str, sid: str | None = None) -> str:
-    answer = handle_inbound(session, from_phone=phone, body=body, provider_id=sid, now=T0)
+    answer = handle_inbound(
+        session, from_phone=phone, body=body, provider_id=sid, now=T0, handlers=TABLE["now"]
+    )
     session.commit()
     return answer
 
@@ -196,7 +202,9 @@ def test_commands_are_handed_to_their_registered_handler(
         seen.append((from_phone, body))
         return "referral R1 created"
 
-    inbound.register_command_handler("REF", referral_command)
+    TABLE["now"] = Handlers(
+        reply=handler, commands=(Command("REF", first_word("REF"), referral_command),)
+    )
     assert reply(session, "+86 139 1111 2222", "ＲＥＦ，PPH 34w") == "referral R1 created"
     assert seen == [(STRANGER, "ＲＥＦ，PPH 34w")]
     assert last_outcome(session) == "command"

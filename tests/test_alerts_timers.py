@@ -11,9 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts import timers
+from alerts.handlers import Handlers
 from alerts.models import Timer, TimerStatus
-from alerts.timers import WorkerSettings, tick
+from alerts.timers import WorkerSettings
 from alerts.transports import RecordingTransport
+from alerts.worker import TickReport, tick
 from tests.alerts_support import T0, minutes
 
 SETTINGS = WorkerSettings(capacity_grace=None, timer_max_attempts=2)
@@ -33,13 +35,23 @@ def ran() -> Iterator[list[tuple[str, dt.datetime]]]:
         with lock:
             calls.append((timer.subject, now))
 
-    timers.register_handler("test.kind", handler)
-    timers.register_handler("test.follow", handler)
+    TABLE["now"] = Handlers(timers={"test.kind": handler, "test.follow": handler})
     yield calls
+    TABLE["now"] = Handlers()
 
 
-def run(factory: sessionmaker[Session], at: dt.datetime) -> timers.TickReport:
-    return tick(factory, now=at, transport=RecordingTransport(), settings=SETTINGS)
+# The handler table each test hands to the worker (nothing is registered globally).
+TABLE: dict[str, Handlers] = {"now": Handlers()}
+
+
+def run(factory: sessionmaker[Session], at: dt.datetime) -> TickReport:
+    return tick(
+        factory,
+        now=at,
+        transport=RecordingTransport(),
+        settings=SETTINGS,
+        handlers=TABLE["now"],
+    )
 
 
 def test_a_timer_runs_once_when_due(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.escalation import open_alert
 from alerts.models import MessageStatus, OutboundMessage
-from alerts.timers import WorkerSettings, tick
+from alerts.timers import WorkerSettings
 from alerts.transports import (
     ConsoleTransport,
     PermanentSmsError,
@@ -22,8 +22,17 @@ from alerts.transports import (
     TwilioTransport,
     transport_from_config,
 )
+from alerts.worker import tick
 from facilities.models import Team
-from tests.alerts_support import T0, make_contact, make_facility, minutes, outbox, render_for
+from tests.alerts_support import (
+    ALERTS_ONLY,
+    T0,
+    make_contact,
+    make_facility,
+    minutes,
+    outbox,
+    render_for,
+)
 
 OBS1, OBS2 = "+8613900000001", "+8613900000002"
 CALLBACK = "https://gc.example.org/webhooks/twilio/status"
@@ -127,7 +136,12 @@ def alerted(session: Session) -> Session:
 
 def run(factory: sessionmaker[Session], transport: TwilioTransport, at: dt.datetime) -> int:
     report = tick(
-        factory, now=at, transport=transport, status_callback_url=CALLBACK, settings=SETTINGS
+        factory,
+        handlers=ALERTS_ONLY,
+        now=at,
+        transport=transport,
+        status_callback_url=CALLBACK,
+        settings=SETTINGS,
     )
     return report.messages_sent
 

@@ -8,17 +8,18 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 
-from alerts import inbound
 from alerts.escalation import open_alert
+from alerts.handlers import Handlers
 from alerts.models import Alert, MessageStatus
 from alerts.outbox import queue_sms
 from alerts.replies import OfferReply
-from alerts.webhooks import webhooks
-from facilities.db import db
+from core.db import make_engine
 from facilities.models import Contact, Team
+from greenchannel.web.db import db
+from greenchannel.web.webhooks import webhooks
 from tests.alerts_support import T0, make_contact, make_facility, minutes, outbox, render_for
 
 TOKEN = "webhook-test-token"
@@ -32,7 +33,9 @@ def app(database_url: str) -> Flask:
     app.config.update(
         TESTING=True, DATABASE_URL=database_url, PUBLIC_BASE_URL=BASE, TWILIO_AUTH_TOKEN=TOKEN
     )
-    db.init_app(app)
+    engine = make_engine(database_url)
+    db.init_app(app, engine=engine, factory=sessionmaker(engine, expire_on_commit=False))
+    app.extensions["greenchannel.handlers"] = Handlers()
     app.register_blueprint(webhooks)
     return app
 
@@ -43,7 +46,7 @@ def client(app: Flask, session: Session) -> FlaskClient:
 
 
 @pytest.fixture
-def answers() -> Iterator[list[OfferReply]]:
+def answers(app: Flask) -> Iterator[list[OfferReply]]:
     seen: list[OfferReply] = []
 
     def on_reply(
@@ -52,9 +55,9 @@ def answers() -> Iterator[list[OfferReply]]:
         seen.append(reply)
         return f"收到 {alert.code}"
 
-    inbound.register_reply_handler(on_reply)
+    app.extensions["greenchannel.handlers"] = Handlers(reply=on_reply)
     yield seen
-    inbound.clear_handlers()
+    app.extensions["greenchannel.handlers"] = Handlers()
 
 
 def post(

@@ -17,8 +17,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete, event, insert, select, update
 
-from facilities.db import db
 from facilities.models import Facility
+from greenchannel.web.db import db
 from referral.documents import DocumentCache, Place, Written
 from referral.models import Offer, Referral, ReferralEvent, ReferralStatus
 from referral.retention import scrub_closed_cases

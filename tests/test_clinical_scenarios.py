@@ -29,9 +29,9 @@ import routing
 from facilities import registry
 from facilities.models import Channel, Diversion, Facility
 from facilities.status import report_status
+from greenchannel.demo.region import build_demo_region, demo_road_network
+from greenchannel.demo.roads import save_network
 from referral.decision import Decision, decide
-from referral.demo import build_demo_region, demo_road_network
-from referral.demo_roads import save_network
 from referral.placement import beds_needed, router_for, snapshots
 from referral.rules import Need, Rules, load_rules
 from referral.triage import Case, Vitals

@@ -57,7 +57,7 @@ def test_a_region_loads_roads_facilities_and_contacts_and_gets_road_etas(
 ) -> None:
     if not ANDORRA.exists():
         pytest.skip(f"Andorra extract not found at {ANDORRA} (shared test data absent)")
-    from referral.cli import main
+    from greenchannel.cli import main
 
     roads = tmp_path / "roads.npz"
     monkeypatch.setenv("DATABASE_URL", database_url)

@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import routing
 from alerts.models import OutboundMessage
-from alerts.timers import WorkerSettings, tick
+from alerts.timers import WorkerSettings
 from alerts.transports import RecordingTransport
+from alerts.worker import tick
 from facilities.models import Contact, Facility, FacilityKind, Team, User
-from referral.demo import (
+from greenchannel.demo.region import (
     DIVERTED_HOSPITAL,
     STALE_HOSPITAL,
     build_demo_region,
@@ -25,8 +26,9 @@ from referral.demo import (
     is_demo_region,
     refresh_demo_capacity,
 )
-from referral.demo_roads import DemoRoads
+from greenchannel.demo.roads import DemoRoads
 from referral.rules import load_rules
+from tests.alerts_support import ALERTS_ONLY
 from tests.conftest import NOW
 
 RECEIVING_TEAMS = {Team.OBSTETRICS, Team.ANAESTHESIA, Team.BLOOD_BANK, Team.CAPACITY}
@@ -40,6 +42,7 @@ def roads() -> DemoRoads:
 def _sweep(factory: sessionmaker[Session], now: dt.datetime) -> list[OutboundMessage]:
     tick(
         factory,
+        handlers=ALERTS_ONLY,
         now=now,
         transport=RecordingTransport(),
         worker_id="test",
@@ -152,7 +155,7 @@ def test_the_demo_road_network_is_the_same_every_time(roads: DemoRoads) -> None:
 def test_greenchannel_demo_builds_the_region_and_roads_once_and_prints_the_walkthrough(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from referral.cli import main
+    from greenchannel.cli import main
 
     roads = tmp_path / "roads.npz"
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'demo.sqlite'}")

@@ -7,7 +7,7 @@ import io
 import pytest
 from click.testing import CliRunner
 
-from referral.scenario import run_scenario
+from greenchannel.demo.scenario import run_scenario
 
 
 def test_the_pph_scenario_shows_a_decline_a_silence_an_acceptance_and_the_arrival() -> None:
@@ -32,7 +32,7 @@ def test_the_pph_scenario_shows_a_decline_a_silence_an_acceptance_and_the_arriva
 def test_the_scenario_command_runs_fast_with_the_environment_flag(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from referral.cli import main
+    from greenchannel.cli import main
 
     monkeypatch.setenv("GREENCHANNEL_DEMO_FAST", "1")
     result = CliRunner().invoke(main, ["demo", "--scenario", "pph"])

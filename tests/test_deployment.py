@@ -78,7 +78,7 @@ def fresh_database() -> Iterator[str]:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from referral.cli import main; main()", *args]
+    return [sys.executable, "-c", "from greenchannel.cli import main; main()", *args]
 
 
 def _ok(url: str) -> bool:

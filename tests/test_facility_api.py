@@ -11,9 +11,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from facilities.db import db, utcnow
+from core.db import utcnow
 from facilities.models import Channel, Facility, StatusReport
 from facilities.status import report_status
+from greenchannel.web.db import db
 from tests.conftest import add_facility, add_user, bearer
 
 

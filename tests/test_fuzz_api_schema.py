@@ -38,7 +38,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from facilities.db import db
+from greenchannel.web.db import db
 from referral.models import Offer, Referral
 from tests.referral_world import PPH_REQUEST, World, build_world
 

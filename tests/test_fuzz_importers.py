@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
+from core.vocabulary import CAPABILITIES
 from facilities.registry import (
     CONTACT_COLUMNS,
     FACILITY_COLUMNS,
@@ -24,7 +25,6 @@ from facilities.registry import (
     import_contacts,
     import_facilities,
 )
-from facilities.vocabulary import CAPABILITIES
 from tests.conftest import NOW, add_facility
 
 FUZZ = settings(

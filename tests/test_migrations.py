@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, make_url, text
 
-from facilities.db import Base, make_engine, normalise_url
+from core.db import Base, make_engine, normalise_url
 from migrations import import_models, upgrade
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import OperationalError
 from werkzeug.serving import make_server
 
-from facilities.db import db
+from greenchannel.web.db import db
 from referral import service
 from referral.models import Offer, OfferStatus, Referral
 from tests.referral_world import PPH_REQUEST, World, build_world

@@ -129,8 +129,8 @@ def test_a_pph_referral_is_declined_ignored_moved_on_accepted_and_completed(worl
 def test_nobody_left_makes_the_case_unplaced_and_tells_the_coordinators(
     world: World, app: Flask
 ) -> None:
-    from facilities.db import db
     from facilities.models import User
+    from greenchannel.web.db import db
 
     with app.app_context():
         coordinator = db.session.query(User).filter_by(username="coord").one()

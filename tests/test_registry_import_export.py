@@ -202,7 +202,7 @@ def test_the_cli_import_reports_every_bad_row_and_exits_non_zero(
 ) -> None:
     from pathlib import Path
 
-    from referral.cli import main
+    from greenchannel.cli import main
 
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("SECRET_KEY", "x")

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select, text
 
 from alerts.models import OutboundMessage
-from facilities.db import db
+from greenchannel.web.db import db
 from referral.models import AuditEntry, Offer, Referral, ReferralEvent
 from tests.referral_world import PPH_REQUEST, World, build_world
 

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from referral.observability import JsonFormatter, RequestIdFilter, configure_logging, scrub
+from greenchannel.web.observability import JsonFormatter, RequestIdFilter, configure_logging, scrub
 from tests.referral_world import PPH_REQUEST, build_world
 
 

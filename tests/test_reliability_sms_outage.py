@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from alerts.models import MessageStatus, OutboundMessage
-from facilities.db import db
+from greenchannel.web.db import db
 from tests.fake_twilio import FakeTwilio, running_fake_twilio
 from tests.referral_world import PPH_REQUEST, World, build_world
 from tests.test_sms_end_to_end import BASE, worker_tick

@@ -27,7 +27,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from alerts.models import MessageStatus, OutboundMessage, Timer, TimerStatus
-from facilities.db import db
+from greenchannel.web.db import db
 from referral.models import Offer, ReferralEvent
 from tests.fake_twilio import FakeTwilio, running_fake_twilio
 from tests.referral_world import PPH_REQUEST, World, build_world
@@ -38,10 +38,11 @@ PARALLEL_SENDS = 4
 WORKER = """
 import datetime as dt, time
 from alerts.outbox import DeliveryPolicy
-from alerts.timers import WorkerSettings, tick
+from alerts.timers import WorkerSettings
+from alerts.worker import tick
 from alerts.transports import transport_from_config
-from facilities.db import utcnow
-from referral.app import create_app
+from core.db import utcnow
+from greenchannel.web.app import create_app
 
 app = create_app({"TWILIO_TIMEOUT": 2.0})
 factory = app.extensions["greenchannel.db"][1]
@@ -52,7 +53,13 @@ settings = WorkerSettings(
 )
 print("ready", flush=True)
 while True:
-    tick(factory, now=utcnow(), transport=transport, settings=settings)
+    tick(
+        factory,
+        now=utcnow(),
+        transport=transport,
+        settings=settings,
+        handlers=app.extensions["greenchannel.handlers"],
+    )
     time.sleep(0.02)
 """
 

@@ -174,7 +174,7 @@ def test_coverage_lists_each_township_with_its_nearest_capable_facility(world: W
 def test_the_route_command_prints_the_ranking(
     world: World, app: Flask, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from referral.cli import main
+    from greenchannel.cli import main
 
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("SECRET_KEY", "x")

@@ -83,7 +83,7 @@ def test_an_unusable_file_is_refused(text: str, words: str) -> None:
 
 
 def test_the_service_refuses_to_start_on_a_broken_rulebook(tmp_path: Path) -> None:
-    from referral.app import create_app
+    from greenchannel.web.app import create_app
 
     broken = tmp_path / "rules.yaml"
     broken.write_text(DEFAULT.replace("grace_hours: 12", "grace_hours: -1"), encoding="utf-8")

@@ -16,8 +16,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from alerts.models import OutboundMessage
-from facilities.db import db
 from facilities.models import Facility, User
+from greenchannel.web.db import db
 from tests.referral_world import World, build_world
 
 

@@ -16,8 +16,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from facilities.db import db
 from facilities.models import FacilityKind
+from greenchannel.web.db import db
 from referral.models import Referral, RoadClosure
 from tests.conftest import NOW, add_facility, add_user, bearer
 from tests.referral_world import PPH_REQUEST, World, build_world

@@ -11,10 +11,10 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import delete, select, update
 
-from facilities.db import db
+from core.settings import ConfigError
+from greenchannel.cli import main
+from greenchannel.web.db import db
 from referral import audit
-from referral.cli import main
-from referral.config import ConfigError
 from referral.models import AuditEntry, Referral
 from referral.retention import SCRUBBED, retention_days, scrub_closed_cases
 from tests.referral_world import PPH_REQUEST, World, build_world

@@ -11,8 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 
-from facilities.db import db
 from facilities.models import Facility, Role
+from greenchannel.web.db import db
 from referral import service
 from referral.limits import MAX_CONDITIONS
 from referral.models import Referral

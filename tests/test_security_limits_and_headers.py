@@ -13,11 +13,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 from twilio.request_validator import RequestValidator
 
-from facilities.db import db
+from core.settings import ConfigError, load_config
 from facilities.models import RateCounter
-from referral.app import SECURITY_HEADERS, create_app
-from referral.config import ConfigError, load_config
-from referral.ratelimit import hit, limits_from_env
+from greenchannel.web.app import SECURITY_HEADERS, create_app
+from greenchannel.web.db import db
+from greenchannel.web.ratelimit import hit, limits_from_env
 from tests.referral_world import PPH_REQUEST, build_world
 
 TWILIO_TOKEN = "twilio-test-token"

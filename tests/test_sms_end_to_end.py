@@ -10,9 +10,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 
-from alerts.timers import TickReport, WorkerSettings, tick
+from alerts.timers import WorkerSettings
 from alerts.transports import transport_from_config
-from facilities.db import db
+from alerts.worker import TickReport, tick
+from greenchannel.web.db import db
 from referral import audit
 from tests.fake_twilio import FakeTwilio, running_fake_twilio
 from tests.referral_world import PPH_REQUEST, World, build_world
@@ -46,6 +47,7 @@ def worker_tick(world: World) -> TickReport:
         factory,
         now=world.clock.now,
         transport=transport_from_config(world.app.config),
+        handlers=world.app.extensions["greenchannel.handlers"],
         worker_id="test",
         status_callback_url=BASE + "/webhooks/twilio/status",
         settings=WorkerSettings(capacity_grace=None),

@@ -9,9 +9,9 @@ import numpy as np
 from flask import Flask
 from flask.testing import FlaskClient
 
-from facilities.db import db
+from greenchannel.web.api_map import road_geometry
+from greenchannel.web.db import db
 from referral import audit
-from referral.api_map import road_geometry
 from referral.models import Referral, RoadClosure
 from routing import RoadNetwork
 from tests.web_support import CJK, csrf_from, login, post_form, web_world
@@ -254,7 +254,7 @@ def test_every_ui_string_has_a_chinese_translation() -> None:
 
     from babel.messages.pofile import read_po
 
-    root = Path(__file__).resolve().parents[1] / "referral" / "translations" / "zh"
+    root = Path(__file__).resolve().parents[1] / "greenchannel" / "web" / "translations" / "zh"
     with open(root / "LC_MESSAGES" / "messages.po", "rb") as handle:
         catalog = read_po(handle)
     untranslated = [m.id for m in catalog if m.id and (not m.string or m.fuzzy)]
@@ -262,11 +262,10 @@ def test_every_ui_string_has_a_chinese_translation() -> None:
     # …and the catalogue knows every string the pages use (babel.cfg says where they are).
     from babel.messages.extract import extract_from_dir
 
-    repo = root.parents[2]
+    repo = root.parents[3]
     method_map = [
-        ("referral/web.py", "python"),
-        ("referral/web_*.py", "python"),
-        ("referral/templates/**.html", "jinja2"),
+        ("greenchannel/web/*.py", "python"),
+        ("greenchannel/web/templates/**.html", "jinja2"),
     ]
     keywords = {"_": None, "_l": None, "gettext": None}
     used = {

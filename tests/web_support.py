@@ -9,7 +9,7 @@ import numpy as np
 from flask import Flask
 from flask.testing import FlaskClient
 
-from facilities.db import db
+from greenchannel.web.db import db
 from routing import RoadNetwork
 from tests.conftest import add_user
 from tests.referral_world import World, build_world

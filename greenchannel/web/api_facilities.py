@@ -10,14 +10,15 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from facilities import clock, registry
+from core.errors import Conflict, NotFoundError, ServiceError
+from core.vocabulary import level_label
+from facilities import registry
 from facilities import status as status_service
-from facilities.db import db
 from facilities.models import Channel, Facility, Role
-from facilities.vocabulary import level_label
-from referral.auth import channel, ensure_can_manage, require_user
-from referral.errors import Conflict, NotFoundError, ServiceError
-from referral.schemas import (
+from greenchannel.web import clock
+from greenchannel.web.auth import channel, ensure_can_manage, require_user
+from greenchannel.web.db import db
+from greenchannel.web.schemas import (
     ContactListSchema,
     FacilityFieldsSchema,
     FacilityInSchema,

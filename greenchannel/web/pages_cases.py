@@ -15,17 +15,18 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from facilities import clock, registry
-from facilities.db import db
+from core.errors import NotFoundError, ServiceError
+from facilities import registry
 from facilities.models import Role, User
+from greenchannel.web import clock
+from greenchannel.web.api_referrals import actor_for, audited, case_from, create_committed
+from greenchannel.web.context import current_placement, current_rules
+from greenchannel.web.db import db
+from greenchannel.web.labels import facility_name
+from greenchannel.web.pages import language, page_error, page_for, page_user, report_failure
 from referral import service, triage
-from referral.api_referrals import actor_for, audited, case_from, create_committed
-from referral.errors import NotFoundError, ServiceError
 from referral.models import OPEN_STATUSES, Offer, OfferStatus, Referral
-from referral.placement import current_placement, current_rules
 from referral.triage import TriageError
-from referral.web import language, page_error, page_for, page_user, report_failure
-from referral.web_labels import facility_name
 
 bp = Blueprint("cases", __name__)
 bp.register_error_handler(HTTPException, page_error)
@@ -215,7 +216,7 @@ def case_context(referral: Referral) -> dict[str, Any]:
     ]
     facilities: list[Any] = []
     if user.role in (Role.COORDINATOR, Role.ADMIN):
-        from referral.web_board import area_facilities
+        from greenchannel.web.pages_board import area_facilities
 
         facilities = [f for f in area_facilities(user) if f.maternal_level or f.neonatal_level]
     return {

@@ -32,14 +32,16 @@ from sqlalchemy.orm import Session
 
 from alerts.inbound import handle_inbound
 from alerts.models import OutboundMessage
-from alerts.timers import WorkerSettings, tick
+from alerts.timers import WorkerSettings
 from alerts.transports import RecordingTransport
+from alerts.worker import tick
 from facilities.accounts import create_user
 from facilities.models import Contact, Facility, FacilityKind, Team, User
+from greenchannel.demo.console import phone_labels
+from greenchannel.demo.region import STALE_HOSPITAL, build_demo_region, demo_road_network
+from greenchannel.demo.roads import save_network
+from greenchannel.runtime import Runtime, build_runtime, default_settings
 from referral import placement, service
-from referral.demo import STALE_HOSPITAL, build_demo_region, demo_road_network
-from referral.demo_console import phone_labels
-from referral.demo_roads import save_network
 from referral.models import OfferStatus, Referral
 from referral.triage import Case
 
@@ -127,12 +129,13 @@ def _body_lines(body: str) -> list[str]:
 class Simulation:
     """The clock, the worker and the database of one scenario run."""
 
-    def __init__(self, app: Any, narrator: Narrator, start: dt.datetime) -> None:
-        self.app = app
+    def __init__(self, runtime: Runtime, narrator: Narrator, start: dt.datetime) -> None:
+        self.runtime = runtime
         self.narrator = narrator
         self.now = start
-        self.factory: Callable[[], Session] = app.extensions["greenchannel.db"][1]
-        self.place: service.Placement = app.extensions["greenchannel.place"]()
+        self.factory: Callable[[], Session] = runtime.sessions
+        self.place: service.Placement = runtime.place()
+        self.handlers = runtime.handlers
         self.transport = RecordingTransport()
         rules = self.place.rules
         self.settings = WorkerSettings(
@@ -145,6 +148,7 @@ class Simulation:
             self.factory,
             now=self.now,
             transport=self.transport,
+            handlers=self.handlers,
             worker_id="scenario",
             settings=self.settings,
         )
@@ -193,9 +197,9 @@ def _minutes(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} min"
 
 
-def run_pph(app: Any, narrator: Narrator, start: dt.datetime) -> dict[str, Any]:
+def run_pph(runtime: Runtime, narrator: Narrator, start: dt.datetime) -> dict[str, Any]:
     """The PPH case; returns what happened (for tests): offers by hospital, intervals."""
-    sim = Simulation(app, narrator, start)
+    sim = Simulation(runtime, narrator, start)
     say = narrator.say
     state: dict[str, Any] = {}
 
@@ -288,7 +292,12 @@ def run_pph(app: Any, narrator: Narrator, start: dt.datetime) -> dict[str, Any]:
                 "obstetric bed is taken).",
             )
             answer = handle_inbound(
-                session, from_phone=second_on_call.phone, body=body, provider_id=None, now=sim.now
+                session,
+                from_phone=second_on_call.phone,
+                body=body,
+                provider_id=None,
+                now=sim.now,
+                handlers=sim.handlers,
             )
             session.commit()
             say(None, f"The service answers him: “{answer}”")
@@ -440,7 +449,7 @@ SAFETY_NET_ORIGIN = "SS-T03"
 DECLINES = ("NICU", "FULL", "STAFF", "THEATRE")
 
 
-def run_safety_net(app: Any, narrator: Narrator, start: dt.datetime) -> dict[str, Any]:
+def run_safety_net(runtime: Runtime, narrator: Narrator, start: dt.datetime) -> dict[str, Any]:
     """Everyone declines or stays silent: the region's safety net assigns the designated centre.
 
     An eclamptic mother at 30 weeks, not yet delivered, is two patients: she needs a critical
@@ -449,7 +458,7 @@ def run_safety_net(app: Any, narrator: Narrator, start: dt.datetime) -> dict[str
     nobody is left the rule for critical cases (``assign``) makes the city's designated centre
     the receiving hospital: its teams, the clinic and the coordinator are told, and the
     timeline records why."""
-    sim = Simulation(app, narrator, start)
+    sim = Simulation(runtime, narrator, start)
     say = narrator.say
     state: dict[str, Any] = {"declined": [], "expired": []}
     with sim.factory() as session:
@@ -468,7 +477,12 @@ def run_safety_net(app: Any, narrator: Narrator, start: dt.datetime) -> dict[str
         body = "REF ECLAMPSIA 30W UNDEL BP 172/118 HR 104"
         say(None, f"Her SMS to the service: “{body}”")
         answer = handle_inbound(
-            session, from_phone=doctor.phone, body=body, provider_id=None, now=sim.now
+            session,
+            from_phone=doctor.phone,
+            body=body,
+            provider_id=None,
+            now=sim.now,
+            handlers=sim.handlers,
         )
         session.commit()
         referral = session.scalars(
@@ -512,7 +526,12 @@ def run_safety_net(app: Any, narrator: Narrator, start: dt.datetime) -> dict[str
                 reason = DECLINES[len(state["declined"]) % len(DECLINES)]
                 text = f"{code} N {reason}"
                 reply = handle_inbound(
-                    session, from_phone=contact.phone, body=text, provider_id=None, now=sim.now
+                    session,
+                    from_phone=contact.phone,
+                    body=text,
+                    provider_id=None,
+                    now=sim.now,
+                    handlers=sim.handlers,
                 )
                 session.commit()
                 state["declined"].append(facility.code)
@@ -595,19 +614,18 @@ def run_scenario(name: str, *, fast: bool = False, stream: TextIO | None = None)
 
 def _run(name: str, narrator: Narrator, out: TextIO) -> dict[str, Any]:
     from migrations import upgrade
-    from referral.app import create_app
 
     today = dt.datetime.now(CHINA).date()
     start = dt.datetime(today.year, today.month, today.day, 8, 0, tzinfo=CHINA).astimezone(dt.UTC)
     with tempfile.TemporaryDirectory(prefix="greenchannel-scenario-") as folder:
         url = f"sqlite:///{Path(folder) / 'scenario.sqlite'}"
         roads = Path(folder) / "roads.npz"
-        app = create_app(
+        runtime = build_runtime(
             {
+                **default_settings(folder),
                 "DATABASE_URL": url,
                 "GREENCHANNEL_ROADS": str(roads),
                 "SMS_BACKEND": "console",
-                "SECRET_KEY": "scenario",
             }
         )
         print(
@@ -617,26 +635,22 @@ def _run(name: str, narrator: Narrator, out: TextIO) -> dict[str, Any]:
             flush=True,
         )
         upgrade(url)
-        rules = app.extensions["greenchannel.rules"]
-        save_network(demo_road_network(speeds=rules.road_speeds_kmh).network, roads)
-        with app.app_context():
-            factory = app.extensions["greenchannel.db"][1]
-            with factory() as session:
-                build_demo_region(session, now=start)
-                session.commit()
-                narrator.labels = phone_labels(session)
-            title = {
-                "pph": "Scenario PPH: postpartum haemorrhage at a township health centre.",
-                "safety-net": "Scenario safety net: every capable hospital declines or stays "
-                "silent.",
-            }[name]
-            print(
-                f"\n{title} Clock simulated (China time), about one minute per second; every "
-                "step goes through the real services, SMS outbox and worker.\n",
-                file=out,
-                flush=True,
-            )
-            play = run_pph if name == "pph" else run_safety_net
-            state = play(app, narrator, start)
-        app.extensions["greenchannel.db"][0].dispose()
+        save_network(demo_road_network(speeds=runtime.rules.road_speeds_kmh).network, roads)
+        with runtime.sessions() as session:
+            build_demo_region(session, now=start)
+            session.commit()
+            narrator.labels = phone_labels(session)
+        title = {
+            "pph": "Scenario PPH: postpartum haemorrhage at a township health centre.",
+            "safety-net": "Scenario safety net: every capable hospital declines or stays silent.",
+        }[name]
+        print(
+            f"\n{title} Clock simulated (China time), about one minute per second; every "
+            "step goes through the real services, SMS outbox and worker.\n",
+            file=out,
+            flush=True,
+        )
+        play = run_pph if name == "pph" else run_safety_net
+        state = play(runtime, narrator, start)
+        runtime.engine.dispose()
     return state

@@ -10,11 +10,12 @@ from flask import g, request, session
 from flask_wtf.csrf import CSRFError, validate_csrf
 from wtforms import ValidationError
 
+from core.db import utcnow
+from core.errors import Forbidden, ServiceError
 from facilities.accounts import user_for_token
-from facilities.db import db, utcnow
 from facilities.models import Facility, Role, User
 from facilities.registry import area_covers
-from referral.errors import Forbidden, ServiceError
+from greenchannel.web.db import db
 
 F = TypeVar("F", bound=Callable[..., Any])
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

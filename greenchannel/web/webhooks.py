@@ -15,10 +15,11 @@ from flask import Blueprint, Response, abort, current_app, g, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from alerts import escalation
 from alerts.inbound import handle_inbound
 from alerts.outbox import apply_status
-from facilities import clock
-from facilities.db import db
+from greenchannel.web import clock
+from greenchannel.web.db import db
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ def inbound_sms() -> Response:
         body=request.form.get("Body", ""),
         provider_id=request.form.get("MessageSid") or None,
         now=clock.now(),
+        handlers=current_app.extensions["greenchannel.handlers"],
     )
     db.session.commit()
     twiml = MessagingResponse()
@@ -96,6 +98,7 @@ def delivery_status() -> Response:
         provider_status=request.form.get("MessageStatus", ""),
         error_code=int(error_code) if error_code.isdecimal() else None,
         now=clock.now(),
+        on_failed=escalation.on_message_failed,
     )
     db.session.commit()
     return Response("", status=200, mimetype="text/plain")

@@ -16,28 +16,42 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from alerts.timers import WorkerSettings
-from alerts.transports import SmsConfigError, transport_from_config
+from alerts.transports import SmsConfigError
+from core.db import utcnow
+from core.settings import ConfigError
 from facilities import registry
 from facilities.accounts import AccountError, create_user
-from facilities.db import db, utcnow
 from facilities.registry import RegistryError
-from referral.config import ConfigError
+from greenchannel.runtime import Runtime, build_runtime, default_settings
 from referral.rules import RulesError
 
+# The instance folder (settings, the SQLite file, the road network) is the web app's, wherever
+# the command runs: Flask finds it from the app's module.
+APP_MODULE = "greenchannel.web.app"
 
-def _app() -> Flask:
-    from referral.app import create_app
+
+def _runtime() -> Runtime:
+    """The composition root for this command (no web app is built for it)."""
+    try:
+        instance = Flask(APP_MODULE, instance_relative_config=True).instance_path
+        return build_runtime(default_settings(instance))
+    except (RulesError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _app(runtime: Runtime) -> Flask:
+    from greenchannel.web.app import create_app
 
     try:
-        return create_app()
+        return create_app(runtime=runtime)
     except (RulesError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
 @contextmanager
-def _session(app: Flask) -> Iterator[Session]:
-    with app.app_context():
-        yield db.session
+def _session(runtime: Runtime) -> Iterator[Session]:
+    with runtime.sessions() as session:
+        yield session
 
 
 def _read(path: str) -> bytes:
@@ -78,8 +92,8 @@ def db_upgrade() -> None:
     """Migrate the configured database to the newest schema."""
     from migrations import upgrade
 
-    app = _app()
-    upgrade(app.config["DATABASE_URL"])
+    rt = _runtime()
+    upgrade(rt.settings["DATABASE_URL"])
     click.echo("database is at the newest schema")
 
 
@@ -93,8 +107,8 @@ def facilities_group() -> None:
 def facilities_import(file: str) -> None:
     """Create or update facilities from a CSV or GeoJSON FILE (all rows or none)."""
     data = _read(file)
-    app = _app()
-    with _session(app) as session:
+    rt = _runtime()
+    with _session(rt) as session:
         try:
             summary = registry.import_facilities(
                 session, data=data, fmt=registry.detect_format(file, data), now=utcnow()
@@ -110,8 +124,8 @@ def facilities_import(file: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["csv", "geojson", "fhir"]), default="csv")
 def facilities_export(fmt: str) -> None:
     """Write the registry to standard output."""
-    app = _app()
-    with _session(app) as session:
+    rt = _runtime()
+    with _session(rt) as session:
         facilities = registry.list_facilities(session)
         writer = {
             "csv": registry.export_csv,
@@ -133,8 +147,8 @@ def contacts_group() -> None:
 def contacts_import(file: str) -> None:
     """Create or update contacts from a CSV FILE (all rows or none)."""
     data = _read(file)
-    app = _app()
-    with _session(app) as session:
+    rt = _runtime()
+    with _session(rt) as session:
         try:
             summary = registry.import_contacts(session, data=data)
         except RegistryError as exc:
@@ -169,8 +183,8 @@ def users_create(
     language: str,
 ) -> None:
     """Create a user and print an API token (shown this once)."""
-    app = _app()
-    with _session(app) as session:
+    rt = _runtime()
+    with _session(rt) as session:
         try:
             created = create_user(
                 session,
@@ -214,8 +228,8 @@ def roads_import(file: str) -> None:
     """Import an OpenStreetMap PBF or GraphML FILE and compile it for fast routing."""
     import routing
 
-    app = _app()
-    rules = app.extensions["greenchannel.rules"]
+    rt = _runtime()
+    rules = rt.rules
     speeds = {**routing.DEFAULT_SPEEDS, **rules.road_speeds_kmh}
     click.echo(f"reading {file} ...", err=True)
     try:
@@ -225,7 +239,7 @@ def roads_import(file: str) -> None:
             network = routing.RoadNetwork.from_pbf(file, speeds=speeds, progress=_progress())
     except (routing.RoutingError, OSError) as exc:
         raise click.ClickException(f"{file}: {exc}") from None
-    target = Path(app.config["GREENCHANNEL_ROADS"])
+    target = Path(rt.settings["GREENCHANNEL_ROADS"])
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part.npz")
     network.save(partial)
@@ -245,8 +259,8 @@ def roads_export(file: str) -> None:
     """Write the routable network as GraphML (x = lon, y = lat, travel_time in seconds)."""
     import routing
 
-    app = _app()
-    path = Path(app.config["GREENCHANNEL_ROADS"])
+    rt = _runtime()
+    path = Path(rt.settings["GREENCHANNEL_ROADS"])
     if not path.exists():
         raise click.ClickException(f"no road network at {path}: run `greenchannel roads import`")
     try:
@@ -321,9 +335,9 @@ def route(
 
     if (origin is None) == (origin_facility is None):
         raise click.UsageError("give exactly one of --from LAT,LON or --from-facility CODE")
-    app = _app()
-    place = app.extensions["greenchannel.place"]()
-    with _session(app) as session:
+    rt = _runtime()
+    place = rt.place()
+    with _session(rt) as session:
         facility = None
         if origin_facility:
             try:
@@ -447,14 +461,14 @@ def coverage(
     gestation_weeks: float | None,
 ) -> None:
     """From every township health centre: minutes to the nearest facility meeting the need."""
-    from facilities.vocabulary import VocabularyError, parse_capabilities, parse_level
+    from core.vocabulary import VocabularyError, parse_capabilities, parse_level
     from referral.decision import condition_need
     from referral.placement import township_coverage
     from referral.rules import Need
     from referral.triage import TriageError
 
-    app = _app()
-    place = app.extensions["greenchannel.place"]()
+    rt = _runtime()
+    place = rt.place()
     try:
         need = Need(
             maternal_level=parse_level(maternal_level, prefix="M", field="--maternal-level"),
@@ -469,7 +483,7 @@ def coverage(
             )
     except (VocabularyError, TriageError) as exc:
         raise click.ClickException(str(exc)) from None
-    with _session(app) as session:
+    with _session(rt) as session:
         rows = township_coverage(session, place=place, need=need, now=utcnow())
     click.echo(f"{'origin':<12} {'nearest':<12} {'minutes':>8}")
     for row in rows:
@@ -483,10 +497,10 @@ def coverage(
 def retention(days: int | None) -> None:
     """Scrub patient fields and free text of cases closed more than N days ago (timeline and
     intervals stay), and forget old rate-limit windows. Run it daily or hourly (cron)."""
-    from referral import ratelimit
+    from greenchannel.web import ratelimit
     from referral.retention import retention_days, scrub_closed_cases
 
-    app = _app()
+    rt = _runtime()
     try:
         keep = days if days is not None else retention_days()
     except ConfigError as exc:
@@ -494,9 +508,9 @@ def retention(days: int | None) -> None:
     if keep < 1:
         raise click.ClickException("--days: expected a whole number of days ≥ 1")
     now = utcnow()
-    with _session(app) as session:
+    with _session(rt) as session:
         count = scrub_closed_cases(session, now=now, days=keep)
-        ratelimit.prune(db.engine, now=now)
+        ratelimit.prune(rt.engine, now=now)
     click.echo(f"scrubbed {count} closed case(s) older than {keep} days")
 
 
@@ -513,10 +527,10 @@ def retention(days: int | None) -> None:
 )
 def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
     """Serve the web app and the API (no scheduler: run `greenchannel worker` beside it)."""
-    app = _app()
-    _warm_up(app)
+    rt = _runtime()
+    _warm_up(rt)
     click.echo(f"greenchannel web on http://{host}:{port}/")
-    _waitress(app, host=host, port=port, threads=threads, connection_limit=connection_limit)
+    _waitress(_app(rt), host=host, port=port, threads=threads, connection_limit=connection_limit)
 
 
 def _waitress(
@@ -536,11 +550,11 @@ def _waitress(
     )
 
 
-def _warm_up(app: Flask) -> None:
+def _warm_up(rt: Runtime) -> None:
     """Load the road network and compile the routing kernels before the first patient waits."""
     from referral.placement import router_for
 
-    router = router_for(app.config["GREENCHANNEL_ROADS"])
+    router = router_for(rt.settings["GREENCHANNEL_ROADS"])
     if router.network is not None:
         click.echo("loading the road network and routing kernels ...", err=True)
         seconds = router.warm_up()
@@ -561,23 +575,24 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def _worker_settings(app: Flask) -> WorkerSettings:
-    rules = app.extensions["greenchannel.rules"]
+def _worker_settings(rt: Runtime) -> WorkerSettings:
+    rules = rt.rules
     return WorkerSettings(
         capacity_grace=rules.stale_grace, capacity_second_grace=rules.second_grace
     )
 
 
-def _worker_arguments(app: Flask) -> dict[str, Any]:
+def _worker_arguments(rt: Runtime) -> dict[str, Any]:
     try:
-        transport = transport_from_config(app.config)
+        transport = rt.transport()
     except SmsConfigError as exc:
         raise click.ClickException(str(exc)) from None
     return {
-        "session_factory": app.extensions["greenchannel.db"][1],
+        "session_factory": rt.sessions,
         "transport": transport,
-        "public_base_url": app.config["PUBLIC_BASE_URL"],
-        "settings": _worker_settings(app),
+        "handlers": rt.handlers,
+        "public_base_url": rt.settings["PUBLIC_BASE_URL"],
+        "settings": _worker_settings(rt),
     }
 
 
@@ -595,10 +610,10 @@ def worker(interval: float) -> None:
     from alerts.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = _app()
-    _warm_up(app)
+    rt = _runtime()
+    _warm_up(rt)
     click.echo(f"greenchannel worker: polling every {interval} s")
-    run_worker(**_worker_arguments(app), interval_seconds=interval)
+    run_worker(**_worker_arguments(rt), interval_seconds=interval)
 
 
 @main.command("demo")
@@ -618,26 +633,26 @@ def worker(interval: float) -> None:
 )
 def demo(host: str, port: int, no_serve: bool, scenario: str | None, fast: bool) -> None:
     """Build the demo region (first run only), then serve everything in one process."""
+    from greenchannel.demo import region as region
+    from greenchannel.demo.console import LabelledConsoleTransport, phone_labels, walkthrough
+    from greenchannel.demo.roads import save_network
     from migrations import upgrade
-    from referral import demo as region
-    from referral.demo_console import LabelledConsoleTransport, phone_labels, walkthrough
-    from referral.demo_roads import save_network
 
     if scenario:
-        from referral.scenario import run_scenario
+        from greenchannel.demo.scenario import run_scenario
 
         try:
             run_scenario(scenario, fast=fast)
         except (RulesError, ConfigError) as exc:
             raise click.ClickException(str(exc)) from None
         return
-    app = _app()
+    rt = _runtime()
     # A newcomer reads this terminal: migration chatter would bury the logins and the SMS.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    upgrade(app.config["DATABASE_URL"])
-    rules = app.extensions["greenchannel.rules"]
+    upgrade(rt.settings["DATABASE_URL"])
+    rules = rt.rules
     now = utcnow()
-    with _session(app) as session:
+    with _session(rt) as session:
         if registry.list_facilities(session):
             click.echo("demo region already built; using it")
         else:
@@ -653,7 +668,7 @@ def demo(host: str, port: int, no_serve: bool, scenario: str | None, fast: bool)
         tokens = region.issue_demo_tokens(session, now=now) if is_demo else {}
         session.commit()
         labels = phone_labels(session)
-    roads = Path(app.config["GREENCHANNEL_ROADS"])
+    roads = Path(rt.settings["GREENCHANNEL_ROADS"])
     if is_demo and not roads.exists():
         click.echo("building the demo road network ...")
         built = region.demo_road_network(speeds=rules.road_speeds_kmh)
@@ -675,15 +690,15 @@ def demo(host: str, port: int, no_serve: bool, scenario: str | None, fast: bool)
         return
     from alerts.worker import start_background_worker
 
-    _warm_up(app)
+    _warm_up(rt)
     # One window shows the SMS; the request logs would bury them (warnings still show).
     logging.getLogger().setLevel(logging.WARNING)
-    arguments = _worker_arguments(app)
-    if app.config["SMS_BACKEND"] == "console":
+    arguments = _worker_arguments(rt)
+    if rt.settings["SMS_BACKEND"] == "console":
         arguments["transport"] = LabelledConsoleTransport(labels)
     click.echo("  SMS are printed below instead of being sent. Ctrl-C stops the demo.\n")
     scheduler = start_background_worker(**arguments, interval_seconds=0.5)
     try:
-        _waitress(app, host=host, port=port)
+        _waitress(_app(rt), host=host, port=port)
     finally:
         scheduler.shutdown(wait=False)

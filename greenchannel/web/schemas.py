@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from core.vocabulary import CAPABILITIES
 from facilities.models import Diversion, FacilityKind, Team
-from facilities.vocabulary import CAPABILITIES
 from referral.limits import MAX_CAPABILITIES
 
 E164 = r"^\+[1-9][0-9]{6,14}$"

@@ -11,15 +11,16 @@ from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 
-from facilities import clock, registry
-from facilities.db import db
+from core.errors import Forbidden, NotFoundError
+from facilities import registry
 from facilities.models import Facility, Role, User
-from referral import audit, documents, limits, observability, service, triage
-from referral.auth import channel, require_user
-from referral.errors import Forbidden, NotFoundError
+from greenchannel.web import clock, observability, responses
+from greenchannel.web.auth import channel, require_user
+from greenchannel.web.context import current_placement, current_rules
+from greenchannel.web.db import db
+from greenchannel.web.schemas import E164
+from referral import audit, documents, limits, service, triage
 from referral.models import OPEN_STATUSES, Offer, Referral, ReferralStatus
-from referral.placement import current_placement, current_rules
-from referral.schemas import E164
 from referral.triage import Case, Vitals
 
 Columns = TypeVarTuple("Columns")
@@ -283,7 +284,7 @@ def _create_and_commit(arguments: dict[str, Any]) -> tuple[Referral, bool]:
 def answer(referral_id: int, status: int = 200) -> Response:
     """The case's document (read after the change committed), as the JSON answer."""
     (case,) = documents.load(db.session, [referral_id])
-    return documents.json_response(documents.document(case, current_rules()), status)
+    return responses.json_response(documents.document(case, current_rules()), status)
 
 
 def in_area(statement: Select[*Columns], area: str) -> Select[*Columns]:
@@ -357,12 +358,12 @@ class Referrals(MethodView):
         elif user.role is Role.COORDINATOR and user.area:
             statement = in_area(statement, user.area)
         heads = db.session.execute(statement.limit(query["limit"])).all()
-        cases = documents.cached(db.session, heads, current_rules(), documents.current_cache())
+        cases = documents.cached(db.session, heads, current_rules(), responses.current_cache())
         # A case rebuilt just now may have closed since the filter read it: filter it again.
         cases = [case for case in cases if case.status in statuses and case.visible_to(actor)]
         audited("list", actor, None, referral_ids=[c.id for c in cases], status=wanted or "")
         db.session.commit()
-        return documents.list_response(cases)
+        return responses.list_response(cases)
 
     @blp.arguments(ReferralInSchema)
     @blp.response(201, ReferralOutSchema)
@@ -416,7 +417,7 @@ class ReferralItem(MethodView):
             raise NotFoundError(f"no referral {referral_id}", field="id")
         audited("view", actor, referral_id)
         db.session.commit()
-        return documents.json_response(documents.document(found[0], current_rules()))
+        return responses.json_response(documents.document(found[0], current_rules()))
 
 
 def _offer_action(referral_id: int, offer_id: int) -> tuple[service.Actor, Referral, Offer]:

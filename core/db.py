@@ -1,8 +1,8 @@
 """The database core shared by every package: the declarative base, UTC datetimes, engines.
 
 Every package's models derive from :class:`Base` so that one Alembic history covers them all.
-Nothing here knows about Flask: the web app, the worker and the CLI each open sessions through
-:func:`make_engine` and :class:`sqlalchemy.orm.sessionmaker`.
+Nothing here knows about Flask: the runtime (:mod:`greenchannel.runtime`) opens the engine and
+the session factory once for the web app, the worker, the CLI and the demo.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Dialect, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -88,49 +87,3 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
-
-
-class Database:
-    """Flask glue: one engine per app, one session per app context (request, CLI command, job).
-
-    Created unbound (``db = Database()``) and attached with :meth:`init_app`, as Flask extensions
-    are. Services never use this object: they receive the session as an argument.
-    """
-
-    def init_app(self, app: Any) -> None:
-        from sqlalchemy.orm import sessionmaker
-
-        engine = make_engine(app.config["DATABASE_URL"])
-        app.extensions["greenchannel.db"] = (engine, sessionmaker(engine, expire_on_commit=False))
-        app.teardown_appcontext(self._close_session)
-
-    @property
-    def engine(self) -> Engine:
-        from flask import current_app
-
-        return current_app.extensions["greenchannel.db"][0]  # type: ignore[no-any-return]
-
-    @property
-    def session(self) -> Session:
-        from flask import current_app, g
-
-        if "db_session" not in g:
-            factory = current_app.extensions["greenchannel.db"][1]
-            g.db_session = factory()
-        return g.db_session  # type: ignore[no-any-return]
-
-    @staticmethod
-    def _close_session(_exc: BaseException | None) -> None:
-        from flask import g
-
-        session = g.pop("db_session", None)
-        if session is not None:
-            try:
-                session.close()
-            except DBAPIError:
-                # The connection died under us (a database restart): discard it rather than
-                # turn an answer that is already made into a 500.
-                session.invalidate()
-
-
-db = Database()

@@ -14,16 +14,16 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from facilities.db import db
+from core.errors import ServiceError
+from core.settings import load_config
+from core.vocabulary import VocabularyError
 from facilities.registry import RegistryError
-from facilities.vocabulary import VocabularyError
-from referral import documents, observability, ratelimit
-from referral.config import load_config
-from referral.errors import ServiceError, error_response
-from referral.placement import router_for
-from referral.rules import load_rules
-from referral.schemas import ErrorSchema
-from referral.service import Placement
+from greenchannel.runtime import Runtime, build_runtime
+from greenchannel.web import observability, ratelimit
+from greenchannel.web.db import db
+from greenchannel.web.errors import error_response
+from greenchannel.web.schemas import ErrorSchema
+from referral import documents
 from referral.triage import TriageError
 from routing import RoutingError
 
@@ -86,7 +86,11 @@ class GreenchannelApi(Api):  # type: ignore[misc]
         return error_response(status, code, error.description or error.name or "error")
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+RUNTIME = "greenchannel.runtime"
+
+
+def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | None = None) -> Flask:
+    """The web app on ``runtime`` (built from the settings and ``config`` when not given)."""
     app = Flask(__name__, instance_relative_config=True)
     app.url_map.converters["int"] = DatabaseIdConverter
     app.config.update(load_config(app.instance_path))
@@ -109,14 +113,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
     # Refuse to start on a broken rulebook: RulesError names the file, line and key.
-    app.extensions["greenchannel.rules"] = load_rules(app.config["GREENCHANNEL_RULES"] or None)
+    runtime = runtime or build_runtime(app.config)
+    app.extensions[RUNTIME] = runtime
+    app.extensions["greenchannel.rules"] = runtime.rules
+    app.extensions["greenchannel.place"] = runtime.place
+    app.extensions["greenchannel.handlers"] = runtime.handlers
 
-    db.init_app(app)
+    db.init_app(app, engine=runtime.engine, factory=runtime.sessions)
     csrf.init_app(app)
 
     api = GreenchannelApi(app)
-    from alerts.webhooks import webhooks
-    from referral import api_facilities, api_map, api_referrals, api_routing, sms, web
+    from greenchannel.web import api_facilities, api_map, api_referrals, api_routing
+    from greenchannel.web import pages as web
+    from greenchannel.web.webhooks import webhooks
 
     for blueprint in (api_facilities.blp, api_referrals.blp, api_routing.blp, api_map.blp):
         api.register_blueprint(blueprint)
@@ -125,15 +134,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.exempt(webhooks)  # Twilio signs its requests instead
     web.init_app(app)  # Flask-Babel and the page blueprints
 
-    rules = app.extensions["greenchannel.rules"]
-    roads_path = app.config["GREENCHANNEL_ROADS"]
-
-    def place_factory() -> Placement:
-        return Placement(rules=rules, router=router_for(roads_path))
-
-    app.extensions["greenchannel.place"] = place_factory
     app.extensions["greenchannel.documents"] = documents.DocumentCache()
-    sms.register(place_factory)
 
     _register_error_handlers(app)
     observability.init_app(app)  # request ids, JSON logs, /metrics

@@ -29,13 +29,13 @@ from flask import Flask, Response, current_app, request
 from sqlalchemy import Engine, delete
 from sqlalchemy.dialects import postgresql, sqlite
 
-from alerts.webhooks import signature_is_valid
-from facilities import clock
-from facilities.db import db
+from core.settings import ConfigError
 from facilities.models import RateCounter
-from referral.auth import Unauthorised, current_user
-from referral.config import ConfigError
-from referral.errors import error_response
+from greenchannel.web import clock
+from greenchannel.web.auth import Unauthorised, current_user
+from greenchannel.web.db import db
+from greenchannel.web.errors import error_response
+from greenchannel.web.webhooks import signature_is_valid
 
 WINDOW = dt.timedelta(minutes=1)
 DEFAULTS = {"GREENCHANNEL_RATE_LIMIT_TOKEN": 600, "GREENCHANNEL_RATE_LIMIT_SMS": 30}

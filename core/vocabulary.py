@@ -1,8 +1,11 @@
-"""The capability vocabulary of docs/domain.md and the parsing of level labels."""
+"""One vocabulary: capabilities, bed types, designations, languages, and level labels
+(docs/domain.md)."""
 
 from __future__ import annotations
 
 import re
+
+from core.errors import Invalid
 
 CAPABILITIES: tuple[str, ...] = (
     "caesarean_24h",
@@ -23,18 +26,20 @@ CAPABILITIES: tuple[str, ...] = (
 
 BED_TYPES: tuple[str, ...] = ("obstetric", "maternal_icu", "nicu")
 
+#: The languages people read the service in (pages, SMS, answers).
+LANGUAGES: tuple[str, ...] = ("zh", "en")
+
 #: What a designated critical-care centre (危重孕产妇/新生儿救治中心) is designated for.
 DESIGNATIONS: tuple[str, ...] = ("maternal", "neonatal")
 
 _LEVEL = re.compile(r"^\s*([MN])?\s*([0-4])\s*$", re.IGNORECASE)
 
 
-class VocabularyError(ValueError):
+class VocabularyError(Invalid):
     """A value outside the registry's vocabulary; ``field`` names the offending field."""
 
     def __init__(self, message: str, *, field: str) -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, field=field)
 
 
 def parse_level(value: object, *, prefix: str, field: str) -> int:

@@ -11,14 +11,14 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from facilities import clock
+from core.vocabulary import VocabularyError
 from facilities import status as status_service
-from facilities.db import db
 from facilities.models import Channel, Diversion, Facility, Role
-from facilities.vocabulary import VocabularyError
+from greenchannel.web import clock
+from greenchannel.web.db import db
+from greenchannel.web.pages import page_error, page_for, page_user
+from greenchannel.web.pages_cases import audit_list
 from referral.models import Offer, OfferStatus, Referral, ReferralStatus
-from referral.web import page_error, page_for, page_user
-from referral.web_cases import audit_list
 
 bp = Blueprint("hospital", __name__)
 bp.register_error_handler(HTTPException, page_error)

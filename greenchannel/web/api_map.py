@@ -11,7 +11,7 @@ from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from referral.auth import require_user
+from greenchannel.web.auth import require_user
 from referral.placement import router_for
 
 blp = Blueprint(

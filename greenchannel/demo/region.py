@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from core.vocabulary import CAPABILITIES
 from facilities.accounts import create_user, issue_token, revoke_tokens
 from facilities.models import Channel, Contact, Facility, FacilityKind, Team, User
 from facilities.status import report_status
-from facilities.vocabulary import CAPABILITIES
-from referral.demo_roads import DemoRoads, Place, build_demo_roads
+from greenchannel.demo.roads import DemoRoads, Place, build_demo_roads
 
 PROVINCE = "云省"
 CITY = "云州市"

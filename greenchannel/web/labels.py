@@ -8,8 +8,8 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 
+from greenchannel.web.context import current_rules
 from referral.models import OfferStatus, Referral, ReferralStatus
-from referral.placement import current_rules
 
 STATUS = {
     "requested": _l("Requested"),

@@ -11,16 +11,17 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from facilities import clock, registry
+from facilities import registry
 from facilities import status as status_service
-from facilities.db import db
 from facilities.models import Facility, Role, User
+from greenchannel.web import clock
+from greenchannel.web.api_referrals import actor_for
+from greenchannel.web.db import db
+from greenchannel.web.labels import attention, board_order
+from greenchannel.web.pages import page_error, page_for, page_user
+from greenchannel.web.pages_cases import audit_list
 from referral import service
-from referral.api_referrals import actor_for
 from referral.models import OPEN_STATUSES, Referral, RoadClosure
-from referral.web import page_error, page_for, page_user
-from referral.web_cases import audit_list
-from referral.web_labels import attention, board_order
 
 bp = Blueprint("board", __name__)
 bp.register_error_handler(HTTPException, page_error)

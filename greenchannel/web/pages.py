@@ -1,9 +1,10 @@
 """Web pages, the shared part: login and logout, language, role guards, formatting helpers.
 
-The pages themselves live in :mod:`referral.web_cases` (clinic form and the case page),
-:mod:`referral.web_hospital` and :mod:`referral.web_board`. Every form posts to a server-side
-route that calls the same services as the JSON API and redirects, so the pages work without
-JavaScript; with it, ``static/live.js`` refreshes the marked parts of a page by short polling.
+The pages themselves live in :mod:`greenchannel.web.pages_cases` (clinic form and the case
+page), :mod:`greenchannel.web.pages_hospital` and :mod:`greenchannel.web.pages_board`. Every
+form posts to a server-side route that calls the same services as the JSON API and redirects, so
+the pages work without JavaScript; with it, ``static/live.js`` refreshes the marked parts of a
+page by short polling.
 """
 
 from __future__ import annotations
@@ -32,15 +33,16 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from facilities import clock
+from core.db import utcnow
+from core.errors import ServiceError
+from core.vocabulary import LANGUAGES
 from facilities.accounts import LoginThrottled, check_login
-from facilities.db import db, utcnow
 from facilities.models import Role, User
-from referral.auth import current_user
-from referral.errors import ServiceError
+from greenchannel.web import clock
+from greenchannel.web.auth import current_user
+from greenchannel.web.db import db
 
 bp = Blueprint("web", __name__)
-LANGUAGES = ("zh", "en")
 F = TypeVar("F", bound=Callable[..., Any])
 
 ROLE_HOME = {
@@ -109,7 +111,10 @@ def number(value: float | None, digits: int = 0) -> str:
 
 def init_app(app: Flask) -> None:
     """Flask-Babel (zh by default), the page blueprints and the template helpers."""
-    from referral import web_board, web_cases, web_hospital, web_labels
+    from greenchannel.web import labels as web_labels
+    from greenchannel.web import pages_board as web_board
+    from greenchannel.web import pages_cases as web_cases
+    from greenchannel.web import pages_hospital as web_hospital
 
     app.config.setdefault("BABEL_DEFAULT_LOCALE", "zh")
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Shanghai")

@@ -26,7 +26,7 @@ from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from facilities.db import db
+from greenchannel.web.db import db
 
 REQUEST_ID_HEADER = "X-Request-Id"
 ACCESS_LOG = logging.getLogger("greenchannel.access")

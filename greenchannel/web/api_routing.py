@@ -10,17 +10,19 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
 
-from facilities import clock, registry
-from facilities.db import db
+from core.errors import NotFoundError, ServiceError
+from core.vocabulary import CAPABILITIES, parse_level
+from facilities import registry
 from facilities.models import Role
-from facilities.vocabulary import CAPABILITIES, parse_level
-from referral.api_referrals import CaseSchema, case_from
-from referral.auth import require_user
+from greenchannel.web import clock
+from greenchannel.web.api_referrals import CaseSchema, case_from
+from greenchannel.web.auth import require_user
+from greenchannel.web.context import current_placement
+from greenchannel.web.db import db
 from referral.decision import condition_need, decide
-from referral.errors import NotFoundError, ServiceError
 from referral.limits import FACILITY_CODE_LENGTH, MAX_CAPABILITIES
 from referral.models import RoadClosure
-from referral.placement import current_placement, rank_case, township_coverage
+from referral.placement import rank_case, township_coverage
 from referral.rules import Need
 from referral.triage import need_as_dict
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from flask import current_app
 
-from facilities.db import utcnow
+from core.db import utcnow
 
 CLOCK_KEY = "greenchannel.clock"
 

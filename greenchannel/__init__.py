@@ -1,0 +1,1 @@
+"""The program: the composition root, the web app, the command line and the demo."""

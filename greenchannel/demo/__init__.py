@@ -1,0 +1,1 @@
+"""The demo region, its generated roads and the scripted scenarios."""
