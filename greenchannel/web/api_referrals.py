@@ -367,6 +367,11 @@ class Referrals(MethodView):
 
     @blp.arguments(ReferralInSchema)
     @blp.response(201, ReferralOutSchema)
+    @blp.alt_response(
+        200,
+        schema=ReferralOutSchema,
+        description="the first referral of a repeated Idempotency-Key",
+    )
     @blp.doc(
         parameters=[
             {

@@ -123,8 +123,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
     csrf.init_app(app)
 
     api = GreenchannelApi(app)
-    from greenchannel.web import api_facilities, api_map, api_referrals, api_routing
-    from greenchannel.web import pages as web
+    from greenchannel.web import api_facilities, api_map, api_referrals, api_routing, page_setup
     from greenchannel.web.webhooks import webhooks
 
     for blueprint in (api_facilities.blp, api_referrals.blp, api_routing.blp, api_map.blp):
@@ -132,7 +131,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
         csrf.exempt(blueprint)  # bearer tokens, or the X-CSRFToken header for sessions
     app.register_blueprint(webhooks)
     csrf.exempt(webhooks)  # Twilio signs its requests instead
-    web.init_app(app)  # Flask-Babel and the page blueprints
+    page_setup.init_app(app)  # Flask-Babel and the page blueprints
 
     app.extensions["greenchannel.documents"] = documents.DocumentCache()
 

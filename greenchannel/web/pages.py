@@ -10,14 +10,13 @@ page by short polling.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
-    Flask,
     abort,
     flash,
     g,
@@ -27,7 +26,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import Babel, format_datetime, format_decimal, format_timedelta, get_locale
+from flask_babel import format_datetime, format_decimal, format_timedelta, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException
@@ -36,11 +35,14 @@ from werkzeug.wrappers import Response
 from core.db import utcnow
 from core.errors import ServiceError
 from core.vocabulary import LANGUAGES
+from facilities import registry
 from facilities.accounts import LoginThrottled, check_login
-from facilities.models import Role, User
+from facilities.models import Facility, Role, User
 from greenchannel.web import clock
+from greenchannel.web.api_referrals import actor_for, audited
 from greenchannel.web.auth import current_user
 from greenchannel.web.db import db
+from referral.models import Referral
 
 bp = Blueprint("web", __name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -107,33 +109,6 @@ def number(value: float | None, digits: int = 0) -> str:
         return "—"
     pattern = "#,##0" if digits == 0 else "#,##0." + "0" * digits
     return str(format_decimal(value, format=pattern))
-
-
-def init_app(app: Flask) -> None:
-    """Flask-Babel (zh by default), the page blueprints and the template helpers."""
-    from greenchannel.web import labels as web_labels
-    from greenchannel.web import pages_board as web_board
-    from greenchannel.web import pages_cases as web_cases
-    from greenchannel.web import pages_hospital as web_hospital
-
-    app.config.setdefault("BABEL_DEFAULT_LOCALE", "zh")
-    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Shanghai")
-    Babel(app, locale_selector=select_locale)
-    for blueprint in (bp, web_cases.bp, web_hospital.bp, web_board.bp):
-        app.register_blueprint(blueprint)
-    app.jinja_env.globals.update(
-        lang_url=lang_url,
-        language=language,
-        ROLE_NAMES=ROLE_NAMES,
-        server_now=clock.now,
-        number=number,
-        **web_labels.template_globals(),
-    )
-    app.jinja_env.filters.update(local_time=local_time, ago=ago)
-
-    @app.context_processor
-    def page_defaults() -> dict[str, Any]:
-        return {"user": g.get("user")}
 
 
 def page_error(error: HTTPException) -> tuple[str, int]:
@@ -262,3 +237,19 @@ def logout() -> Response:
     if lang in LANGUAGES:
         session["lang"] = lang
     return redirect(url_for("web.login"))
+
+
+def audit_list(user: User, cases: Sequence[Referral]) -> None:
+    """A page listing cases was opened: one audit row naming them (committed here). Its live
+    refreshes every few seconds continue that view and are not written again."""
+    audited("list", actor_for(user), None, referral_ids=[r.id for r in cases], page=request.path)
+    db.session.commit()
+
+
+def area_facilities(user: User) -> list[Facility]:
+    """The active facilities in the user's area (the registry's area rule)."""
+    return [
+        f
+        for f in registry.list_facilities(db.session, active_only=True)
+        if registry.area_covers(user.area, f)
+    ]

@@ -11,29 +11,19 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from facilities import registry
 from facilities import status as status_service
-from facilities.models import Facility, Role, User
+from facilities.models import Role
 from greenchannel.web import clock
 from greenchannel.web.api_referrals import actor_for
 from greenchannel.web.db import db
 from greenchannel.web.labels import attention, board_order
-from greenchannel.web.pages import page_error, page_for, page_user
-from greenchannel.web.pages_cases import audit_list
+from greenchannel.web.pages import area_facilities, audit_list, page_error, page_for, page_user
 from referral import service
 from referral.models import OPEN_STATUSES, Referral, RoadClosure
 
 bp = Blueprint("board", __name__)
 bp.register_error_handler(HTTPException, page_error)
 COORDINATORS = (Role.COORDINATOR, Role.ADMIN)
-
-
-def area_facilities(user: User) -> list[Facility]:
-    return [
-        f
-        for f in registry.list_facilities(db.session, active_only=True)
-        if registry.area_covers(user.area, f)
-    ]
 
 
 def board_context() -> dict[str, Any]:

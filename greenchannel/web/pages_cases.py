@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -17,13 +16,21 @@ from werkzeug.wrappers import Response
 
 from core.errors import NotFoundError, ServiceError
 from facilities import registry
-from facilities.models import Role, User
+from facilities.models import Role
 from greenchannel.web import clock
 from greenchannel.web.api_referrals import actor_for, audited, case_from, create_committed
 from greenchannel.web.context import current_placement, current_rules
 from greenchannel.web.db import db
 from greenchannel.web.labels import facility_name
-from greenchannel.web.pages import language, page_error, page_for, page_user, report_failure
+from greenchannel.web.pages import (
+    area_facilities,
+    audit_list,
+    language,
+    page_error,
+    page_for,
+    page_user,
+    report_failure,
+)
 from referral import service, triage
 from referral.models import OPEN_STATUSES, Offer, OfferStatus, Referral
 from referral.triage import TriageError
@@ -216,8 +223,6 @@ def case_context(referral: Referral) -> dict[str, Any]:
     ]
     facilities: list[Any] = []
     if user.role in (Role.COORDINATOR, Role.ADMIN):
-        from greenchannel.web.pages_board import area_facilities
-
         facilities = [f for f in area_facilities(user) if f.maternal_level or f.neonatal_level]
     return {
         "user": user,
@@ -228,13 +233,6 @@ def case_context(referral: Referral) -> dict[str, Any]:
         "redirect_choices": facilities,
         "now": clock.now(),
     }
-
-
-def audit_list(user: User, cases: Sequence[Referral]) -> None:
-    """A page listing cases was opened: one audit row naming them (committed here). Its live
-    refreshes every few seconds continue that view and are not written again."""
-    audited("list", actor_for(user), None, referral_ids=[r.id for r in cases], page=request.path)
-    db.session.commit()
 
 
 @bp.get("/cases/<int:referral_id>")

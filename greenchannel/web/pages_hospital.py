@@ -16,8 +16,7 @@ from facilities import status as status_service
 from facilities.models import Channel, Diversion, Facility, Role
 from greenchannel.web import clock
 from greenchannel.web.db import db
-from greenchannel.web.pages import page_error, page_for, page_user
-from greenchannel.web.pages_cases import audit_list
+from greenchannel.web.pages import audit_list, page_error, page_for, page_user
 from referral.models import Offer, OfferStatus, Referral, ReferralStatus
 
 bp = Blueprint("hospital", __name__)

@@ -1,0 +1,33 @@
+"""The pages' registration: Flask-Babel (zh by default), the page blueprints, template helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g
+from flask_babel import Babel
+
+from greenchannel.web import clock, labels, pages, pages_board, pages_cases, pages_hospital
+
+
+def init_app(app: Flask) -> None:
+    """Flask-Babel (zh by default), the page blueprints and the template helpers."""
+
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", "zh")
+    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Shanghai")
+    Babel(app, locale_selector=pages.select_locale)
+    for blueprint in (pages.bp, pages_cases.bp, pages_hospital.bp, pages_board.bp):
+        app.register_blueprint(blueprint)
+    app.jinja_env.globals.update(
+        lang_url=pages.lang_url,
+        language=pages.language,
+        ROLE_NAMES=pages.ROLE_NAMES,
+        server_now=clock.now,
+        number=pages.number,
+        **labels.template_globals(),
+    )
+    app.jinja_env.filters.update(local_time=pages.local_time, ago=pages.ago)
+
+    @app.context_processor
+    def page_defaults() -> dict[str, Any]:
+        return {"user": g.get("user")}
