@@ -62,27 +62,16 @@ def level_label(prefix: str, level: int) -> str:
 
 def parse_capabilities(value: object, *, field: str = "capabilities") -> list[str]:
     """A ``;``-separated string or a list of names → a sorted, de-duplicated list of known names."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        items = [part.strip() for part in re.split(r"[;,]", value)]
-    elif isinstance(value, list | tuple):
-        items = [str(part).strip() for part in value]
-    else:
-        raise VocabularyError(f"{field}: expected a list of capability names", field=field)
-    names = sorted({item for item in items if item})
-    unknown = [name for name in names if name not in CAPABILITIES]
-    if unknown:
-        raise VocabularyError(
-            f"{field}: unknown capability {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(CAPABILITIES)}",
-            field=field,
-        )
-    return names
+    return _names(value, CAPABILITIES, field=field, what="capability")
 
 
 def parse_designations(value: object, *, field: str = "designated") -> list[str]:
     """``"maternal;neonatal"`` (or a list) → a sorted list of :data:`DESIGNATIONS`."""
+    return _names(value, DESIGNATIONS, field=field, what="designation")
+
+
+def _names(value: object, known: tuple[str, ...], *, field: str, what: str) -> list[str]:
+    """A ``;``/``,``-separated string or a list → a sorted, de-duplicated list of ``known``."""
     if value is None or value == "":
         return []
     if isinstance(value, str):
@@ -90,13 +79,12 @@ def parse_designations(value: object, *, field: str = "designated") -> list[str]
     elif isinstance(value, list | tuple):
         items = [str(part).strip() for part in value]
     else:
-        raise VocabularyError(f"{field}: expected maternal and/or neonatal", field=field)
+        raise VocabularyError(f"{field}: expected a list of {what} names", field=field)
     names = sorted({item for item in items if item})
-    unknown = [name for name in names if name not in DESIGNATIONS]
+    unknown = [name for name in names if name not in known]
     if unknown:
         raise VocabularyError(
-            f"{field}: unknown designation {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(DESIGNATIONS)}",
+            f"{field}: unknown {what} {', '.join(map(repr, unknown))}; known: {', '.join(known)}",
             field=field,
         )
     return names

@@ -750,24 +750,20 @@ def _safety_net(
             now=now,
         )
         _tell_clinic_accepted(session, referral=referral, offer=offer, now=now)
-    for recipient in recipients.area_coordinators(session, origin):
-        queue_sms(
-            session,
-            to=recipient.phone,
-            purpose="coordinator_safety_net",
-            subject=f"referral:{referral.id}",
-            facility_id=origin.id,
-            language=recipient.language,
-            body=messages.safety_net_to_coordinator(
-                recipient.language,
-                code=referral.code,
-                condition=condition_text(place.rules, referral, recipient.language),
-                origin=local_name(origin, recipient.language),
-                centre=local_name(centre, recipient.language),
-                rule=net.rule,
-            ),
-            now=now,
-        )
+    _text_coordinators(
+        session,
+        referral,
+        purpose="coordinator_safety_net",
+        body=lambda language: messages.safety_net_to_coordinator(
+            language,
+            code=referral.code,
+            condition=condition_text(place.rules, referral, language),
+            origin=local_name(origin, language),
+            centre=local_name(centre, language),
+            rule=net.rule,
+        ),
+        now=now,
+    )
     return True
 
 
@@ -798,23 +794,18 @@ def _mark_unplaced(
         partial=_partial_detail(partial),
     )
     origin = referral.origin
-    coordinators = recipients.area_coordinators(session, origin)
-    for recipient in coordinators:
-        queue_sms(
-            session,
-            to=recipient.phone,
-            purpose="coordinator_unplaced",
-            subject=f"referral:{referral.id}",
-            facility_id=origin.id,
-            language=recipient.language,
-            body=messages.coordinator_unplaced(
-                recipient.language,
-                code=referral.code,
-                condition=condition_text(place.rules, referral, recipient.language),
-                origin=local_name(origin, recipient.language),
-            ),
-            now=now,
-        )
+    coordinators = _text_coordinators(
+        session,
+        referral,
+        purpose="coordinator_unplaced",
+        body=lambda language: messages.coordinator_unplaced(
+            language,
+            code=referral.code,
+            condition=condition_text(place.rules, referral, language),
+            origin=local_name(origin, language),
+        ),
+        now=now,
+    )
     phone = coordinators[0].phone if coordinators else ""
     _text_clinic(
         session,
@@ -1066,6 +1057,32 @@ def _text_clinic(
             body=body(language),
             now=now,
         )
+
+
+def _text_coordinators(
+    session: Session,
+    referral: Referral,
+    *,
+    purpose: str,
+    body: Callable[[str], str],
+    now: dt.datetime,
+) -> list[recipients.Recipient]:
+    """Queue an SMS to every coordinator covering the referring facility, in their language;
+    returns them (the first one's number is the one the clinic is given)."""
+    origin = referral.origin
+    found = recipients.area_coordinators(session, origin)
+    for recipient in found:
+        queue_sms(
+            session,
+            to=recipient.phone,
+            purpose=purpose,
+            subject=f"referral:{referral.id}",
+            facility_id=origin.id,
+            language=recipient.language,
+            body=body(recipient.language),
+            now=now,
+        )
+    return found
 
 
 def _clinic_recipients(session: Session, referral: Referral) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from core import vocabulary
 from routing.errors import (
     InvalidCoordinateError,
     InvalidInputError,
@@ -21,27 +22,10 @@ from routing.errors import (
     UnknownCapabilityError,
 )
 
-CAPABILITIES: frozenset[str] = frozenset(
-    {
-        "caesarean_24h",
-        "blood_transfusion",
-        "massive_transfusion",
-        "adult_icu",
-        "interventional_radiology",
-        "cardiac_surgery",
-        "neonatal_cpap",
-        "neonatal_ventilation",
-        "hfov_ino",
-        "therapeutic_hypothermia",
-        "exchange_transfusion",
-        "neonatal_surgery",
-        "ecmo",
-        "infectious_isolation",
-    }
-)
-"""The discrete capabilities of docs/domain.md."""
+CAPABILITIES: frozenset[str] = frozenset(vocabulary.CAPABILITIES)
+"""The discrete capabilities (the one vocabulary, :mod:`core.vocabulary`)."""
 
-BED_TYPES: tuple[str, ...] = ("obstetric", "maternal_icu", "nicu")
+BED_TYPES: tuple[str, ...] = vocabulary.BED_TYPES
 """Bed types a facility reports and a case may need."""
 
 DIVERSIONS: tuple[str, ...] = ("normal", "advisory", "closed")
