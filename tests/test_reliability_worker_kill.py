@@ -112,7 +112,7 @@ def _unfinished(world: World) -> int:
         return len(messages) + len(timers)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_a_worker_killed_at_random_moments_loses_and_repeats_nothing(
     app: Flask, client: FlaskClient, fake: FakeTwilio
 ) -> None:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -14,6 +15,7 @@ from greenchannel.web.db import db
 from referral import audit
 from referral.models import Referral, RoadClosure
 from routing import RoadNetwork
+from tests.conftest import add_user
 from tests.web_support import CJK, csrf_from, login, post_form, web_world
 
 
@@ -306,3 +308,47 @@ def test_the_road_geometry_is_a_capped_set_of_polylines(app: Flask, client: Flas
     assert answer.status_code == 200 and answer.get_json()["polylines"] == []  # no network here
     spec = client.get("/api/v1/openapi.json").get_json()
     assert "/api/v1/roads/geometry" in spec["paths"]
+
+
+@pytest.mark.parametrize(
+    ("radius", "kind", "factor"),
+    [
+        ("800", "closed", ""),
+        ("5", "closed", ""),  # smaller than a road crossing
+        ("10", "closed", ""),
+        ("60000", "closed", ""),
+        ("500", "slow", "0.5"),
+        ("500", "slow", "1.0"),  # keeps all the speed: no slowdown
+        ("500", "slow", "0.96"),
+        ("500", "slow", "0.01"),
+        ("500", "slow", ""),  # a slowdown needs its factor
+        ("500", "flooded", ""),
+    ],
+)
+def test_the_board_page_and_the_api_accept_and_refuse_the_same_closures(
+    app: Flask, client: FlaskClient, radius: str, kind: str, factor: str
+) -> None:
+    web_world(app, client)
+    with app.app_context():
+        token = add_user(db.session, "api-coord", "coordinator", area="云省")
+        db.session.commit()
+    body: dict[str, object] = {"lat": 29.85, "lon": 106.2, "radius_m": float(radius), "kind": kind}
+    if factor:
+        body["speed_factor"] = float(factor)
+    api = client.post(
+        "/api/v1/roads/closures", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
+    login(client, "w-coord")
+    data = {
+        "lat": "29.85",
+        "lon": "106.2",
+        "radius_m": radius,
+        "kind": kind,
+        "speed_factor": factor,
+    }
+    post_form(client, "/board", "/board/closures", data)
+    with app.app_context():
+        rows = db.session.query(RoadClosure).count()
+    api_took = api.status_code == 201
+    assert api.status_code in (201, 400, 422), api.get_json()
+    assert rows == (2 if api_took else 0), (api.get_json(), rows)

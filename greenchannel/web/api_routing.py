@@ -8,9 +8,8 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import select
 
-from core.errors import NotFoundError, ServiceError
+from core.errors import NotFoundError
 from core.vocabulary import CAPABILITIES, parse_level
 from facilities import registry
 from facilities.models import Role
@@ -19,6 +18,7 @@ from greenchannel.web.api_referrals import CaseSchema, case_from
 from greenchannel.web.auth import require_user
 from greenchannel.web.context import current_placement
 from greenchannel.web.db import db
+from referral import closures
 from referral.decision import condition_need, decide
 from referral.limits import FACILITY_CODE_LENGTH, MAX_CAPABILITIES
 from referral.models import RoadClosure
@@ -124,14 +124,20 @@ class RouteOutSchema(Schema):
 class ClosureInSchema(Schema):
     lat = fields.Float(required=True, validate=validate.Range(-90, 90))
     lon = fields.Float(required=True, validate=validate.Range(-180, 180))
-    radius_m = fields.Float(load_default=100, validate=validate.Range(1, 50_000))
-    kind = fields.String(load_default="closed", validate=validate.OneOf(["closed", "slow"]))
-    speed_factor = fields.Float(load_default=1.0, validate=validate.Range(0.05, 1.0))
-    reason = fields.String(load_default="", validate=validate.Length(max=500))
+    radius_m = fields.Float(load_default=100, validate=validate.Range(*closures.RADIUS_M))
+    kind = fields.String(load_default="closed", validate=validate.OneOf(closures.KINDS))
+    speed_factor = fields.Float(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(*closures.SPEED_FACTOR),
+        metadata={"description": "with kind slow: the share of the speed kept"},
+    )
+    reason = fields.String(load_default="", validate=validate.Length(max=closures.REASON_LENGTH))
 
 
 class ClosureOutSchema(ClosureInSchema):
     id = fields.Integer(required=True)
+    speed_factor = fields.Float(metadata={"description": "1.0 for a closure"})
     created_by = fields.String()
     created_at = fields.AwareDateTime()
     lifted_at = fields.AwareDateTime(allow_none=True)
@@ -263,31 +269,14 @@ class Closures(MethodView):
     def get(self) -> dict[str, Any]:
         """Road closures and slowdowns in effect."""
         require_user()
-        rows = db.session.scalars(
-            select(RoadClosure).where(RoadClosure.lifted_at.is_(None)).order_by(RoadClosure.id)
-        )
-        return {"closures": [closure_out(r) for r in rows]}
+        return {"closures": [closure_out(r) for r in closures.active_closures(db.session)]}
 
     @blp.arguments(ClosureInSchema)
     @blp.response(201, ClosureOutSchema)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Close or slow the roads around a point; the very next routing query reflects it."""
         user = require_user(Role.COORDINATOR, Role.ADMIN)
-        if body["kind"] == "slow" and body["speed_factor"] >= 1.0:
-            raise ServiceError(
-                "speed_factor: a slowdown keeps less than 1.0 of the speed", field="speed_factor"
-            )
-        row = RoadClosure(
-            lat=body["lat"],
-            lon=body["lon"],
-            radius_m=body["radius_m"],
-            kind=body["kind"],
-            speed_factor=body["speed_factor"] if body["kind"] == "slow" else 1.0,
-            reason=body["reason"],
-            created_by=user.username,
-            created_at=clock.now(),
-        )
-        db.session.add(row)
+        row = closures.place_closure(db.session, **body, by=user.username, now=clock.now())
         db.session.commit()
         return closure_out(row)
 
@@ -297,13 +286,10 @@ class Closures(MethodView):
 def lift_closure(closure_id: int) -> dict[str, Any]:
     """Lift a closure; routing returns to the old answer at once."""
     user = require_user(Role.COORDINATOR, Role.ADMIN)
-    row = db.session.get(RoadClosure, closure_id)
-    if row is None:
-        raise NotFoundError(f"no closure {closure_id}", field="id")
-    if row.lifted_at is None:
-        row.lifted_at = clock.now()
-        row.lifted_by = user.username
-        db.session.commit()
+    row = closures.lift_closure(
+        db.session, closure_id=closure_id, by=user.username, now=clock.now()
+    )
+    db.session.commit()
     return closure_out(row)
 
 

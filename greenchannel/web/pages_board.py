@@ -11,14 +11,22 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from core.errors import ServiceError
 from facilities import status as status_service
 from facilities.models import Role
 from greenchannel.web import clock
 from greenchannel.web.api_referrals import actor_for
 from greenchannel.web.db import db
 from greenchannel.web.labels import attention, board_order
-from greenchannel.web.pages import area_facilities, audit_list, page_error, page_for, page_user
-from referral import service
+from greenchannel.web.pages import (
+    area_facilities,
+    audit_list,
+    page_error,
+    page_for,
+    page_user,
+    report_failure,
+)
+from referral import closures, service
 from referral.models import OPEN_STATUSES, Referral, RoadClosure
 
 bp = Blueprint("board", __name__)
@@ -79,15 +87,12 @@ def live() -> str:
     return render_template("_board_live.html", **board_context())
 
 
-def _float(name: str, low: float, high: float) -> float:
+def _number(name: str) -> float:
     raw = request.form.get(name, "").strip().replace(",", ".")
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
-        raise ValueError(name) from None
-    if not low <= value <= high:
-        raise ValueError(name)
-    return value
+        raise ServiceError(f"{name}: expected a number", field=name) from None
 
 
 @bp.post("/board/closures")
@@ -97,27 +102,21 @@ def add_closure() -> Response:
     user = page_user()
     kind = request.form.get("kind", "closed")
     try:
-        lat = _float("lat", -90, 90)
-        lon = _float("lon", -180, 180)
-        radius = _float("radius_m", 10, 50_000)
-        factor = _float("speed_factor", 0.05, 0.95) if kind == "slow" else 1.0
-        if kind not in ("closed", "slow"):
-            raise ValueError("kind")
-    except ValueError as exc:
-        flash(_("Please check the form.") + f" ({exc})", "error")
-        return redirect(url_for("board.index") + "#closures")
-    db.session.add(
-        RoadClosure(
-            lat=lat,
-            lon=lon,
-            radius_m=radius,
+        closures.place_closure(
+            db.session,
+            lat=_number("lat"),
+            lon=_number("lon"),
+            radius_m=_number("radius_m"),
             kind=kind,
-            speed_factor=factor,
-            reason=request.form.get("reason", "").strip()[:500],
-            created_by=user.username,
-            created_at=clock.now(),
+            speed_factor=_number("speed_factor") if kind == "slow" else None,
+            reason=request.form.get("reason", ""),
+            by=user.username,
+            now=clock.now(),
         )
-    )
+    except ServiceError as exc:
+        db.session.rollback()
+        report_failure(exc)
+        return redirect(url_for("board.index") + "#closures")
     db.session.commit()
     flash(_("Road closure in effect: routing uses it from now on."), "ok")
     return redirect(url_for("board.index") + "#closures")
@@ -126,10 +125,13 @@ def add_closure() -> Response:
 @bp.post("/board/closures/<int:closure_id>/lift")
 @page_for(*COORDINATORS)
 def lift_closure(closure_id: int) -> Response:
-    row = db.session.get(RoadClosure, closure_id)
-    if row is not None and row.lifted_at is None:
-        row.lifted_at = clock.now()
-        row.lifted_by = page_user().username
-        db.session.commit()
-        flash(_("Closure lifted."), "ok")
+    try:
+        closures.lift_closure(
+            db.session, closure_id=closure_id, by=page_user().username, now=clock.now()
+        )
+    except ServiceError as exc:
+        report_failure(exc)
+        return redirect(url_for("board.index") + "#closures")
+    db.session.commit()
+    flash(_("Closure lifted."), "ok")
     return redirect(url_for("board.index") + "#closures")
