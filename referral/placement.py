@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,15 @@ from facilities.status import STATUS_COLUMNS, view_of
 from referral.rules import Need, Rules
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What a service needs besides the session: the region rules and the road router."""
+
+    rules: Rules
+    router: Any
+
 
 _lock = threading.Lock()
 _routers: dict[str, tuple[float, routing.Router]] = {}

@@ -11,9 +11,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 
+from core.errors import ServiceError
 from facilities.models import Facility, Role
 from greenchannel.web.db import db
-from referral import service
+from referral import creation, service
 from referral.limits import MAX_CONDITIONS
 from referral.models import Referral
 from referral.triage import Case
@@ -40,7 +41,7 @@ ELEVEN = [
 @pytest.fixture
 def no_triage_of_long_cases(monkeypatch: pytest.MonkeyPatch) -> None:
     """Stop at once (instead of working for minutes) if a long case reaches triage."""
-    triage = service.triage
+    triage = creation.triage
 
     def guarded(rules: Any, case: Case, **options: Any) -> Any:
         assert len(case.conditions) <= MAX_CONDITIONS, (
@@ -48,7 +49,7 @@ def no_triage_of_long_cases(monkeypatch: pytest.MonkeyPatch) -> None:
         )
         return triage(rules, case, **options)
 
-    monkeypatch.setattr(service, "triage", guarded)
+    monkeypatch.setattr(creation, "triage", guarded)
 
 
 def _case(conditions: list[str]) -> dict[str, Any]:
@@ -113,7 +114,7 @@ def test_the_service_refuses_a_long_or_repeated_condition_list_however_it_comes(
         origin = db.session.query(Facility).filter_by(code="T-1").one()
         admin = service.Actor(name="admin", channel="cli", role=Role.ADMIN)
         for conditions in (tuple(ELEVEN), ("PPH",) * 10_000, ("PPH", "APH", "PPH")):
-            with pytest.raises(service.ServiceError) as refused:
+            with pytest.raises(ServiceError) as refused:
                 service.create_referral(
                     db.session,
                     place=place,

@@ -86,5 +86,5 @@ def test_every_timer_kind_the_code_schedules_is_in_the_checked_list() -> None:
             if "timers.schedule(" in text:
                 scheduled.add(path.relative_to(root).as_posix())
     # the modules that schedule timers, each with its kinds in TIMER_KINDS
-    assert scheduled == {"alerts/escalation.py", "referral/service.py"}
+    assert scheduled == {"alerts/escalation.py", "referral/offering.py"}
     assert {escalation.STEP_KIND, service.OFFER_EXPIRY} == set(TIMER_KINDS)

@@ -1,0 +1,106 @@
+"""Who may see a case and who may act on it: the actor, and the access rules (docs/domain.md)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.errors import Forbidden
+from facilities.models import Facility, Role
+from facilities.registry import Placed, area_covers
+from referral.models import (
+    Offer,
+    Referral,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a user (web/API), a contact answering by SMS, or the system."""
+
+    name: str
+    channel: str
+    role: Role | None = None
+    user_id: int | None = None
+    facility_id: int | None = None
+    area: str = ""
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls(name="system", channel="system")
+
+
+def check_origin_scope(actor: Actor, origin: Facility) -> None:
+    if actor.role is Role.ADMIN:
+        return
+    if actor.role is Role.COORDINATOR:
+        if not area_covers(actor.area, origin):
+            raise Forbidden(f"{origin.code} is outside your area", field="origin_facility")
+        return
+    if actor.role in (Role.CLINIC, Role.HOSPITAL) and actor.facility_id == origin.id:
+        return
+    raise Forbidden("you can refer only from your own facility", field="origin_facility")
+
+
+def _check_answerer(actor: Actor, offer: Offer) -> None:
+    if actor.channel == "sms" or actor.role is Role.ADMIN:
+        return  # SMS answers are matched to the hospital's registered contacts by alerts
+    if actor.role is Role.COORDINATOR:
+        if not area_covers(actor.area, offer.facility):
+            raise Forbidden("the offered hospital is outside your area", field="offer_id")
+        return
+    if actor.role is Role.HOSPITAL and actor.facility_id == offer.facility_id:
+        return
+    raise Forbidden("only the offered hospital or a coordinator may answer", field="offer_id")
+
+
+def _check_role(actor: Actor, allowed: set[Role], facility_id: int | None, what: str) -> None:
+    if actor.role is Role.ADMIN or actor.channel == "system":
+        return
+    if actor.role is Role.COORDINATOR and Role.COORDINATOR in allowed:
+        return
+    if actor.role in allowed and actor.facility_id == facility_id:
+        return
+    raise Forbidden(f"you may not {what} this case", field="id")
+
+
+class FacilityRef(Placed, Protocol):
+    """A facility as far as seeing a case goes: its id and its place (a Facility or a row)."""
+
+    @property
+    def id(self) -> int: ...
+
+
+def can_see(
+    actor: Actor,
+    *,
+    origin: FacilityRef,
+    destination: FacilityRef | None,
+    offered: Sequence[FacilityRef],
+) -> bool:
+    """Who may see a case: admins; coordinators whose area holds the origin, the destination or
+    an offered hospital; the referring facility's users; the offered hospitals' users."""
+    if actor.role is Role.ADMIN:
+        return True
+    if actor.role is Role.COORDINATOR:
+        return (
+            area_covers(actor.area, origin)
+            or (destination is not None and area_covers(actor.area, destination))
+            or any(area_covers(actor.area, facility) for facility in offered)
+        )
+    if actor.facility_id == origin.id:
+        return True
+    return any(facility.id == actor.facility_id for facility in offered)
+
+
+def can_view(actor: Actor, referral: Referral) -> bool:
+    return can_see(
+        actor,
+        origin=referral.origin,
+        destination=referral.destination,
+        offered=[offer.facility for offer in referral.offers],
+    )
