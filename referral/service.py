@@ -16,6 +16,7 @@ from referral.access import (
     can_see,
     can_view,
     check_origin_scope,
+    visible,
 )
 from referral.coordination import redirect, reopen
 from referral.creation import (
@@ -125,4 +126,5 @@ __all__ = [
     "reopen",
     "subject",
     "teams_for",
+    "visible",
 ]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 
 from greenchannel.web.api_map import road_geometry
 from greenchannel.web.db import db
@@ -352,3 +353,42 @@ def test_the_board_page_and_the_api_accept_and_refuse_the_same_closures(
     api_took = api.status_code == 201
     assert api.status_code in (201, 400, 422), api.get_json()
     assert rows == (2 if api_took else 0), (api.get_json(), rows)
+
+
+def _board_statements(app: Flask, client: FlaskClient) -> int:
+    engine = app.extensions["greenchannel.db"][0]
+    count = 0
+
+    def counted(*_: object) -> None:
+        nonlocal count
+        count += 1
+
+    event.listen(engine, "before_cursor_execute", counted)
+    try:
+        assert client.get("/board/live").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", counted)
+    return count
+
+
+def test_the_board_page_reads_a_constant_number_of_statements_however_many_cases_are_open(
+    app: Flask, client: FlaskClient
+) -> None:
+    web_world(app, client)
+    login(client, "w-clinic")
+    refer(client)
+    logout(client)
+    login(client, "w-coord")
+    few = _board_statements(app, client)
+    logout(client)
+    login(client, "w-clinic")
+    for _ in range(6):
+        refer(client)
+    logout(client)
+    login(client, "w-coord")
+    many = _board_statements(app, client)
+    page = client.get("/board/live").get_data(as_text=True)
+    with app.app_context():
+        codes = [r.code for r in db.session.query(Referral)]
+    assert len(codes) == 7 and all(code in page for code in codes)
+    assert many == few, (few, many)

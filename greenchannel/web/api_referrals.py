@@ -8,12 +8,11 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
-from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 
 from core.errors import Forbidden, NotFoundError
 from facilities import registry
-from facilities.models import Facility, Role, User
+from facilities.models import Role, User
 from greenchannel.web import clock, observability, responses
 from greenchannel.web.auth import channel, require_user
 from greenchannel.web.context import current_placement, current_rules
@@ -287,18 +286,6 @@ def answer(referral_id: int, status: int = 200) -> Response:
     return responses.json_response(documents.document(case, current_rules()), status)
 
 
-def in_area(statement: Select[*Columns], area: str) -> Select[*Columns]:
-    """Only the cases a coordinator of ``area`` sees: the origin, the destination or an offered
-    hospital in the area (``service.can_see`` checks each case again)."""
-    here = select(Facility.id).where(registry.area_clause(area, Facility))
-    offered = select(Offer.referral_id).where(Offer.facility_id.in_(here))
-    return statement.where(
-        Referral.origin_facility_id.in_(here)
-        | Referral.destination_facility_id.in_(here)
-        | Referral.id.in_(offered)
-    )
-
-
 def load_visible(referral_id: int, actor: service.Actor, *, lock: bool = False) -> Referral:
     """The case if ``actor`` may see it (404 otherwise, as if it did not exist); with ``lock``,
     read under its row lock, as every change of a case starts."""
@@ -350,13 +337,7 @@ class Referrals(MethodView):
             statuses = {ReferralStatus(wanted)}
         if wanted:
             statement = statement.where(Referral.status.in_(statuses))
-        if user.role in (Role.CLINIC, Role.HOSPITAL):
-            offered = select(Offer.referral_id).where(Offer.facility_id == user.facility_id)
-            statement = statement.where(
-                (Referral.origin_facility_id == user.facility_id) | Referral.id.in_(offered)
-            )
-        elif user.role is Role.COORDINATOR and user.area:
-            statement = in_area(statement, user.area)
+        statement = service.visible(statement, actor)
         heads = db.session.execute(statement.limit(query["limit"])).all()
         cases = documents.cached(db.session, heads, current_rules(), responses.current_cache())
         # A case rebuilt just now may have closed since the filter read it: filter it again.

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -27,7 +28,7 @@ from greenchannel.web.pages import (
     report_failure,
 )
 from referral import closures, service
-from referral.models import OPEN_STATUSES, Referral, RoadClosure
+from referral.models import OPEN_STATUSES, Offer, Referral
 
 bp = Blueprint("board", __name__)
 bp.register_error_handler(HTTPException, page_error)
@@ -38,13 +39,20 @@ def board_context() -> dict[str, Any]:
     user = page_user()
     actor = actor_for(user)
     now = clock.now()
-    cases = [
-        r
-        for r in db.session.scalars(
-            select(Referral).where(Referral.status.in_(OPEN_STATUSES)).limit(500)
+    # One query for the cases (visibility in SQL) and one for their offers: the statements do
+    # not grow with the number of open cases.
+    statement = (
+        select(Referral)
+        .where(Referral.status.in_(OPEN_STATUSES))
+        .options(
+            joinedload(Referral.origin),
+            joinedload(Referral.destination),
+            selectinload(Referral.offers).joinedload(Offer.facility),
         )
-        if service.can_view(actor, r)
-    ]
+        .order_by(Referral.created_at)
+        .limit(500)
+    )
+    cases = list(db.session.scalars(service.visible(statement, actor)).unique())
     cases.sort(key=lambda r: board_order(r, now))
     flags = {r.id: attention(r, now) for r in cases}
     grace = current_app.extensions["greenchannel.rules"].stale_grace
@@ -56,18 +64,13 @@ def board_context() -> dict[str, Any]:
         view = status_service.status_view(facility, now=now, grace=grace)
         if view.stale:
             stale.append((facility, view))
-    closures = list(
-        db.session.scalars(
-            select(RoadClosure).where(RoadClosure.lifted_at.is_(None)).order_by(RoadClosure.id)
-        )
-    )
     return {
         "user": user,
         "cases": cases,
         "flags": flags,
         "needs_human": [r for r in cases if flags[r.id]],
         "stale": stale,
-        "closures": closures,
+        "closures": closures.active_closures(db.session),
         "redirect_choices": [f for f in facilities if f.maternal_level or f.neonatal_level],
         "now": now,
     }
