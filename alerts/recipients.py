@@ -1,7 +1,7 @@
 """Who is told: a facility's contacts by team, and the coordinators who cover an area.
 
 "Who covers a facility" has one definition in the whole service, the registry's area rule
-(:func:`facilities.registry.area_covers`): exactly the coordinators who may open a case are the
+(:func:`facilities.areas.area_covers`): exactly the coordinators who may open a case are the
 ones texted about it.
 """
 
@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.vocabulary import LANGUAGES
+from facilities.areas import area_covers
 from facilities.models import Contact, Facility, Role, Team, User
-from facilities.registry import area_covers
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import Select, select
 
 from core.errors import Forbidden
+from facilities.areas import Placed, area_clause, area_covers
 from facilities.models import Facility, Role
-from facilities.registry import Placed, area_clause, area_covers
 from referral.models import (
     Offer,
     Referral,

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 import routing
-from facilities import registry
+from facilities import areas
 from facilities.models import Facility
 from referral import placement
 from referral.rules import Need, Rules
@@ -329,7 +329,7 @@ def safety_net_for(
     if rule == "off" or origin is None:
         return None
     designation = "neonatal" if patient == "newborn" else "maternal"
-    centres = registry.designated_centres(session, origin, designation)
+    centres = areas.designated_centres(session, origin, designation)
     centres = [c for c in centres if c.id != origin.id] or centres
     if not centres:
         return None
@@ -400,7 +400,7 @@ def decide_for(
         stay=result.do_not_move,
     )
     own = origin_facility.code if origin_facility is not None else None
-    area_of = origin_facility or registry.nearest_facility(session, *origin)
+    area_of = origin_facility or areas.nearest_facility(session, *origin)
     partial = tuple(p for p in ranking.partial if p.facility != own)
     ranking = _with_partial(ranking, partial[: rules.clinical.partial_matches])
     return Decision(

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from facilities import registry
+from facilities import export, registry
 from facilities.models import Contact, Facility
 from facilities.registry import ImportRejected, RegistryError
 from tests.conftest import NOW, add_facility
@@ -58,21 +58,21 @@ def test_export_then_import_into_an_empty_registry_gives_the_same_registry(
 ) -> None:
     registry.import_facilities(session, data=GOOD_CSV.encode(), fmt="csv", now=NOW)
     first = registry.list_facilities(session)
-    exported = (registry.export_csv if fmt == "csv" else registry.export_geojson)(first)
-    before = registry.export_csv(first)
+    exported = (export.export_csv if fmt == "csv" else export.export_geojson)(first)
+    before = export.export_csv(first)
     for facility in first:
         session.delete(facility)
     session.flush()
     assert count(session) == 0
     registry.import_facilities(session, data=exported.encode(), fmt=fmt, now=NOW)
-    assert registry.export_csv(registry.list_facilities(session)) == before
+    assert export.export_csv(registry.list_facilities(session)) == before
 
 
 def test_the_fhir_export_is_a_bundle_of_organization_location_and_healthcare_service(
     session: Session,
 ) -> None:
     registry.import_facilities(session, data=GOOD_CSV.encode(), fmt="csv", now=NOW)
-    bundle = json.loads(registry.export_fhir(registry.list_facilities(session)))
+    bundle = json.loads(export.export_fhir(registry.list_facilities(session)))
     assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
     kinds = [entry["resource"]["resourceType"] for entry in bundle["entry"]]
     assert kinds.count("Organization") == kinds.count("Location") == 3

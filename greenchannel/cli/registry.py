@@ -7,7 +7,7 @@ import sys
 import click
 
 from core.db import utcnow
-from facilities import registry
+from facilities import export, registry
 from facilities.accounts import AccountError, create_user
 from facilities.registry import RegistryError
 from greenchannel.cli.common import import_failure, open_runtime, read_file, session_scope
@@ -59,9 +59,9 @@ def facilities_export(fmt: str) -> None:
     with session_scope(rt) as session:
         facilities = registry.list_facilities(session)
         writer = {
-            "csv": registry.export_csv,
-            "geojson": registry.export_geojson,
-            "fhir": registry.export_fhir,
+            "csv": export.export_csv,
+            "geojson": export.export_geojson,
+            "fhir": export.export_fhir,
         }[fmt]
         sys.stdout.write(writer(facilities))
         if fmt != "csv":

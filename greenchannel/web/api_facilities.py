@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from core.errors import Conflict, NotFoundError, ServiceError
 from core.vocabulary import level_label
-from facilities import registry
+from facilities import export, registry
 from facilities import status as status_service
 from facilities.models import Channel, Facility, Role
 from greenchannel.web import clock
@@ -246,9 +246,9 @@ def export_facilities() -> Response:
     fmt = request.args.get("format", "csv")
     facilities = registry.list_facilities(db.session)
     if fmt == "csv":
-        return Response(registry.export_csv(facilities), mimetype="text/csv")
+        return Response(export.export_csv(facilities), mimetype="text/csv")
     if fmt == "geojson":
-        return Response(registry.export_geojson(facilities), mimetype="application/geo+json")
+        return Response(export.export_geojson(facilities), mimetype="application/geo+json")
     if fmt == "fhir":
-        return Response(registry.export_fhir(facilities), mimetype="application/fhir+json")
+        return Response(export.export_fhir(facilities), mimetype="application/fhir+json")
     raise ServiceError("format: expected csv, geojson or fhir", field="format")

@@ -13,8 +13,8 @@ from wtforms import ValidationError
 from core.db import utcnow
 from core.errors import Forbidden, ServiceError
 from facilities.accounts import user_for_token
+from facilities.areas import area_covers
 from facilities.models import Facility, Role, User
-from facilities.registry import area_covers
 from greenchannel.web.db import db
 
 F = TypeVar("F", bound=Callable[..., Any])

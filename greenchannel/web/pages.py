@@ -35,7 +35,7 @@ from werkzeug.wrappers import Response
 from core.db import utcnow
 from core.errors import ServiceError
 from core.vocabulary import LANGUAGES
-from facilities import registry
+from facilities import areas, registry
 from facilities.accounts import LoginThrottled, check_login
 from facilities.models import Facility, Role, User
 from greenchannel.web import clock
@@ -251,5 +251,5 @@ def area_facilities(user: User) -> list[Facility]:
     return [
         f
         for f in registry.list_facilities(db.session, active_only=True)
-        if registry.area_covers(user.area, f)
+        if areas.area_covers(user.area, f)
     ]
