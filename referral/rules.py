@@ -11,12 +11,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from core.vocabulary import CAPABILITIES, VocabularyError, parse_level
+# Need and RulesError live with the reader (it builds them); they are read from here too.
+from referral.rules_reader import Need as Need
+from referral.rules_reader import RulesError as RulesError
+from referral.rules_reader import RulesReader
 
 DEFAULT_RULES_PATH = Path(__file__).parent / "data" / "rules.yaml"
 COLOURS = ("green", "yellow", "orange", "red", "purple")
@@ -24,26 +26,6 @@ URGENCIES = ("critical", "urgent", "planned")
 TIMINGS = ("antepartum", "postpartum", "any")
 WINDOW_STARTS = ("decision", "birth", "onset")
 SAFETY_NET_RULES = ("assign", "offer", "off")
-
-
-class RulesError(ValueError):
-    """A rules file that cannot be used; the message names file, line and key."""
-
-
-@dataclass(frozen=True)
-class Need:
-    """What a facility must have: minimum levels and a set of capabilities."""
-
-    maternal_level: int = 0
-    neonatal_level: int = 0
-    capabilities: frozenset[str] = frozenset()
-
-    def merge(self, other: Need) -> Need:
-        return Need(
-            maternal_level=max(self.maternal_level, other.maternal_level),
-            neonatal_level=max(self.neonatal_level, other.neonatal_level),
-            capabilities=self.capabilities | other.capabilities,
-        )
 
 
 @dataclass(frozen=True)
@@ -146,135 +128,6 @@ class Rules:
     treatments: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-class _Reader:
-    """Walks the YAML node tree so every error can name the line and the key path."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, node: Node, path: str, message: str) -> RulesError:
-        line = node.start_mark.line + 1
-        return RulesError(f"{self.source}, line {line}, key {path}: {message}")
-
-    def mapping(
-        self,
-        node: Node,
-        path: str,
-        *,
-        allowed: set[str] | None = None,
-        required: set[str] | None = None,
-    ) -> dict[str, Node]:
-        if not isinstance(node, MappingNode):
-            raise self.fail(node, path, "expected a mapping")
-        result: dict[str, Node] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if allowed is not None and key not in allowed:
-                raise self.fail(
-                    key_node,
-                    f"{path}.{key}" if path else key,
-                    f"unknown key; expected one of {', '.join(sorted(allowed))}",
-                )
-            if key in result:
-                raise self.fail(key_node, f"{path}.{key}" if path else key, "repeated key")
-            result[key] = value_node
-        missing = (required or set()) - set(result)
-        if missing:
-            raise self.fail(node, path or "(top)", f"missing key(s) {', '.join(sorted(missing))}")
-        return result
-
-    def scalar(self, node: Node, path: str) -> Any:
-        if not isinstance(node, ScalarNode):
-            raise self.fail(node, path, "expected a single value")
-        return yaml.safe_load(yaml.serialize(node))
-
-    def number(
-        self, node: Node, path: str, *, low: float = 0, high: float = 1e9, integer: bool = False
-    ) -> float:
-        value = self.scalar(node, path)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(node, path, f"expected a number, got {value!r}")
-        if integer and not isinstance(value, int):
-            raise self.fail(node, path, f"expected a whole number, got {value!r}")
-        if not low <= value <= high:
-            raise self.fail(node, path, f"{value} is outside {low}..{high}")
-        return float(value)
-
-    def text(self, node: Node, path: str, *, choices: tuple[str, ...] | None = None) -> str:
-        value = self.scalar(node, path)
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(node, path, "expected text")
-        if choices is not None and value not in choices:
-            raise self.fail(node, path, f"{value!r}: expected one of {', '.join(choices)}")
-        return value
-
-    def level(self, node: Node, path: str, prefix: str) -> int:
-        try:
-            return parse_level(self.scalar(node, path), prefix=prefix, field=path)
-        except VocabularyError as exc:
-            raise self.fail(node, path, str(exc)) from None
-
-    def need(self, node: Node, path: str) -> Need:
-        items = self.mapping(
-            node, path, allowed={"maternal_level", "neonatal_level", "capabilities"}
-        )
-        capabilities: set[str] = set()
-        if "capabilities" in items:
-            seq = items["capabilities"]
-            if not isinstance(seq, SequenceNode):
-                raise self.fail(seq, f"{path}.capabilities", "expected a list")
-            for index, item in enumerate(seq.value):
-                name = self.text(item, f"{path}.capabilities[{index}]")
-                if name not in CAPABILITIES:
-                    raise self.fail(
-                        item, f"{path}.capabilities[{index}]", f"unknown capability {name!r}"
-                    )
-                capabilities.add(name)
-        return Need(
-            maternal_level=self.level(items["maternal_level"], f"{path}.maternal_level", "M")
-            if "maternal_level" in items
-            else 0,
-            neonatal_level=self.level(items["neonatal_level"], f"{path}.neonatal_level", "N")
-            if "neonatal_level" in items
-            else 0,
-            capabilities=frozenset(capabilities),
-        )
-
-    def languages(self, node: Node, path: str) -> dict[str, str]:
-        items = self.mapping(node, path, allowed={"zh", "en"}, required={"zh", "en"})
-        return {lang: self.text(value, f"{path}.{lang}") for lang, value in items.items()}
-
-    def checklist(self, node: Node, path: str) -> dict[str, tuple[str, ...]]:
-        """Advice per language: a list of short items (a single text, as the first version of
-        the file had, is one item)."""
-        items = self.mapping(node, path, allowed={"zh", "en"}, required={"zh", "en"})
-        out: dict[str, tuple[str, ...]] = {}
-        for lang, value in items.items():
-            where = f"{path}.{lang}"
-            if isinstance(value, SequenceNode):
-                if not value.value:
-                    raise self.fail(value, where, "expected at least one item")
-                out[lang] = tuple(
-                    self.text(item, f"{where}[{i}]") for i, item in enumerate(value.value)
-                )
-            else:
-                out[lang] = (self.text(value, where),)
-            for i, item in enumerate(out[lang]):
-                if len(item) > 160:
-                    raise self.fail(
-                        value, f"{where}[{i}]", "an advice item is at most 160 characters"
-                    )
-        if len(out["zh"]) != len(out["en"]):
-            raise self.fail(node, path, "zh and en need the same number of items")
-        return out
-
-    def flag(self, node: Node, path: str) -> bool:
-        value = self.scalar(node, path)
-        if not isinstance(value, bool):
-            raise self.fail(node, path, "expected true or false")
-        return value
-
-
 _CONDITION_KEYS = {
     "name",
     "patient",
@@ -297,7 +150,7 @@ _CONDITION_KEYS = {
 
 
 def parse_rules(text: str, *, source: str) -> Rules:
-    reader = _Reader(source)
+    reader = RulesReader(source)
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
@@ -576,7 +429,7 @@ def parse_rules(text: str, *, source: str) -> Rules:
     )
 
 
-def _clinical(reader: _Reader, node: Node | None) -> ClinicalRules:
+def _clinical(reader: RulesReader, node: Node | None) -> ClinicalRules:
     """The cross-table block; every key is optional (a first-version file has none)."""
     default = ClinicalRules()
     if node is None:
@@ -620,7 +473,7 @@ def _clinical(reader: _Reader, node: Node | None) -> ClinicalRules:
     )
 
 
-def _safety_net(reader: _Reader, node: Node | None) -> dict[str, str]:
+def _safety_net(reader: RulesReader, node: Node | None) -> dict[str, str]:
     rule = {"critical": "assign", "urgent": "offer", "planned": "off"}
     if node is None:
         return rule
@@ -630,7 +483,7 @@ def _safety_net(reader: _Reader, node: Node | None) -> dict[str, str]:
     return rule
 
 
-def _treatments(reader: _Reader, node: Node | None) -> dict[str, dict[str, str]]:
+def _treatments(reader: RulesReader, node: Node | None) -> dict[str, dict[str, str]]:
     if node is None:
         return {}
     items = reader.mapping(node, "treatments")
