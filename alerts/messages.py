@@ -99,11 +99,6 @@ def _shortened(value: str, times: int, language: str) -> str:
     return core[: max(len(core) - times, 0)] + "..."
 
 
-def _shorten(value: str, language: str) -> str:
-    """One character shorter."""
-    return _shortened(value, 1, language)
-
-
 def _shortening_order(first: str, second: str, language: str) -> bytearray:
     """Which field loses a character at each step (0 the first, 1 the second): always the
     longer one (the first on a tie), until both are down to 6 characters.

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, joinedload
 
+from core.errors import Throttled
 from facilities.models import ApiToken, LoginFailure, Role, User
 from facilities.registry import NotFound, RegistryError, check_phone, get_facility
 
@@ -29,17 +30,17 @@ MIN_PASSWORD_LENGTH = 8
 
 
 class AccountError(RegistryError):
-    code = "invalid"
+    """A user or token request that cannot be carried out."""
 
 
-class LoginThrottled(AccountError):
-    code = "too_many_attempts"
-
+class LoginThrottled(AccountError, Throttled):
     def __init__(self, retry_after: int) -> None:
-        super().__init__(
-            f"too many failed logins: try again in {retry_after} seconds", field="username"
+        Throttled.__init__(
+            self,
+            f"too many failed logins: try again in {retry_after} seconds",
+            field="username",
+            retry_after=retry_after,
         )
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -183,14 +184,3 @@ def check_login(
     if _HASHER.check_needs_rehash(stored or ""):
         user.password_hash = hash_password(password)
     return user
-
-
-def failed_login_count(session: Session, *, username: str, now: dt.datetime) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(LoginFailure)
-            .where(LoginFailure.username == username, LoginFailure.at > now - FAILED_LOGIN_WINDOW)
-        )
-        or 0
-    )

@@ -12,10 +12,6 @@ from sqlalchemy.orm import Session
 from facilities.models import Facility, FacilityKind
 
 
-def facility_area(facility: Facility) -> str:
-    return "/".join(part for part in (facility.province, facility.city, facility.county) if part)
-
-
 class Placed(Protocol):
     """Where a facility stands in the administrative tree (a Facility, or a row of one)."""
 

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from core.errors import NotFoundError, ServiceError
 from core.vocabulary import (
     VocabularyError,
     parse_capabilities,
@@ -53,18 +54,12 @@ _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
-class RegistryError(ValueError):
+class RegistryError(ServiceError):
     """A registry request that cannot be carried out; ``field`` names the culprit when known."""
 
-    code = "invalid"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class NotFound(RegistryError):
-    code = "not_found"
+class NotFound(RegistryError, NotFoundError):
+    """No facility (or user) of that code."""
 
 
 @dataclass(frozen=True)

@@ -434,8 +434,3 @@ def condition_need(
     the coverage map asks "how far is a facility that can take a PPH?")."""
     case = Case(conditions=(condition.strip().upper(),), gestation_weeks=gestation_weeks)
     return triage(rules, case, now=now).need
-
-
-def describe_lacks(lacks: tuple[routing.Reason, ...], language: str) -> str:
-    """``"M2 below M3; no adult ICU"`` for a card or an SMS."""
-    return ("；" if language == "zh" else "; ").join(say(r, language) for r in lacks)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -503,8 +502,3 @@ def load_rules(path: str | Path | None = None) -> Rules:
     except OSError as exc:
         raise RulesError(f"{target}: cannot read the rules file ({exc.strerror})") from None
     return parse_rules(text, source=str(target))
-
-
-@lru_cache(maxsize=8)
-def cached_rules(path: str) -> Rules:
-    return load_rules(path or None)

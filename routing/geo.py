@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 EARTH_RADIUS_M = 6371008.8
@@ -36,8 +34,3 @@ def chord_to_arc_m(chord: np.ndarray | float) -> np.ndarray:
     """Arc length in metres for a chord length in metres."""
     ratio = np.clip(np.asarray(chord, np.float64) / (2 * EARTH_RADIUS_M), 0.0, 1.0)
     return np.asarray(2 * EARTH_RADIUS_M * np.arcsin(ratio))
-
-
-def arc_to_chord_m(arc_m: float) -> float:
-    """Chord length in metres for an arc length in metres."""
-    return 2 * EARTH_RADIUS_M * math.sin(min(arc_m / (2 * EARTH_RADIUS_M), math.pi / 2))

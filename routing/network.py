@@ -518,13 +518,6 @@ class RoadNetwork:
         chord, idx = self.snap_index().query(to_xyz(la, lo))
         return np.asarray(idx, np.int64), chord_to_arc_m(chord)
 
-    def node_index(self, node_id: int) -> int:
-        """Index of an OSM/GraphML node id (raises ``KeyError`` when absent)."""
-        hits = np.flatnonzero(self.node_id == node_id)
-        if hits.shape[0] == 0:
-            raise KeyError(node_id)
-        return int(hits[0])
-
 
 def _with_seconds(report: ImportReport, read_seconds: float) -> ImportReport:
     data = asdict(report)

@@ -16,15 +16,12 @@ from werkzeug.routing import IntegerConverter
 
 from core.errors import ServiceError
 from core.settings import load_config
-from core.vocabulary import VocabularyError
-from facilities.registry import RegistryError
 from greenchannel.runtime import Runtime, build_runtime
 from greenchannel.web import observability, ratelimit
 from greenchannel.web.db import db
 from greenchannel.web.errors import error_response
 from greenchannel.web.schemas import ErrorSchema
 from referral import documents
-from referral.triage import TriageError
 from routing import RoutingError
 
 log = logging.getLogger(__name__)
@@ -221,35 +218,22 @@ def _document_plain_routes(api: Api, app: Flask) -> None:
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError) -> Response:
+        """The core error family (core/errors.py), whatever package raised it."""
         db.session.rollback()
-        response = error_response(exc.status, exc.code, str(exc), field=exc.field)
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            response.headers["Retry-After"] = str(retry_after)
-        return response
-
-    @app.errorhandler(VocabularyError)
-    @app.errorhandler(TriageError)
-    @app.errorhandler(RoutingError)
-    def field_error(exc: VocabularyError | TriageError | RoutingError) -> Response:
-        db.session.rollback()
-        return error_response(400, "invalid", str(exc), field=getattr(exc, "field", None))
-
-    @app.errorhandler(RegistryError)
-    def registry_error(exc: RegistryError) -> Response:
-        db.session.rollback()
-        status = 404 if exc.code == "not_found" else 429 if exc.code == "too_many_attempts" else 400
         extra: dict[str, Any] = {}
-        errors = getattr(exc, "errors", None)
-        if errors:
-            extra["errors"] = [
-                {"row": e.row, "field": e.field, "message": e.message} for e in errors
-            ]
-        response = error_response(status, exc.code, str(exc), field=exc.field, **extra)
+        rows = getattr(exc, "errors", None)  # an import refused row by row
+        if rows:
+            extra["errors"] = [{"row": e.row, "field": e.field, "message": e.message} for e in rows]
+        response = error_response(exc.status, exc.code, str(exc), field=exc.field, **extra)
         retry_after = getattr(exc, "retry_after", None)
         if retry_after:
             response.headers["Retry-After"] = str(retry_after)
         return response
+
+    @app.errorhandler(RoutingError)
+    def routing_error(exc: RoutingError) -> Response:
+        db.session.rollback()
+        return error_response(400, "invalid", str(exc), field=exc.field)
 
     @app.errorhandler(OperationalError)
     def database_down(exc: OperationalError) -> Response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
 from typing import Any, TypeVar, cast
 
 from flask import g, request, session
@@ -65,18 +64,6 @@ def require_user(*roles: Role) -> User:
         allowed = ", ".join(role.value for role in roles)
         raise Forbidden(f"this needs the role {allowed}; you are {user.role.value}")
     return user
-
-
-def requires(*roles: Role) -> Callable[[F], F]:
-    def decorate(view: F) -> F:
-        @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            require_user(*roles)
-            return view(*args, **kwargs)
-
-        return cast(F, wrapper)
-
-    return decorate
 
 
 def channel() -> str:

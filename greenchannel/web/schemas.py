@@ -119,8 +119,3 @@ class ImportSummarySchema(Schema):
     created = fields.Integer(required=True)
     updated = fields.Integer(required=True)
     codes = fields.List(fields.String(), required=True)
-
-
-class HealthSchema(Schema):
-    status = fields.String(required=True)
-    database = fields.String(required=True)
