@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,7 +23,7 @@ from alerts.models import Alert, Timer
 from alerts.replies import OfferReply
 from core.errors import ServiceError
 from facilities.models import Contact, Facility, Role, Team, User
-from referral import audit, service
+from referral import audit, commands, service
 from referral.models import Offer, OfferStatus, Referral
 from referral.rules import Rules
 from referral.triage import Case, TriageError, Vitals
@@ -57,33 +58,18 @@ def handle_offer_reply(
     language = _language(contact.language)
     try:
         if reply.accept:
-            service.accept_offer(
-                session,
-                place=place,
-                referral=referral,
-                offer=offer,
-                actor=actor,
-                minutes=reply.minutes,
-                now=now,
-            )
+            arguments: dict[str, Any] = {"offer": offer, "minutes": reply.minutes}
         else:
             reason = reply.reason.value if reply.reason else ""
-            service.decline_offer(
-                session,
-                place=place,
-                referral=referral,
-                offer=offer,
-                actor=actor,
-                reason=reason,
-                note=reply.note or "SMS",
-                now=now,
-            )
-        audit.by(
+            arguments = {"offer": offer, "reason": reason, "note": reply.note or "SMS"}
+        commands.act(
             session,
-            actor,
-            action="accept" if reply.accept else "decline",
-            referral_id=referral.id,
+            "accept" if reply.accept else "decline",
+            place=place,
+            referral=referral,
+            actor=actor,
             now=now,
+            **arguments,
         )
     except ServiceError as exc:
         if offer.status is not OfferStatus.PENDING or isinstance(exc, service.StateConflict):

@@ -18,7 +18,7 @@ from greenchannel.web.auth import channel, require_user
 from greenchannel.web.context import current_placement, current_rules
 from greenchannel.web.db import db
 from greenchannel.web.schemas import E164
-from referral import audit, documents, limits, service, triage
+from referral import audit, commands, documents, limits, service, triage
 from referral.models import OPEN_STATUSES, Offer, Referral, ReferralStatus
 from referral.triage import Case, Vitals
 
@@ -419,17 +419,7 @@ def _offer_action(referral_id: int, offer_id: int) -> tuple[service.Actor, Refer
 def accept(body: dict[str, Any], referral_id: int, offer_id: int) -> Response:
     """The offered hospital (or a coordinator) accepts. 409 when the offer is not pending."""
     actor, referral, offer = _offer_action(referral_id, offer_id)
-    service.accept_offer(
-        db.session,
-        place=current_placement(),
-        referral=referral,
-        offer=offer,
-        actor=actor,
-        minutes=body.get("eta_minutes"),
-        now=clock.now(),
-    )
-    audited("accept", actor, referral.id)
-    db.session.commit()
+    _act("accept", actor, referral, offer=offer, minutes=body.get("eta_minutes"))
     return answer(referral.id)
 
 
@@ -439,19 +429,23 @@ def accept(body: dict[str, Any], referral_id: int, offer_id: int) -> Response:
 def decline(body: dict[str, Any], referral_id: int, offer_id: int) -> Response:
     """The offered hospital declines with a reason; the case moves on by itself."""
     actor, referral, offer = _offer_action(referral_id, offer_id)
-    service.decline_offer(
+    _act("decline", actor, referral, offer=offer, reason=body["reason"], note=body["note"])
+    return answer(referral.id)
+
+
+def _act(action: str, actor: service.Actor, referral: Referral, **arguments: Any) -> None:
+    """Run one command on the case (with its audit row) and commit."""
+    commands.act(
         db.session,
+        action,
         place=current_placement(),
         referral=referral,
-        offer=offer,
         actor=actor,
-        reason=body["reason"],
-        note=body["note"],
         now=clock.now(),
+        request_id=observability.request_id(),
+        **arguments,
     )
-    audited("decline", actor, referral.id)
     db.session.commit()
-    return answer(referral.id)
 
 
 def _journey(referral_id: int) -> tuple[service.Actor, Referral]:
@@ -465,9 +459,7 @@ def _journey(referral_id: int) -> tuple[service.Actor, Referral]:
 def depart(_body: dict[str, Any], referral_id: int) -> Response:
     """The referring facility: the patient has left with an escort."""
     actor, referral = _journey(referral_id)
-    service.depart(db.session, referral=referral, actor=actor, now=clock.now())
-    audited("depart", actor, referral.id)
-    db.session.commit()
+    _act("depart", actor, referral)
     return answer(referral.id)
 
 
@@ -477,9 +469,7 @@ def depart(_body: dict[str, Any], referral_id: int) -> Response:
 def arrive(_body: dict[str, Any], referral_id: int) -> Response:
     """The receiving hospital: the patient is here."""
     actor, referral = _journey(referral_id)
-    service.arrive(db.session, referral=referral, actor=actor, now=clock.now())
-    audited("arrive", actor, referral.id)
-    db.session.commit()
+    _act("arrive", actor, referral)
     return answer(referral.id)
 
 
@@ -489,11 +479,7 @@ def arrive(_body: dict[str, Any], referral_id: int) -> Response:
 def complete(body: dict[str, Any], referral_id: int) -> Response:
     """The receiving hospital records the outcome and closes the case."""
     actor, referral = _journey(referral_id)
-    service.complete(
-        db.session, referral=referral, actor=actor, outcome=body["outcome"], now=clock.now()
-    )
-    audited("complete", actor, referral.id)
-    db.session.commit()
+    _act("complete", actor, referral, outcome=body["outcome"])
     return answer(referral.id)
 
 
@@ -503,16 +489,7 @@ def complete(body: dict[str, Any], referral_id: int) -> Response:
 def cancel(body: dict[str, Any], referral_id: int) -> Response:
     """Cancel with a reason; pending offers are withdrawn and every timer stops."""
     actor, referral = _journey(referral_id)
-    service.cancel(
-        db.session,
-        referral=referral,
-        actor=actor,
-        reason=body["reason"],
-        note=body["note"],
-        now=clock.now(),
-    )
-    audited("cancel", actor, referral.id)
-    db.session.commit()
+    _act("cancel", actor, referral, reason=body["reason"], note=body["note"])
     return answer(referral.id)
 
 
@@ -528,17 +505,7 @@ def redirect_case(body: dict[str, Any], referral_id: int) -> Response:
         facility = registry.get_facility(db.session, body["facility"])
     except registry.NotFound:
         raise NotFoundError(f"no facility {body['facility']!r}", field="facility") from None
-    service.redirect(
-        db.session,
-        place=current_placement(),
-        referral=referral,
-        actor=actor,
-        facility=facility,
-        reason=body["reason"],
-        now=clock.now(),
-    )
-    audited("redirect", actor, referral.id)
-    db.session.commit()
+    _act("redirect", actor, referral, facility=facility, reason=body["reason"])
     return answer(referral.id)
 
 
@@ -548,9 +515,5 @@ def redirect_case(body: dict[str, Any], referral_id: int) -> Response:
 def reopen(_body: dict[str, Any], referral_id: int) -> Response:
     """A coordinator asks every capable hospital again for an unplaced case."""
     actor, referral = _journey(referral_id)
-    service.reopen(
-        db.session, place=current_placement(), referral=referral, actor=actor, now=clock.now()
-    )
-    audited("reopen", actor, referral.id)
-    db.session.commit()
+    _act("reopen", actor, referral)
     return answer(referral.id)

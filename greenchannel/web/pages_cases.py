@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -17,7 +18,7 @@ from werkzeug.wrappers import Response
 from core.errors import NotFoundError, ServiceError
 from facilities import registry
 from facilities.models import Role
-from greenchannel.web import clock
+from greenchannel.web import clock, observability
 from greenchannel.web.api_referrals import actor_for, audited, case_from, create_committed
 from greenchannel.web.context import current_placement, current_rules
 from greenchannel.web.db import db
@@ -31,7 +32,7 @@ from greenchannel.web.pages import (
     page_user,
     report_failure,
 )
-from referral import service, triage
+from referral import commands, service, triage
 from referral.models import OPEN_STATUSES, Offer, OfferStatus, Referral
 from referral.triage import TriageError
 
@@ -257,63 +258,50 @@ def _back(referral: Referral) -> Response:
     return redirect(url_for("cases.case", referral_id=referral.id))
 
 
+# What the person is told when an action went through (the command table's actions).
+DONE = {
+    "depart": _l("Departure recorded: the hospital is waiting."),
+    "arrive": _l("Arrival recorded; the clinic is told."),
+    "complete": _l("Case completed."),
+    "cancel": _l("Case cancelled."),
+    "reopen": _l("Offers re-opened to every capable hospital."),
+    "redirect": _l("Redirected: the chosen hospital has been asked."),
+}
+
+
 def _act(referral_id: int, action: str) -> Response:
     referral = visible_case(referral_id)
     actor = actor_for(page_user())
     form = request.form
     now = clock.now()
+    arguments: dict[str, Any] = {}
+    if action == "complete":
+        arguments = {"outcome": form.get("outcome", "")}
+    elif action == "cancel":
+        arguments = {"reason": form.get("reason", ""), "note": form.get("note", "")}
     try:
-        if action == "depart":
-            service.depart(db.session, referral=referral, actor=actor, now=now)
-            flash(_("Departure recorded: the hospital is waiting."), "ok")
-        elif action == "arrive":
-            service.arrive(db.session, referral=referral, actor=actor, now=now)
-            flash(_("Arrival recorded; the clinic is told."), "ok")
-        elif action == "complete":
-            service.complete(
-                db.session,
-                referral=referral,
-                actor=actor,
-                outcome=form.get("outcome", ""),
-                now=now,
-            )
-            flash(_("Case completed."), "ok")
-        elif action == "cancel":
-            service.cancel(
-                db.session,
-                referral=referral,
-                actor=actor,
-                reason=form.get("reason", ""),
-                note=form.get("note", ""),
-                now=now,
-            )
-            flash(_("Case cancelled."), "ok")
-        elif action == "reopen":
-            service.reopen(
-                db.session, place=current_placement(), referral=referral, actor=actor, now=now
-            )
-            flash(_("Offers re-opened to every capable hospital."), "ok")
-        elif action == "redirect":
+        if action == "redirect":
             if actor.role not in (Role.COORDINATOR, Role.ADMIN):
                 abort(403)
             try:
                 facility = registry.get_facility(db.session, form.get("facility", ""))
             except registry.NotFound:
                 raise NotFoundError("facility: unknown facility", field="facility") from None
-            service.redirect(
-                db.session,
-                place=current_placement(),
-                referral=referral,
-                actor=actor,
-                facility=facility,
-                reason=form.get("reason", ""),
-                now=now,
-            )
-            flash(_("Redirected: the chosen hospital has been asked."), "ok")
-        else:
+            arguments = {"facility": facility, "reason": form.get("reason", "")}
+        if action not in DONE:
             abort(404)
-        audited(action, actor, referral.id)
+        commands.act(
+            db.session,
+            action,
+            place=current_placement(),
+            referral=referral,
+            actor=actor,
+            now=now,
+            request_id=observability.request_id(),
+            **arguments,
+        )
         db.session.commit()
+        flash(DONE[action], "ok")
     except ServiceError as exc:
         report_failure(exc)
     return _back(referral)
