@@ -24,7 +24,8 @@ from routing.model import (
     Requirements,
     check_coordinates,
 )
-from routing.router import Hit, Router, _ClosureState, _OriginQuery
+from routing.query import Hit, OriginQuery, _ClosureState
+from routing.router import Router
 
 _ADVISORY = DIVERSIONS.index("advisory")
 _CLOSED = DIVERSIONS.index("closed")
@@ -376,7 +377,7 @@ def _outreach(
 
 
 def _warnings(
-    q: _OriginQuery,
+    q: OriginQuery,
     table: FacilityTable,
     candidates: tuple[Candidate, ...],
     hits: list[Hit],

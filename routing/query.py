@@ -1,0 +1,326 @@
+"""One origin's query: distances to a facility table under the closures of the moment.
+
+The :class:`~routing.router.Router` opens it (``router.query(...)``); ranking asks it for the best
+``k`` facilities of a mask (:meth:`OriginQuery.top`), exact under closures (see the router's
+module text for how a query works).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from geopy.distance import geodesic
+
+from routing import _ch_query as Q
+from routing._heap import new_heap
+from routing.closures import Closure
+from routing.facility_table import FacilityTable
+from routing.model import (
+    Policy,
+)
+from routing.network import RoadNetwork
+
+
+class _Scratch:
+    """Per-thread work arrays sized to the network (the kernels leave them clean)."""
+
+    def __init__(self, n: int) -> None:
+        self.dist = np.full(n, np.inf)
+        self.lens = np.zeros(n)
+        self.par = np.full(n, -1, np.int64)
+        self.stalled = np.zeros(n, np.bool_)
+        self.order = np.zeros(n, np.int64)
+        self.dist2 = np.full(n, np.inf)
+        self.lens2 = np.zeros(n)
+        self.par2 = np.full(n, -1, np.int64)
+        self.stalled2 = np.zeros(n, np.bool_)
+        self.order2 = np.zeros(n, np.int64)
+        self.hk, self.hv, self.pos = new_heap(n)
+        self.mark = np.full(n, -1, np.int64)
+        self.touched = np.zeros(n, np.int64)
+
+
+@dataclass(frozen=True)
+class _Buckets:
+    slot_nodes: np.ndarray
+    ptr: np.ndarray
+    slot: np.ndarray
+    d: np.ndarray
+    length: np.ndarray
+    arc: np.ndarray
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _ClosureState:
+    closures: tuple[Closure, ...]
+    arcs: np.ndarray  # affected original arcs
+    weights: np.ndarray  # travel time per original arc in the closure metric (inf = closed)
+    tainted: np.ndarray  # CH arcs whose unpacked path holds an affected arc
+    per_closure: dict[str, int]
+    seconds: float
+
+
+class QuerySource(Protocol):
+    """What a query needs of its router: the network, the facility buckets, work arrays."""
+
+    @property
+    def network(self) -> RoadNetwork | None: ...
+
+    def buckets(self, table: FacilityTable) -> _Buckets: ...
+
+    def _scratch(self) -> _Scratch: ...
+
+
+@dataclass
+class Hit:
+    """Internal: a facility reached by a query."""
+
+    index: int
+    eta_s: float
+    length_m: float
+    estimate: bool
+    base_eta_s: float
+
+
+@dataclass
+class TopResult:
+    """Internal: the best facilities of a mask, plus what is known of the rest."""
+
+    hits: list[Hit]
+    more: int  # eligible facilities not listed (reachable or not yet known)
+    unreachable: list[int]  # eligible facilities known to be unreachable by road
+
+
+def estimate_km(lat1: float, lon1: float, lat2: float, lon2: float, policy: Policy) -> float:
+    """Straight-line estimate of the road distance: geodesic × detour factor, in km."""
+    return float(geodesic((lat1, lon1), (lat2, lon2)).km) * policy.detour_factor
+
+
+class OriginQuery:
+    """Distances from one origin to a facility table (holds the thread's work arrays)."""
+
+    def __init__(
+        self,
+        router: QuerySource,
+        lat: float,
+        lon: float,
+        table: FacilityTable,
+        policy: Policy,
+        state: _ClosureState | None,
+    ) -> None:
+        self.router = router
+        self.lat = lat
+        self.lon = lon
+        self.table = table
+        self.policy = policy
+        self.state = state
+        self.snap_m: float | None = None
+        self.node = -1
+        self.road = False
+        self._count = 0
+        self.base_s = np.full(len(table), np.inf)
+        self.base_len = np.full(len(table), np.inf)
+        net = router.network
+        if net is None or len(table) == 0:
+            if net is not None:
+                node, snap = net.nearest_nodes([lat], [lon])
+                self.node, self.snap_m = int(node[0]), float(snap[0])
+            return
+        node, snap = net.nearest_nodes([lat], [lon])
+        self.node, self.snap_m = int(node[0]), float(snap[0])
+        if self.snap_m > policy.max_snap_m:
+            return
+        self.road = True
+        self.buckets = router.buckets(table)
+        self.scratch = router._scratch()
+        s = self.scratch
+        ch = net.ch
+        b = self.buckets
+        nslots = b.slot_nodes.shape[0]
+        self.best = np.empty(nslots)
+        self.best_len = np.empty(nslots)
+        self.meet = np.empty(nslots, np.int64)
+        self.meet_entry = np.empty(nslots, np.int64)
+        self._count = Q.bucket_query(
+            self.node,
+            ch["up_ptr"],
+            ch["up_nb"],
+            ch["up_w"],
+            ch["up_arc"],
+            ch["dn_ptr"],
+            ch["dn_nb"],
+            ch["dn_w"],
+            ch["arc_len"],
+            b.ptr,
+            b.slot,
+            b.d,
+            b.length,
+            self.best,
+            self.best_len,
+            self.meet,
+            self.meet_entry,
+            s.dist,
+            s.lens,
+            s.par,
+            s.stalled,
+            s.order,
+            s.hk,
+            s.hv,
+            s.pos,
+        )
+        self.base_s = self.best[table.slot]
+        self.base_len = self.best_len[table.slot]
+
+    def __enter__(self) -> OriginQuery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Clear the forward search state from the work arrays."""
+        if self._count:
+            Q.reset_forward(self.scratch.dist, self.scratch.order, self._count)
+            self._count = 0
+
+    def on_road(self, index: np.ndarray) -> np.ndarray:
+        """Which of these facilities get a road ETA (else an estimate)."""
+        if not self.road:
+            return np.zeros(index.shape[0], bool)
+        return np.asarray(self.table.snap_m[index] <= self.policy.max_snap_m)
+
+    def top(self, mask: np.ndarray, penalty_s: np.ndarray, k: int) -> TopResult:
+        """The ``k`` facilities of ``mask`` with the smallest ``eta + penalty`` (exact ETAs).
+
+        Ties go to the unpenalised facility, then the shorter ETA, then the code.
+        """
+        table = self.table
+        idx = np.flatnonzero(mask)
+        road = self.on_road(idx)
+        hits: list[Hit] = []
+        unreachable: list[int] = []
+        not_computed = 0
+        # straight-line estimates
+        for i in idx[~road].tolist():
+            km = estimate_km(
+                self.lat, self.lon, float(table.lat[i]), float(table.lon[i]), self.policy
+            )
+            eta = km / self.policy.rural_speed_kmh * 3600.0
+            hits.append(Hit(i, eta, km * 1000.0, True, eta))
+        ridx = idx[road]
+        if ridx.shape[0]:
+            lb = self.base_s[ridx]
+            if self.state is None:
+                # vectorised: only the best k (and ties) become objects
+                keys = lb + penalty_s[ridx]
+                if ridx.shape[0] > k:
+                    kth = np.partition(keys, k - 1)[k - 1]
+                    sel = np.flatnonzero(keys <= kth)
+                else:
+                    sel = np.arange(ridx.shape[0])
+                not_computed = ridx.shape[0] - sel.shape[0]
+                for j in sel.tolist():
+                    i = int(ridx[j])
+                    hits.append(Hit(i, float(lb[j]), float(self.base_len[i]), False, float(lb[j])))
+            else:
+                exact_hits, unreachable, not_computed = self._exact(ridx, lb, penalty_s, k)
+                hits.extend(exact_hits)
+        hits.sort(
+            key=lambda h: (
+                h.eta_s + float(penalty_s[h.index]),
+                penalty_s[h.index] > 0,
+                h.eta_s,
+                table.facilities[h.index].code,
+            )
+        )
+        more = len(hits) - min(k, len(hits)) + not_computed
+        return TopResult(hits[:k], more, unreachable)
+
+    def _exact(
+        self, ridx: np.ndarray, lb: np.ndarray, penalty_s: np.ndarray, k: int
+    ) -> tuple[list[Hit], list[int], int]:
+        """Exact closure-metric ETAs for the candidates that can reach the top ``k``."""
+        assert self.state is not None
+        net = self.router.network
+        assert net is not None
+        state = self.state
+        table = self.table
+        s = self.scratch
+        b = self.buckets
+        ch = net.ch
+        key = lb + penalty_s[ridx]
+        order = np.argsort(key, kind="stable")
+        kth_heap: list[float] = []  # negated keys of the k best exact keys
+        kth = np.inf
+        hits: list[Hit] = []
+        pending: list[int] = []
+        tainted = np.zeros(0, np.bool_)
+        chunk_end = 0
+        visited = 0
+        for pos_i in order.tolist():
+            if key[pos_i] > kth:
+                break
+            visited += 1
+            if visited > chunk_end:
+                lo = chunk_end
+                chunk_end = min(order.shape[0], max(2 * chunk_end, 4 * k, 32))
+                slots = table.slot[ridx[order[lo:chunk_end]]]
+                part = Q.trace_tainted(
+                    slots,
+                    self.meet,
+                    self.meet_entry,
+                    s.par,
+                    ch["arc_tail"],
+                    ch["arc_head"],
+                    b.ptr,
+                    b.slot,
+                    b.arc,
+                    state.tainted,
+                )
+                tainted = np.concatenate([tainted, part])
+            i = int(ridx[pos_i])
+            if tainted[visited - 1]:
+                pending.append(pos_i)
+                continue
+            hits.append(Hit(i, float(lb[pos_i]), float(self.base_len[i]), False, float(lb[pos_i])))
+            exact_key = float(key[pos_i])
+            if len(kth_heap) < k:
+                heapq.heappush(kth_heap, -exact_key)
+            elif exact_key < -kth_heap[0]:
+                heapq.heapreplace(kth_heap, -exact_key)
+            if len(kth_heap) == k:
+                kth = -kth_heap[0]
+        not_computed = order.shape[0] - visited
+        unreachable: list[int] = []
+        if pending:
+            targets = table.node[ridx[pending]]
+            d, length, got = Q.dijkstra(
+                self.node,
+                net.ptr,
+                net.head,
+                state.weights,
+                net.length,
+                targets,
+                kth,
+                s.dist2,
+                s.lens2,
+                s.par2,
+                s.mark,
+                s.touched,
+                s.hk,
+                s.hv,
+                s.pos,
+            )
+            for j, pos_i in enumerate(pending):
+                i = int(ridx[pos_i])
+                if not got[j]:
+                    not_computed += 1
+                elif np.isinf(d[j]):
+                    unreachable.append(i)
+                else:
+                    hits.append(Hit(i, float(d[j]), float(length[j]), False, float(lb[pos_i])))
+        return hits, unreachable, not_computed
