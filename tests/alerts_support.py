@@ -13,6 +13,7 @@ from alerts.handlers import Handlers
 from alerts.messages import prealert
 from alerts.models import OutboundMessage
 from facilities.models import Contact, Facility, FacilityKind, Role, Team, User
+from tests.conftest import add_facility
 
 T0 = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.UTC)
 
@@ -32,8 +33,10 @@ def make_facility(
     city: str = "南宁",
     county: str = "武鸣",
 ) -> Facility:
-    facility = Facility(
-        code=code,
+    """The alerts tests' hospital: the suite's one facility factory with a Guangxi address."""
+    return add_facility(
+        session,
+        code,
         name=name,
         name_en=name_en,
         kind=FacilityKind.COUNTY_MCH_HOSPITAL,
@@ -47,9 +50,6 @@ def make_facility(
         capabilities=[],
         phone=phone,
     )
-    session.add(facility)
-    session.flush()
-    return facility
 
 
 def make_contact(
