@@ -183,21 +183,12 @@ def run_pph(runtime: Runtime, narrator: Narrator, start: dt.datetime) -> dict[st
             "hospital is asked."
         ),
     }
-    original_tick = sim.tick
-
-    def narrated_tick() -> None:
-        text = watched.pop(sim.now, None)
-        if text:
-            say(sim.now, text, pause=1)
-        original_tick()
-
-    sim.tick = narrated_tick  # type: ignore[method-assign]
     say(
         sim.now,
         f"The worker's first tick sends them, and a capacity reminder to {STALE_HOSPITAL}, "
         "whose bed figures have not been confirmed since yesterday:",
     )
-    sim.run_until(t0 + dt.timedelta(minutes=3, seconds=40), events)
+    sim.run_until(t0 + dt.timedelta(minutes=3, seconds=40), events, watched)
 
     # -- departure, journey, arrival, outcome
     sim.now = t0 + dt.timedelta(minutes=6)

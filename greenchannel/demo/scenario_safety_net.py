@@ -122,16 +122,7 @@ def run_safety_net(runtime: Runtime, narrator: Narrator, start: dt.datetime) -> 
             "region's safety net decides (critical: assign the designated centre)."
         ),
     }
-    original_tick = sim.tick
-
-    def narrated_tick() -> None:
-        text = watched.pop(sim.now, None)
-        if text:
-            say(sim.now, text, pause=1)
-        original_tick()
-
-    sim.tick = narrated_tick  # type: ignore[method-assign]
-    sim.run_until(t0 + dt.timedelta(minutes=6), events)
+    sim.run_until(t0 + dt.timedelta(minutes=6), events, watched)
     with sim.factory() as session:
         referral = session.get_one(Referral, state["referral_id"])
         state["status"] = referral.status.value

@@ -144,13 +144,22 @@ class Simulation:
             session.expunge_all()
         self.narrator.sms(rows)
 
-    def run_until(self, until: dt.datetime, events: dict[dt.datetime, Callable[[], None]]) -> None:
+    def run_until(
+        self,
+        until: dt.datetime,
+        events: dict[dt.datetime, Callable[[], None]],
+        watched: dict[dt.datetime, str] | None = None,
+    ) -> None:
         """Step the clock to ``until``: scripted events at their times, a worker tick each step
-        (one simulated minute per real second)."""
+        (one simulated minute per real second); ``watched`` moments are told before their tick."""
+        watched = dict(watched or {})
         while self.now <= until:
             event = events.pop(self.now, None)
             if event is not None:
                 event()
+            text = watched.pop(self.now, None)
+            if text:
+                self.narrator.say(self.now, text, pause=1)
             self.tick()
             self.narrator.pause(STEP.total_seconds() / 60)
             self.now += STEP
