@@ -60,10 +60,22 @@ def _check_answerer(actor: Actor, offer: Offer) -> None:
     raise Forbidden("only the offered hospital or a coordinator may answer", field="offer_id")
 
 
-def _check_role(actor: Actor, allowed: set[Role], facility_id: int | None, what: str) -> None:
+def check_case_area(actor: Actor, origin: Placed, what: str) -> None:
+    """Acting follows the case's own area: a coordinator may see a case because one of their
+    hospitals was asked, but acts on it only when the referring facility is in their area."""
+    if actor.role is Role.COORDINATOR and not area_covers(actor.area, origin):
+        raise Forbidden(
+            f"you may see this case but not {what} it: it belongs to another area", field="id"
+        )
+
+
+def _check_role(
+    actor: Actor, allowed: set[Role], facility_id: int | None, what: str, *, origin: Placed
+) -> None:
     if actor.role is Role.ADMIN or actor.channel == "system":
         return
     if actor.role is Role.COORDINATOR and Role.COORDINATOR in allowed:
+        check_case_area(actor, origin, what)
         return
     if actor.role in allowed and actor.facility_id == facility_id:
         return

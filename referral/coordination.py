@@ -14,7 +14,7 @@ from sqlalchemy.orm import (
 from core.errors import Forbidden, ServiceError
 from facilities.models import Facility, Role
 from referral import placement
-from referral.access import Actor
+from referral.access import Actor, check_case_area
 from referral.locking import StateConflict, _event, _swap_referral, lock_case
 from referral.models import (
     Offer,
@@ -46,6 +46,7 @@ def redirect(
     lock_case(session, referral)
     if actor.role not in (Role.COORDINATOR, Role.ADMIN):
         raise Forbidden("only a coordinator may redirect a case", field="facility")
+    check_case_area(actor, referral.origin, "redirect")
     if not reason.strip():
         raise ServiceError("reason: say why the case is redirected", field="reason")
     if referral.status not in (
@@ -115,6 +116,7 @@ def reopen(
     lock_case(session, referral)
     if actor.role not in (Role.COORDINATOR, Role.ADMIN):
         raise Forbidden("only a coordinator may re-open offers", field="id")
+    check_case_area(actor, referral.origin, "re-open")
     if referral.status is not ReferralStatus.UNPLACED:
         raise StateConflict(
             f"case {referral.code} is {referral.status.value}: only unplaced cases re-open",

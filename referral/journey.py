@@ -33,6 +33,7 @@ def depart(session: Session, *, referral: Referral, actor: Actor, now: dt.dateti
         {Role.CLINIC, Role.HOSPITAL, Role.COORDINATOR},
         referral.origin_facility_id,
         "mark the departure of",
+        origin=referral.origin,
     )
     if not _swap_referral(
         session,
@@ -59,6 +60,7 @@ def arrive(session: Session, *, referral: Referral, actor: Actor, now: dt.dateti
         {Role.HOSPITAL, Role.COORDINATOR},
         referral.destination_facility_id,
         "mark the arrival of",
+        origin=referral.origin,
     )
     if not _swap_referral(
         session,
@@ -93,7 +95,11 @@ def complete(
 ) -> Referral:
     lock_case(session, referral)
     _check_role(
-        actor, {Role.HOSPITAL, Role.COORDINATOR}, referral.destination_facility_id, "complete"
+        actor,
+        {Role.HOSPITAL, Role.COORDINATOR},
+        referral.destination_facility_id,
+        "complete",
+        origin=referral.origin,
     )
     text = outcome.strip()
     if not text:
@@ -129,7 +135,11 @@ def cancel(
 ) -> Referral:
     lock_case(session, referral)
     _check_role(
-        actor, {Role.CLINIC, Role.HOSPITAL, Role.COORDINATOR}, referral.origin_facility_id, "cancel"
+        actor,
+        {Role.CLINIC, Role.HOSPITAL, Role.COORDINATOR},
+        referral.origin_facility_id,
+        "cancel",
+        origin=referral.origin,
     )
     try:
         clean = CancelReason(reason.strip().lower())

@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from facilities.models import FacilityKind
+from facilities.models import Facility, FacilityKind
 from greenchannel.web.db import db
 from referral.models import Referral, RoadClosure
 from tests.conftest import NOW, add_facility, add_user, bearer
@@ -228,3 +228,32 @@ def test_a_revoked_token_is_refused_at_once(app: Flask, client: FlaskClient) -> 
     response = world.post("H-A", f"/api/v1/referrals/{ids['rid']}/offers/{ids['offer']}/accept")
     assert response.status_code == 401
     assert response.get_json()["error"] == "unauthorised"
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [
+        ("cancel", {"reason": "duplicate"}),
+        ("redirect", {"facility": "H-C", "reason": "phoned"}),
+    ],
+)
+def test_a_coordinator_sees_a_case_their_hospital_was_asked_about_but_acts_only_in_their_area(
+    app: Flask, client: FlaskClient, action: str, body: dict[str, Any]
+) -> None:
+    world = build_world(app, client)
+    with app.app_context():
+        hospital = db.session.query(Facility).filter_by(code="H-A").one()
+        hospital.county = "石山县"  # asked about the case, in another county than the clinic
+        world.tokens["shishan"] = add_user(
+            db.session, "coord-shishan", "coordinator", area="云省/云州市/石山县"
+        )
+        db.session.commit()
+    case = world.post("clinic", "/api/v1/referrals", PPH_REQUEST).get_json()
+    assert "H-A" in [o["facility"] for o in case["offers"]]
+    path = f"/api/v1/referrals/{case['id']}"
+    assert world.get("shishan", path).status_code == 200  # seeing is allowed
+    refused = world.post("shishan", f"{path}/{action}", body)
+    assert refused.status_code == 403, refused.get_json()
+    assert world.get("coordinator", path).get_json()["status"] == "offered"  # nothing changed
+    allowed = world.post("coordinator", f"{path}/{action}", body)  # the case's own area
+    assert allowed.status_code == 200, allowed.get_json()
