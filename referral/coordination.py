@@ -22,7 +22,7 @@ from referral.models import (
     ReferralStatus,
 )
 from referral.offering import _make_offer, _release_offers, _stop_all_alerts
-from referral.offers import offer_next
+from referral.offers import accept_offer, offer_next
 from referral.placement import Placement, need_of
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,14 @@ def redirect(
     facility: Facility,
     reason: str,
     now: dt.datetime,
+    agreed_by_phone: bool = False,
 ) -> Offer:
     """A coordinator sends the case to a facility of their choice (the reason is recorded).
 
     Pending offers are withdrawn; an accepted destination is released. If the chosen facility
     lacks a requirement, the timeline says so: the coordinator decides, the record shows it.
+    ``agreed_by_phone``: the coordinator has already agreed it with that hospital by phone, so
+    the offer is recorded as accepted at once (the hospital still gets the pre-alert text).
     """
     lock_case(session, referral)
     if actor.role not in (Role.COORDINATOR, Role.ADMIN):
@@ -93,8 +96,9 @@ def redirect(
         facility=facility.code,
         reason=reason.strip()[:500],
         missing=missing,
+        agreed_by_phone=agreed_by_phone,
     )
-    return _make_offer(
+    offer = _make_offer(
         session,
         place=place,
         referral=referral,
@@ -107,6 +111,9 @@ def redirect(
         actor=actor,
         now=now,
     )
+    if agreed_by_phone:
+        accept_offer(session, place=place, referral=referral, offer=offer, actor=actor, now=now)
+    return offer
 
 
 def reopen(

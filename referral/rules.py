@@ -125,6 +125,8 @@ class Rules:
     )
     #: the treatments a clinic may say it has given, with their names
     treatments: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the checklist for the road once a destination has accepted, per patient kind
+    journey: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
 
 _CONDITION_KEYS = {
@@ -175,6 +177,7 @@ def parse_rules(text: str, *, source: str) -> Rules:
             "clinical",
             "safety_net",
             "treatments",
+            "journey",
         },
         required={
             "version",
@@ -425,6 +428,7 @@ def parse_rules(text: str, *, source: str) -> Rules:
         clinical=_clinical(reader, top.get("clinical")),
         safety_net=_safety_net(reader, top.get("safety_net")),
         treatments=_treatments(reader, top.get("treatments")),
+        journey=_journey(reader, top.get("journey")),
     )
 
 
@@ -492,6 +496,16 @@ def _treatments(reader: RulesReader, node: Node | None) -> dict[str, dict[str, s
             raise reader.fail(value, f"treatments.{code}", "a code is letters, digits and _")
         out[code] = reader.languages(value, f"treatments.{code}")
     return out
+
+
+def _journey(
+    reader: RulesReader, node: Node | None
+) -> dict[str, dict[str, tuple[str, ...]]]:
+    """The checklist for the road, per patient (mother, newborn); optional."""
+    if node is None:
+        return {}
+    items = reader.mapping(node, "journey", allowed={"mother", "newborn"})
+    return {kind: reader.checklist(value, f"journey.{kind}") for kind, value in items.items()}
 
 
 def load_rules(path: str | Path | None = None) -> Rules:

@@ -17,6 +17,7 @@ user's language.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,10 +51,13 @@ CLOCK_SLACK = dt.timedelta(minutes=10)
 
 
 class TriageError(Invalid):
-    """A case that cannot be triaged; ``field`` names the offending field."""
+    """A case that cannot be triaged; ``field`` names the offending field, ``kind`` what is
+    wrong with it (a form words it in the user's language from ``kind`` and ``params``)."""
 
-    def __init__(self, message: str, *, field: str) -> None:
+    def __init__(self, message: str, *, field: str, kind: str = "invalid", **params: Any) -> None:
         super().__init__(message, field=field)
+        self.kind = kind
+        self.params = params
 
 
 @dataclass(frozen=True)
@@ -185,12 +189,21 @@ def neonatal_level_for(rules: Rules, *, weeks: float | None, grams: float | None
     return 1  # unreachable: the rules guarantee a last band without limits
 
 
-def _in_range(value: float | None, bounds: tuple[float, float], name: str, unit: str) -> None:
+def _in_range(
+    value: float | None, bounds: tuple[float, float], name: str, unit: str
+) -> Iterator[TriageError]:
     if value is None:
         return
     low, high = bounds
     if value != value or not low <= value <= high:  # NaN fails too
-        raise TriageError(f"{name}: {value:g} is outside {low:g}–{high:g} {unit}", field=name)
+        yield TriageError(
+            f"{name}: {value:g} is outside {low:g}–{high:g} {unit}",
+            field=name,
+            kind="range",
+            low=low,
+            high=high,
+            unit=unit,
+        )
 
 
 def _before_birth(condition: Condition, case: Case) -> bool:
@@ -205,88 +218,130 @@ def _before_birth(condition: Condition, case: Case) -> bool:
 
 
 def validate_case(rules: Rules, case: Case, *, now: dt.datetime | None = None) -> None:
+    """Refuse a case that cannot be triaged, naming the first field at fault."""
+    for problem in case_problems(rules, case, now=now):
+        raise problem
+
+
+def case_problems(
+    rules: Rules, case: Case, *, now: dt.datetime | None = None
+) -> Iterator[TriageError]:
+    """Every problem of a case, field by field, in form order (a form shows them all at once;
+    the API and SMS refuse on the first). Problems that depend on a field already at fault are
+    not repeated."""
     if not case.conditions and case.risk_colour is None and not case.purple:
-        raise TriageError(
-            "conditions: name at least one condition or a risk colour", field="conditions"
+        yield TriageError(
+            "conditions: name at least one condition or a risk colour",
+            field="conditions",
+            kind="required",
         )
     if len(case.conditions) > MAX_CONDITIONS:
-        raise TriageError(
-            f"conditions: at most {MAX_CONDITIONS} conditions per case", field="conditions"
+        yield TriageError(
+            f"conditions: at most {MAX_CONDITIONS} conditions per case",
+            field="conditions",
+            kind="too_many",
+            high=MAX_CONDITIONS,
         )
     if len(set(case.conditions)) != len(case.conditions):
-        raise TriageError("conditions: a condition is named twice", field="conditions")
+        yield TriageError(
+            "conditions: a condition is named twice", field="conditions", kind="twice"
+        )
     for code in case.conditions:
         if code not in rules.conditions:
             known = ", ".join(sorted(rules.conditions))
-            raise TriageError(
-                f"conditions: unknown condition {code[:40]!r}; known: {known}", field="conditions"
+            yield TriageError(
+                f"conditions: unknown condition {code[:40]!r}; known: {known}",
+                field="conditions",
+                kind="unknown",
             )
     if case.risk_colour is not None and case.risk_colour not in COLOURS:
-        raise TriageError(
+        yield TriageError(
             f"risk_colour: expected one of {', '.join(COLOURS)}, got {case.risk_colour[:20]!r}",
             field="risk_colour",
+            kind="unknown",
         )
-    conditions = [rules.conditions[code] for code in case.conditions]
+    conditions = [rules.conditions[code] for code in case.conditions if code in rules.conditions]
     patients = {c.patient for c in conditions}
     if len(patients) > 1:
-        raise TriageError(
+        yield TriageError(
             "conditions: a referral is for the mother or for the newborn, not both "
             "(refer the baby separately after birth)",
             field="conditions",
+            kind="mother_and_newborn",
         )
     newborn = patients == {"newborn"}
     if newborn and case.risk_colour is not None:
-        raise TriageError(
+        yield TriageError(
             "risk_colour: the five-colour risk grades the mother, not a newborn",
             field="risk_colour",
+            kind="newborn_colour",
         )
     weeks = NEWBORN_GESTATION_WEEKS if newborn else GESTATION_WEEKS
-    _in_range(case.gestation_weeks, weeks, "gestation_weeks", "weeks")
-    _in_range(case.birth_weight_g, BIRTH_WEIGHT_G, "birth_weight_g", "g")
-    _in_range(case.estimated_fetal_weight_g, FETAL_WEIGHT_G, "estimated_fetal_weight_g", "g")
-    _in_range(case.blood_loss_ml, BLOOD_LOSS_ML, "blood_loss_ml", "ml")
+    yield from _in_range(case.gestation_weeks, weeks, "gestation_weeks", "weeks")
+    yield from _in_range(case.birth_weight_g, BIRTH_WEIGHT_G, "birth_weight_g", "g")
+    yield from _in_range(
+        case.estimated_fetal_weight_g, FETAL_WEIGHT_G, "estimated_fetal_weight_g", "g"
+    )
+    yield from _in_range(case.blood_loss_ml, BLOOD_LOSS_ML, "blood_loss_ml", "ml")
     for name, bounds in VITAL_RANGES.items():
-        _in_range(getattr(case.vitals, name), bounds, f"vitals.{name}", "")
+        yield from _in_range(getattr(case.vitals, name), bounds, f"vitals.{name}", "")
     if case.vitals.avpu is not None and case.vitals.avpu not in AVPU:
-        raise TriageError("vitals.avpu: expected one of A, V, P, U", field="vitals.avpu")
+        yield TriageError(
+            "vitals.avpu: expected one of A, V, P, U", field="vitals.avpu", kind="unknown"
+        )
     if len(case.treatments) > MAX_TREATMENTS or len(set(case.treatments)) != len(case.treatments):
-        raise TriageError(
-            f"treatments: at most {MAX_TREATMENTS}, each named once", field="treatments"
+        yield TriageError(
+            f"treatments: at most {MAX_TREATMENTS}, each named once",
+            field="treatments",
+            kind="too_many",
+            high=MAX_TREATMENTS,
         )
     for code in case.treatments:
         if code not in rules.treatments:
             known = ", ".join(sorted(rules.treatments))
-            raise TriageError(
-                f"treatments: unknown treatment {code[:40]!r}; known: {known}", field="treatments"
+            yield TriageError(
+                f"treatments: unknown treatment {code[:40]!r}; known: {known}",
+                field="treatments",
+                kind="unknown",
             )
     if len(case.note) > NOTE_LENGTH:
-        raise TriageError(f"note: at most {NOTE_LENGTH} characters", field="note")
+        yield TriageError(
+            f"note: at most {NOTE_LENGTH} characters",
+            field="note",
+            kind="too_long",
+            high=NOTE_LENGTH,
+        )
     for name in ("born_at", "onset_at"):
         when = getattr(case, name)
         if when is None:
             continue
         if when.tzinfo is None:
-            raise TriageError(f"{name}: give the time with its time zone", field=name)
+            yield TriageError(f"{name}: give the time with its time zone", field=name)
+            continue
         if now is not None and when > now + CLOCK_SLACK:
-            raise TriageError(f"{name}: the time is in the future", field=name)
+            yield TriageError(f"{name}: the time is in the future", field=name, kind="future")
         if now is not None and when < now - dt.timedelta(days=60):
-            raise TriageError(f"{name}: more than 60 days ago", field=name)
+            yield TriageError(f"{name}: more than 60 days ago", field=name, kind="too_old")
     if newborn:
         if case.delivered is False:
-            raise TriageError("delivered: a newborn case is after birth", field="delivered")
+            yield TriageError(
+                "delivered: a newborn case is after birth", field="delivered", kind="timing"
+            )
         return
     for condition in conditions:
         if condition.timing == "antepartum" and case.delivered is True:
-            raise TriageError(
+            yield TriageError(
                 f"delivered: {condition.code} ({condition.name['en']}) happens before birth, "
                 "but the case says the mother has delivered",
                 field="delivered",
+                kind="timing",
             )
         if condition.timing == "postpartum" and case.delivered is False:
-            raise TriageError(
+            yield TriageError(
                 f"delivered: {condition.code} ({condition.name['en']}) happens after birth, "
                 "but the case says the mother has not delivered",
                 field="delivered",
+                kind="timing",
             )
 
 

@@ -97,7 +97,7 @@ def test_the_whole_story_through_the_forms_without_javascript(
 
     login(client, "w-clinic")
     answer = client.get(f"/cases/{referral.id}").get_data(as_text=True)
-    assert "请前往" in answer and "H-A 医院" in answer and "+862300000010" in answer
+    assert "请前往" in answer and "H-A 医院" in answer and "023 0000 0010" in answer
     assert "15 分钟" in answer  # the team is ready in 15 minutes
     post_form(client, f"/cases/{referral.id}", f"/cases/{referral.id}/depart", {})
     logout(client)

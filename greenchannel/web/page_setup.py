@@ -7,7 +7,16 @@ from typing import Any
 from flask import Flask, g
 from flask_babel import Babel
 
-from greenchannel.web import clock, labels, pages, pages_board, pages_cases, pages_hospital
+from greenchannel.web import (
+    case_views,
+    clock,
+    labels,
+    pages,
+    pages_board,
+    pages_cases,
+    pages_hospital,
+    referral_form,
+)
 
 
 def init_app(app: Flask) -> None:
@@ -24,6 +33,10 @@ def init_app(app: Flask) -> None:
         ROLE_NAMES=pages.ROLE_NAMES,
         server_now=clock.now,
         number=pages.number,
+        field_label=referral_form.field_label,
+        phone_link=case_views.phone_link,
+        map_links=case_views.map_links,
+        handover_sections=case_views.handover,
         **labels.template_globals(),
     )
     app.jinja_env.filters.update(local_time=pages.local_time, ago=pages.ago)

@@ -4,7 +4,6 @@ with the server-side form actions behind them."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -15,14 +14,15 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from alerts.recipients import area_coordinators
 from core.errors import NotFoundError, ServiceError
 from facilities import registry
-from facilities.models import Role
-from greenchannel.web import clock, observability
+from facilities.models import FacilityKind, Role
+from greenchannel.web import case_views, clock, observability, referral_form
 from greenchannel.web.api_referrals import actor_for, audited, case_from, create_committed
 from greenchannel.web.context import current_placement, current_rules
 from greenchannel.web.db import db
-from greenchannel.web.labels import facility_name
+from greenchannel.web.labels import BEDS, facility_name
 from greenchannel.web.pages import (
     area_facilities,
     audit_list,
@@ -32,9 +32,10 @@ from greenchannel.web.pages import (
     page_user,
     report_failure,
 )
-from referral import commands, service, triage
-from referral.models import OPEN_STATUSES, Offer, OfferStatus, Referral
+from referral import commands, placement, service
+from referral.models import OPEN_STATUSES, Offer, OfferStatus, Referral, ReferralStatus
 from referral.triage import TriageError
+from referral.wording import say
 
 bp = Blueprint("cases", __name__)
 bp.register_error_handler(HTTPException, page_error)
@@ -52,24 +53,6 @@ def _number(name: str, low: float, high: float) -> float | None:
     if not low <= value <= high:
         raise ServiceError(f"{name}: expected {low:g} to {high:g}", field=name)
     return value
-
-
-def _time_today(name: str) -> dt.datetime | None:
-    """A clock time typed on the form (``14:05``), read in the region's time zone as the last
-    such moment (today, or yesterday when today's would be in the future)."""
-    raw = request.form.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        clock_time = dt.time.fromisoformat(raw)
-    except ValueError:
-        raise ServiceError(f"{name}: expected a time such as 14:05", field=name) from None
-    zone = dt.timezone(dt.timedelta(hours=current_rules().working_hours[2]))
-    now = clock.now().astimezone(zone)
-    when = now.replace(hour=clock_time.hour, minute=clock_time.minute, second=0, microsecond=0)
-    if when > now + triage.CLOCK_SLACK:
-        when -= dt.timedelta(days=1)
-    return when
 
 
 def conditions_for_form() -> list[dict[str, Any]]:
@@ -103,22 +86,38 @@ def clinic_cases(facility_id: int) -> tuple[list[Referral], list[Referral]]:
     return open_cases, recent
 
 
-@bp.get("/clinic")
-@page_for(Role.CLINIC)
-def clinic() -> str:
+def treatments_for_form() -> list[dict[str, str]]:
+    lang = language()
+    return [
+        {"code": code, "name": names[lang]} for code, names in current_rules().treatments.items()
+    ]
+
+
+def clinic_page(
+    form: Any, errors: dict[str, str] | None = None, status: int = 200
+) -> tuple[str, int]:
     user = page_user()
     assert user.facility_id is not None
     open_cases, recent = clinic_cases(user.facility_id)
     audit_list(user, [*open_cases, *recent])
-    return render_template(
+    page = render_template(
         "clinic.html",
         user=user,
         conditions=conditions_for_form(),
+        treatments=treatments_for_form(),
         open_cases=open_cases,
         recent=recent,
-        form_key=uuid.uuid4().hex,
-        form=request.args,
+        form_key=form.get("form_key") or uuid.uuid4().hex,
+        form=form,
+        errors=errors or {},
     )
+    return page, status
+
+
+@bp.get("/clinic")
+@page_for(Role.CLINIC)
+def clinic() -> tuple[str, int]:
+    return clinic_page(request.args)
 
 
 @bp.get("/clinic/live")
@@ -132,72 +131,42 @@ def clinic_live() -> str:
 
 @bp.post("/clinic/referrals")
 @page_for(Role.CLINIC)
-def create() -> Response:
+def create() -> Response | tuple[str, int]:
+    """A referral from the form; a refused form comes back with everything entered and a
+    message beside each wrong field (400), never empty."""
     user = page_user()
     form = request.form
-    # Known codes only, each once (a checkbox is sent once; a repeat is a forged or replayed
-    # form): at most the rulebook's conditions, and the service refuses more than its bound.
-    known = current_rules().conditions
-    conditions = list(dict.fromkeys(c for c in form.getlist("conditions") if c in known))
+    reading = referral_form.read(form)
+    case = case_from(reading.body)
+    referral_form.check(reading, case)
+    if reading.errors:
+        db.session.rollback()
+        return clinic_page(form, reading.errors, 400)
+    patient = {"ref": form.get("patient_ref", "").strip()[:64]} if form.get("patient_ref") else {}
+    assert user.facility is not None
+    arguments: dict[str, Any] = {
+        "place": current_placement(),
+        "actor": actor_for(user),
+        "origin": user.facility,
+        "case": case,
+        "patient": patient,
+        "callback_phone": reading.callback_phone,
+        "idempotency_key": ("web-" + form.get("form_key", ""))[:200]
+        if form.get("form_key")
+        else None,
+        "now": clock.now(),
+    }
     try:
-        colour = form.get("risk_colour") or None
-        if colour not in (None, "green", "yellow", "orange", "red"):
-            raise ServiceError("risk_colour: unknown colour", field="risk_colour")
-        gestation = _number("gestation_weeks", *triage.GESTATION_WEEKS)
-        weight = _number("birth_weight_g", *triage.BIRTH_WEIGHT_G)
-        if not conditions and colour is None:
-            raise ServiceError(
-                "conditions: choose at least one condition or a risk colour", field="conditions"
-            )
-        case = case_from(
-            {
-                "conditions": conditions,
-                "risk_colour": colour,
-                "purple": form.get("purple") == "on",
-                "gestation_weeks": gestation,
-                "birth_weight_g": weight,
-                "in_shock": form.get("in_shock") == "on",
-                "ventilated": form.get("ventilated") == "on",
-                "do_not_move": True
-                if form.get("do_not_move") == "on"
-                else (False if form.get("move_anyway") == "on" else None),
-                "delivered": {"yes": True, "no": False}.get(form.get("delivered", "")),
-                "born_at": _time_today("born_time"),
-                "estimated_fetal_weight_g": _number(
-                    "estimated_fetal_weight_g", *triage.FETAL_WEIGHT_G
-                ),
-                "vitals": {
-                    "hr": _number("hr", *triage.VITAL_RANGES["hr"]),
-                    "sbp": _number("sbp", *triage.VITAL_RANGES["sbp"]),
-                },
-                "blood_loss_ml": _number("blood_loss_ml", *triage.BLOOD_LOSS_ML),
-            }
-        )
-        patient = (
-            {"ref": form.get("patient_ref", "").strip()[:64]} if form.get("patient_ref") else {}
-        )
-        assert user.facility is not None
-        arguments: dict[str, Any] = {
-            "place": current_placement(),
-            "actor": actor_for(user),
-            "origin": user.facility,
-            "case": case,
-            "patient": patient,
-            "callback_phone": "",
-            "idempotency_key": ("web-" + form.get("form_key", ""))[:200]
-            if form.get("form_key")
-            else None,
-            "now": clock.now(),
-        }
         referral, _created = create_committed(arguments)
-    except (ServiceError, TriageError) as exc:
-        if isinstance(exc, ServiceError):
-            report_failure(exc)
-        else:
-            db.session.rollback()
-            flash(f"{_('Please check the form.')} ({exc})", "error")
-        return redirect(url_for("cases.clinic"))
-    return redirect(url_for("cases.case", referral_id=referral.id))
+    except ServiceError as exc:
+        db.session.rollback()
+        field = referral_form.form_name(exc.field or "")
+        text = referral_form.problem_text(exc) if isinstance(exc, TriageError) else str(exc)
+        if field:
+            return clinic_page(form, {field: text}, exc.status)
+        report_failure(exc)
+        return clinic_page(form, {}, exc.status)
+    return redirect(url_for("cases.case", referral_id=referral.id, sent=1))
 
 
 # ---------------------------------------------------------------------------- the case page
@@ -214,25 +183,125 @@ def visible_case(referral_id: int) -> Referral:
     return referral
 
 
+REDIRECTABLE = ("requested", "offered", "unplaced", "accepted")
+LOCAL_KINDS = (
+    FacilityKind.CLINIC,
+    FacilityKind.TOWNSHIP_HEALTH_CENTRE,
+    FacilityKind.COMMUNITY_HEALTH_CENTRE,
+)
+
+
+def redirect_groups(referral: Referral, user: Any, lang: str) -> dict[str, list[dict[str, Any]]]:
+    """The coordinator's redirect list: facilities that meet the case's requirements, ranked by
+    road time with beds; partial matches apart, each with what it lacks; the nearest place to
+    stabilise; and, for a destination agreed by phone, every other hospital of the area."""
+    area = {f.code: f for f in area_facilities(user) if f.maternal_level or f.neonatal_level}
+    now = clock.now()
+    try:
+        ranking = placement.rank_referral(
+            db.session, place=current_placement(), referral=referral, now=now
+        )
+    except (ServiceError, ValueError):  # no answer here must not cost the page
+        ranking = None
+
+    def beds(code: str) -> str:
+        facility = area.get(code)
+        status = facility.status if facility is not None else None
+        if status is None:
+            return ""
+        parts = [
+            f"{BEDS[key]} {value}"
+            for key, value in (
+                ("obstetric", status.beds_obstetric),
+                ("maternal_icu", status.beds_maternal_icu),
+                ("nicu", status.beds_nicu),
+            )
+            if value is not None
+        ]
+        return " · ".join(parts)
+
+    shown: set[str] = set()
+    groups: dict[str, list[dict[str, Any]]] = {"capable": [], "partial": [], "stabilise": []}
+    if ranking is not None:
+        for c in ranking.candidates:
+            if c.facility in area:
+                shown.add(c.facility)
+                groups["capable"].append(
+                    {
+                        "code": c.facility,
+                        "name": facility_name(area[c.facility], lang),
+                        "eta": c.eta_minutes,
+                        "estimate": c.estimate,
+                        "confirmed": c.confirmed,
+                        "beds": beds(c.facility),
+                    }
+                )
+        for p in ranking.partial:
+            if p.facility in area and p.facility not in shown:
+                shown.add(p.facility)
+                groups["partial"].append(
+                    {
+                        "code": p.facility,
+                        "name": facility_name(area[p.facility], lang),
+                        "eta": p.eta_minutes,
+                        "estimate": p.estimate,
+                        "lacks": [say(r, lang) for r in p.lacks],
+                        "beds": beds(p.facility),
+                    }
+                )
+        stop = ranking.stabilise_at
+        if stop is not None and stop.facility in area and stop.facility not in shown:
+            shown.add(stop.facility)
+            groups["stabilise"].append(
+                {
+                    "code": stop.facility,
+                    "name": facility_name(area[stop.facility], lang),
+                    "eta": stop.eta_minutes,
+                    "estimate": stop.estimate,
+                }
+            )
+    # Township and community centres are places to stabilise, never a destination by default.
+    for code, f in area.items():
+        if code in shown:
+            continue
+        row = {
+            "code": code,
+            "name": facility_name(f, lang),
+            "level": f"M{f.maternal_level}/N{f.neonatal_level}",
+            "eta": None,
+        }
+        groups["stabilise" if f.kind in LOCAL_KINDS else "other"].append(row)
+    return groups
+
+
 def case_context(referral: Referral) -> dict[str, Any]:
     user = page_user()
     lang = language()
+    now = clock.now()
     mine = [
         o
         for o in referral.offers
         if o.status is OfferStatus.PENDING and o.facility_id == user.facility_id
     ]
-    facilities: list[Any] = []
-    if user.role in (Role.COORDINATOR, Role.ADMIN):
-        facilities = [f for f in area_facilities(user) if f.maternal_level or f.neonatal_level]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    if user.role in (Role.COORDINATOR, Role.ADMIN) and referral.status.value in REDIRECTABLE:
+        groups = redirect_groups(referral, user, lang)
+    coordinators: list[str] = []
+    if referral.status is ReferralStatus.UNPLACED and referral.origin is not None:
+        coordinators = [r.phone for r in area_coordinators(db.session, referral.origin)][:3]
     return {
         "user": user,
         "r": referral,
         "lang": lang,
         "origin_name": facility_name(referral.origin, lang),
         "my_offers": mine,
-        "redirect_choices": facilities,
-        "now": clock.now(),
+        "redirect_groups": groups,
+        "coordinator_phones": coordinators,
+        "handover": case_views.handover(referral, lang),
+        "arrival": case_views.arrival(referral, now),
+        "journey": case_views.journey_advice(referral, lang),
+        "report_card": case_views.report_card(referral),
+        "now": now,
     }
 
 
@@ -287,7 +356,11 @@ def _act(referral_id: int, action: str) -> Response:
                 facility = registry.get_facility(db.session, form.get("facility", ""))
             except registry.NotFound:
                 raise NotFoundError("facility: unknown facility", field="facility") from None
-            arguments = {"facility": facility, "reason": form.get("reason", "")}
+            arguments = {
+                "facility": facility,
+                "reason": form.get("reason", ""),
+                "agreed_by_phone": form.get("agreed_by_phone") == "on",
+            }
         if action not in DONE:
             abort(404)
         commands.act(

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from core.errors import ServiceError
 from core.vocabulary import VocabularyError
 from facilities import status as status_service
 from facilities.models import Channel, Diversion, Facility, Role
@@ -68,10 +69,22 @@ def hospital_context() -> dict[str, Any]:
 @bp.get("/hospital")
 @page_for(Role.HOSPITAL)
 def index() -> str:
+    return _page()
+
+
+def _page(form: Any = None, error: tuple[str, str] | None = None) -> str:
+    """The hospital's page; after a refused capacity form, with what was typed and the message
+    beside the field at fault (a bad value is never silently replaced by the stored one)."""
     context = hospital_context()
     offered = [offer.referral for offer in context["offers"]]
     audit_list(context["user"], [*offered, *context["arrivals"]])
-    return render_template("hospital.html", **context)
+    return render_template(
+        "hospital.html",
+        **context,
+        form=form,
+        capacity_error=error,
+        saved=request.args.get("saved") == "1",
+    )
 
 
 @bp.get("/hospital/live")
@@ -85,13 +98,13 @@ def _count(name: str) -> int | None:
     if not raw:
         return None
     if not raw.isdigit() or int(raw) > 10000:
-        raise VocabularyError(f"beds.{name}: expected a whole number from 0", field=name)
+        raise VocabularyError(_("Enter a whole number from 0 to 10000."), field=name)
     return int(raw)
 
 
 @bp.post("/hospital/capacity")
 @page_for(Role.HOSPITAL)
-def capacity() -> Response:
+def capacity() -> Response | tuple[str, int]:
     """The capacity form: every field is sent, so unticked services are available again."""
     user = page_user()
     facility = db.session.get(Facility, user.facility_id)
@@ -101,7 +114,7 @@ def capacity() -> Response:
         beds = {name: _count(name) for name in BED_TYPES}
         diversion = form.get("diversion", "")
         if diversion not in {d.value for d in Diversion}:
-            raise VocabularyError("diversion: choose normal, advisory or closed", field="diversion")
+            raise VocabularyError(_("Choose normal, advisory or closed."), field="diversion")
         unavailable = [c for c in form.getlist("unavailable") if c in facility.capabilities]
         status_service.report_status(
             db.session,
@@ -116,8 +129,8 @@ def capacity() -> Response:
             now=clock.now(),
         )
         db.session.commit()
-        flash(_("Capacity saved. Thank you."), "ok")
-    except VocabularyError as exc:
+    except ServiceError as exc:
         db.session.rollback()
-        flash(f"{_('Please check the form.')} ({exc})", "error")
-    return redirect(url_for("hospital.index") + "#capacity")
+        field = (exc.field or "").removeprefix("beds.")
+        return _page(form, (field, str(exc))), exc.status
+    return redirect(url_for("hospital.index", saved=1) + "#capacity")
