@@ -33,6 +33,11 @@ def facility_record(facility: Facility) -> dict[str, Any]:
         "township": facility.township,
         "active": "true" if facility.active else "false",
         "designated": ";".join(facility.designated or []),
+        "address": facility.address,
+        "department": facility.department,
+        "department_en": facility.department_en,
+        "entrance": facility.entrance,
+        "entrance_en": facility.entrance_en,
     }
 
 
@@ -71,6 +76,31 @@ FHIR_KIND_SYSTEM = "https://greenchannel.example/fhir/CodeSystem/facility-kind"
 FHIR_CODE_SYSTEM = "https://greenchannel.example/fhir/NamingSystem/facility-code"
 
 
+FHIR_TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
+
+
+def _where_description(facility: Facility) -> dict[str, Any]:
+    """``Location.description``: the receiving department and the way in ("产科急诊；急诊楼东门，
+    2楼"), the English beside it as the core ``translation`` extension on the primitive. Nothing
+    when both are empty: FHIR allows no empty elements."""
+    zh = "；".join(part for part in (facility.department, facility.entrance) if part)
+    en = "; ".join(part for part in (facility.department_en, facility.entrance_en) if part)
+    if not zh and not en:
+        return {}
+    if not zh:
+        return {"description": en}
+    if not en:
+        return {"description": zh}
+    translation = {
+        "url": FHIR_TRANSLATION,
+        "extension": [
+            {"url": "lang", "valueCode": "en"},
+            {"url": "content", "valueString": en},
+        ],
+    }
+    return {"description": zh, "_description": {"extension": [translation]}}
+
+
 def export_fhir(facilities: Iterable[Facility]) -> str:
     """A FHIR R4 ``collection`` Bundle: an Organization, a Location and a HealthcareService each."""
     entries: list[dict[str, Any]] = []
@@ -86,8 +116,10 @@ def export_fhir(facilities: Iterable[Facility]) -> str:
             "city": facility.city or None,
             "district": facility.county or None,
             "line": [facility.township] if facility.township else None,
+            "text": facility.address or None,
         }
         address = {k: v for k, v in address.items() if v}
+        description = _where_description(facility)
         entries.append(
             {
                 "fullUrl": f"urn:uuid:{org_id}",
@@ -119,6 +151,7 @@ def export_fhir(facilities: Iterable[Facility]) -> str:
                     "mode": "instance",
                     **({"telecom": telecom} if telecom else {}),
                     **({"address": address} if address else {}),
+                    **description,
                     "position": {"longitude": facility.lon, "latitude": facility.lat},
                     "managingOrganization": {"reference": f"Organization/{org_id}"},
                 },

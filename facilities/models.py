@@ -103,6 +103,14 @@ class Facility(Base):
     # A sorted list of capability names (docs/domain.md); the vocabulary is checked on the way in.
     capabilities: Mapped[list[str]] = mapped_column(JSON, default=list)
     phone: Mapped[str] = mapped_column(String(32), default="")
+    # Where the team receiving a case is, for the people bringing it: the street address (for
+    # the driver and the map apps, Chinese only: it is what signs and drivers read), and the
+    # department and the way in, in both languages like the name.
+    address: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    department: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    department_en: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    entrance: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    entrance_en: Mapped[str] = mapped_column(String(100), default="", server_default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Designated critical-care centre for its area: "maternal" and/or "neonatal" (the safety
     # net, docs/domain.md). The area it answers for follows its kind (facilities.registry).

@@ -47,7 +47,20 @@ OPTIONAL_FACILITY_COLUMNS = (
     "township",
     "active",
     "designated",
+    "address",
+    "department",
+    "department_en",
+    "entrance",
+    "entrance_en",
 )
+#: The "where" fields and their length limits: where the team receiving a case is found.
+WHERE_LIMITS = {
+    "address": 200,
+    "department": 100,
+    "department_en": 100,
+    "entrance": 100,
+    "entrance_en": 100,
+}
 CONTACT_COLUMNS = ("facility_code", "name", "team", "phone", "language", "priority")
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
@@ -178,6 +191,10 @@ def validate_facility(raw: Mapping[str, Any]) -> dict[str, Any]:
         "phone": check_phone(_text(raw.get("phone"), field="phone", limit=32)),
         "active": _boolean(raw.get("active"), field="active"),
         "designated": parse_designations(raw.get("designated")),
+        **{
+            name: _text(raw.get(name), field=name, limit=limit)
+            for name, limit in WHERE_LIMITS.items()
+        },
     }
 
 

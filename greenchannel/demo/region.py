@@ -101,6 +101,12 @@ class DemoFacility:
     neonatal_level: int
     capabilities: tuple[str, ...]
     designated: tuple[str, ...] = ()
+    # Where the receiving team is (facilities.models.Facility): address, department, entrance.
+    address: str = ""
+    department: str = ""
+    department_en: str = ""
+    entrance: str = ""
+    entrance_en: str = ""
 
 
 # The city centre has every capability but ECMO.
@@ -141,6 +147,11 @@ def demo_facilities(seed: int = 7) -> list[DemoFacility]:
             4,
             TOP_CAPABILITIES,
             ("maternal", "neonatal"),
+            address="云州市城中区人民路128号",
+            department="产科急诊 / 新生儿重症监护室（NICU）",
+            department_en="Obstetric emergency / NICU",
+            entrance="急诊楼东门救护车通道，产科急诊在2楼，NICU在住院部5楼",
+            entrance_en="Emergency building east gate (ambulance lane): obstetrics 2F, NICU 5F",
         ),
         DemoFacility(
             "YZ-MCH",
@@ -154,10 +165,15 @@ def demo_facilities(seed: int = 7) -> list[DemoFacility]:
             3,
             3,
             CITY_MCH_CAPABILITIES,
+            address="云州市江北区妇幼路36号",
+            department="产科急诊",
+            department_en="Obstetric emergency",
+            entrance="门诊楼北侧急诊入口，1楼",
+            entrance_en="North side of the outpatient building, emergency entrance, ground floor",
         ),
     ]
     township_index = 0
-    for code, county, county_en, (dlat, dlon), (m, n) in COUNTIES:
+    for number, (code, county, county_en, (dlat, dlon), (m, n)) in enumerate(COUNTIES):
         clat, clon = lat0 + dlat, lon0 + dlon
         caps = ["caesarean_24h", "blood_transfusion", "neonatal_cpap"]
         if m >= 3:
@@ -177,6 +193,11 @@ def demo_facilities(seed: int = 7) -> list[DemoFacility]:
                 m,
                 n,
                 tuple(caps),
+                address=f"{county}城关镇人民路{88 + 20 * number}号",
+                department="急诊科（产科急诊）",
+                department_en="Emergency department (obstetric emergency)",
+                entrance="急诊楼正门，产科在住院部3楼",
+                entrance_en="Emergency building, main door; obstetrics on the inpatient 3rd floor",
             )
         )
         found.append(
@@ -192,6 +213,11 @@ def demo_facilities(seed: int = 7) -> list[DemoFacility]:
                 2,
                 2,
                 ("caesarean_24h", "blood_transfusion", "neonatal_cpap"),
+                address=f"{county}城关镇健康路{16 + 10 * number}号",
+                department="产科",
+                department_en="Obstetrics",
+                entrance="住院部1楼，产科急诊入口在楼西侧",
+                entrance_en="Inpatient building, ground floor; obstetric entrance on the west side",
             )
         )
         for i in range(10):
@@ -212,6 +238,11 @@ def demo_facilities(seed: int = 7) -> list[DemoFacility]:
                     1,
                     1,
                     (),
+                    address=f"{county}{name}镇正街{3 + 7 * i}号",
+                    department="产房",
+                    department_en="Delivery room",
+                    entrance="卫生院正门，产房在1楼",
+                    entrance_en="Health centre main door; delivery room on the ground floor",
                 )
             )
     code, name, name_en, (ilat, ilon) = ISLAND_TOWNSHIP
@@ -228,6 +259,11 @@ def demo_facilities(seed: int = 7) -> list[DemoFacility]:
             1,
             1,
             (),
+            address="白湾县湖心岛乡码头路1号",
+            department="产房",
+            department_en="Delivery room",
+            entrance="渡口上岸后沿码头路步行约200米，卫生院正门",
+            entrance_en="From the ferry landing walk about 200 m along Matou Road to the main door",
         )
     )
     return found
@@ -256,6 +292,11 @@ def build_demo_region(session: Session, *, now: dt.datetime, seed: int = 7) -> l
             neonatal_level=spec.neonatal_level,
             capabilities=sorted(spec.capabilities),
             designated=list(spec.designated),
+            address=spec.address,
+            department=spec.department,
+            department_en=spec.department_en,
+            entrance=spec.entrance,
+            entrance_en=spec.entrance_en,
             phone=_phone(next(phone_counter)),
             active=True,
             created_at=now,

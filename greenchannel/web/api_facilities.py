@@ -59,6 +59,11 @@ def facility_out(facility: Facility, *, now: dt.datetime) -> dict[str, Any]:
         "neonatal_level": level_label("N", facility.neonatal_level),
         "capabilities": list(facility.capabilities),
         "phone": facility.phone,
+        "address": facility.address,
+        "department": facility.department,
+        "department_en": facility.department_en,
+        "entrance": facility.entrance,
+        "entrance_en": facility.entrance_en,
         "active": facility.active,
         **view.as_dict(),
     }

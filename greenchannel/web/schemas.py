@@ -55,6 +55,20 @@ class FacilityFieldsSchema(Schema):
         capability, load_default=list, validate=validate.Length(max=MAX_CAPABILITIES)
     )
     phone = fields.String(validate=validate.Regexp(E164))
+    address = fields.String(
+        validate=validate.Length(max=200),
+        metadata={"description": "street address, for the driver and the map apps"},
+    )
+    department = fields.String(
+        validate=validate.Length(max=100),
+        metadata={"description": "the receiving department, e.g. 产科急诊"},
+    )
+    department_en = fields.String(validate=validate.Length(max=100))
+    entrance = fields.String(
+        validate=validate.Length(max=100),
+        metadata={"description": "the way in, e.g. 急诊楼东门，2楼"},
+    )
+    entrance_en = fields.String(validate=validate.Length(max=100))
     active = fields.Boolean(load_default=True)
 
 
