@@ -498,9 +498,7 @@ def _treatments(reader: RulesReader, node: Node | None) -> dict[str, dict[str, s
     return out
 
 
-def _journey(
-    reader: RulesReader, node: Node | None
-) -> dict[str, dict[str, tuple[str, ...]]]:
+def _journey(reader: RulesReader, node: Node | None) -> dict[str, dict[str, tuple[str, ...]]]:
     """The checklist for the road, per patient (mother, newborn); optional."""
     if node is None:
         return {}

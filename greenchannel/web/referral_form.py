@@ -174,13 +174,16 @@ def problem_text(problem: TriageError) -> str:
     """The domain's problem, in the person's language (the field is shown beside it)."""
     params = problem.params
     if problem.kind == "range":
-        return _(
-            "Expected %(low)s to %(high)s %(unit)s.",
-            low=format(params["low"], "g"),
-            high=format(params["high"], "g"),
-            unit=params.get("unit", ""),
+        unit = str(params.get("unit", ""))
+        return str(
+            _(
+                "Expected %(low)s to %(high)s %(unit)s.",
+                low=format(params["low"], "g"),
+                high=format(params["high"], "g"),
+                unit=_("weeks") if unit == "weeks" else unit,
+            )
         ).replace(" .", ".")
-    texts = {
+    texts: dict[str, str] = {
         "required": _("Choose at least one condition or a risk colour."),
         "too_many": _("At most %(high)s.", high=params.get("high", "")),
         "twice": _("Each only once."),
@@ -194,7 +197,7 @@ def problem_text(problem: TriageError) -> str:
         "too_old": _("That time is more than 60 days ago."),
         "timing": _("This does not fit the condition: check delivered or not."),
     }
-    return texts.get(problem.kind, str(problem))
+    return str(texts.get(problem.kind, str(problem)))
 
 
 def check(reading: FormReading, case: triage.Case) -> None:
