@@ -413,10 +413,12 @@ def import_contacts(session: Session, *, data: bytes) -> ImportSummary:
 # ---------------------------------------------------------------------------- queries
 
 
-def get_facility(session: Session, code: str) -> Facility:
+def get_facility(session: Session, code: str, *, field: str = "code") -> Facility:
+    """The facility of that code; :class:`NotFound` (a 404 naming ``field``, the name the
+    caller's input gave the code) when there is none."""
     facility = session.scalar(select(Facility).where(Facility.code == code))
     if facility is None:
-        raise NotFound(f"no facility with code {code!r}", field="code")
+        raise NotFound(f"{field}: no facility with code {code[:64]!r}", field=field)
     return facility
 
 

@@ -329,7 +329,7 @@ def test_unknown_facility_is_a_404_naming_the_code(
     assert response.get_json() == {
         "error": "not_found",
         "field": "code",
-        "message": "no facility with code 'NOPE'",
+        "message": "code: no facility with code 'NOPE'",
     }
 
 

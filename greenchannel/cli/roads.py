@@ -149,7 +149,7 @@ def route(
         facility = None
         if origin_facility:
             try:
-                facility = registry.get_facility(session, origin_facility)
+                facility = registry.get_facility(session, origin_facility, field="--from-facility")
             except registry.NotFound as exc:
                 raise click.ClickException(str(exc)) from None
             point = (facility.lat, facility.lon)

@@ -10,7 +10,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from core.errors import Conflict, NotFoundError, ServiceError
+from core.errors import Conflict, ServiceError
 from core.vocabulary import level_label
 from facilities import export, registry
 from facilities import status as status_service
@@ -70,10 +70,7 @@ def facility_out(facility: Facility, *, now: dt.datetime) -> dict[str, Any]:
 
 
 def load_facility(code: str) -> Facility:
-    try:
-        return registry.get_facility(db.session, code)
-    except registry.NotFound as exc:
-        raise NotFoundError(str(exc), field="code") from None
+    return registry.get_facility(db.session, code)
 
 
 @blp.route("")

@@ -371,12 +371,7 @@ class Referrals(MethodView):
         """
         user = require_user(Role.CLINIC, Role.HOSPITAL, Role.COORDINATOR, Role.ADMIN)
         key = (request.headers.get("Idempotency-Key") or "").strip()[:200] or None
-        try:
-            origin = registry.get_facility(db.session, body["origin_facility"])
-        except registry.NotFound:
-            raise NotFoundError(
-                f"no facility {body['origin_facility']!r}", field="origin_facility"
-            ) from None
+        origin = registry.get_facility(db.session, body["origin_facility"], field="origin_facility")
         case_body = body["case"]
         arguments = {
             "place": current_placement(),
@@ -501,10 +496,7 @@ def redirect_case(body: dict[str, Any], referral_id: int) -> Response:
     actor, referral = _journey(referral_id)
     if actor.role not in (Role.COORDINATOR, Role.ADMIN):
         raise Forbidden("only a coordinator may redirect a case", field="facility")
-    try:
-        facility = registry.get_facility(db.session, body["facility"])
-    except registry.NotFound:
-        raise NotFoundError(f"no facility {body['facility']!r}", field="facility") from None
+    facility = registry.get_facility(db.session, body["facility"], field="facility")
     _act("redirect", actor, referral, facility=facility, reason=body["reason"])
     return answer(referral.id)
 

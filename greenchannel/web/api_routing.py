@@ -9,7 +9,6 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from core.errors import NotFoundError
 from core.vocabulary import CAPABILITIES, parse_level
 from facilities import registry
 from facilities.models import Role
@@ -196,12 +195,7 @@ def route(body: dict[str, Any], query: dict[str, Any]) -> dict[str, Any]:
     origin = body["origin"]
     facility = None
     if "facility" in origin:
-        try:
-            facility = registry.get_facility(db.session, origin["facility"])
-        except registry.NotFound:
-            raise NotFoundError(
-                f"no facility {origin['facility']!r}", field="origin.facility"
-            ) from None
+        facility = registry.get_facility(db.session, origin["facility"], field="origin.facility")
         point = (facility.lat, facility.lon)
     else:
         point = (origin["lat"], origin["lon"])

@@ -352,10 +352,7 @@ def _act(referral_id: int, action: str) -> Response:
         if action == "redirect":
             if actor.role not in (Role.COORDINATOR, Role.ADMIN):
                 abort(403)
-            try:
-                facility = registry.get_facility(db.session, form.get("facility", ""))
-            except registry.NotFound:
-                raise NotFoundError("facility: unknown facility", field="facility") from None
+            facility = registry.get_facility(db.session, form.get("facility", ""), field="facility")
             arguments = {
                 "facility": facility,
                 "reason": form.get("reason", ""),
