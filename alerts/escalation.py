@@ -3,7 +3,8 @@
 Round 0 sends the pre-alert to the first active contact (by priority) of each requested team.
 Each later round, after ``step_after`` of silence, goes to the next contact of each team; once
 some team has nobody left to try, the facility switchboard and the area coordinators are told
-(once). A message that cannot be delivered (permanent send error, ``undelivered``/``failed``
+(once; the coordinators once per case while the silence is open, :mod:`alerts.attention`).
+A message that cannot be delivered (permanent send error, ``undelivered``/``failed``
 callback) moves that team on at once instead of waiting out the silence.
 
 The caller (the referral package) closes the alert when the answer arrives or the offer ends;
@@ -19,10 +20,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts import messages, timers
+from alerts import attention, messages, timers
 from alerts.models import Alert, AlertStatus, MessageStatus, OutboundMessage, Timer
 from alerts.outbox import cancel_queued, log_queued, queue_sms
-from alerts.recipients import area_coordinators, contacts_of
+from alerts.recipients import contacts_of
 from core.vocabulary import LANGUAGES
 from facilities.models import Contact, Facility, Team
 
@@ -57,12 +58,16 @@ def open_alert(
     render: Render,
     step_after: dt.timedelta,
     now: dt.datetime,
+    case_subject: str = "",
+    callback_phone: str = "",
 ) -> Alert:
     """Queue the pre-alert to each team's first contact and schedule the next step.
 
     ``subject`` is the caller's opaque key ("offer:17"), unique among alerts; ``code`` is the
     short case code the recipients quote in their reply; ``render(language)`` (or a mapping
-    language → text) gives the pre-alert text.
+    language → text) gives the pre-alert text. ``case_subject`` is the caller's key of the case
+    ("referral:5"; the alert's own subject when empty): the coordinators hear of a silence once
+    per case (:mod:`alerts.attention`), with the clinic's ``callback_phone``.
     """
     team_names = [Team(team).value for team in teams]
     if not team_names:
@@ -82,6 +87,8 @@ def open_alert(
         step_after_seconds=int(step_after.total_seconds()),
         alerted_contact_ids=[],
         opened_at=now,
+        case_subject=case_subject,
+        callback_phone=callback_phone,
     )
     session.add(alert)
     session.flush()
@@ -280,23 +287,34 @@ def _escalate(session: Session, alert: Alert, facility: Facility, *, now: dt.dat
         )
     # 90 s of silence reads "1.5 min", not "1 min": the coordinator weighs every minute.
     minutes = max(round((now - alert.opened_at).total_seconds() / 60, 1), 0.0)
-    for recipient in area_coordinators(session, facility):
-        name = facility.name_en or facility.name if recipient.language == "en" else facility.name
-        queue_sms(
-            session,
-            to=recipient.phone,
-            body=messages.coordinator_unanswered(
-                recipient.language, code=alert.code, facility_name=name, minutes=minutes
-            ),
-            purpose="coordinator",
-            subject=alert.subject,
-            facility_id=facility.id,
-            contact_id=recipient.contact_id,
-            user_id=recipient.user_id,
-            alert_id=alert.id,
-            language=recipient.language,
-            now=now,
-        )
+
+    def name(language: str) -> str:
+        return facility.name_en or facility.name if language == "en" else facility.name
+
+    # Once per case: a second silent hospital (parallel offers, the next round) texts nobody
+    # while the first silence is still open on the board.
+    attention.raise_item(
+        session,
+        subject=alert.case_subject or alert.subject,
+        code=alert.code,
+        reason="unanswered",
+        area_of=facility,
+        facility_id=facility.id,
+        alert_id=alert.id,
+        words=lambda language: messages.unanswered_words(
+            language, facility_name=name(language), minutes=minutes
+        ),
+        render=lambda language: messages.coordinator_unanswered(
+            language,
+            code=alert.code,
+            facility_name=name(language),
+            minutes=minutes,
+            clinic_phone=alert.callback_phone,
+        ),
+        clinic_phone=alert.callback_phone,
+        purpose="coordinator",
+        now=now,
+    )
 
 
 def _on_step(session: Session, timer: Timer, now: dt.datetime) -> None:

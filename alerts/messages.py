@@ -13,6 +13,8 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from core.vocabulary import ATTENTION_REASONS
+
 # GSM 03.38 basic character set (the escape character itself excluded) and extension table;
 # an extension character costs two septets (escape + char).
 _GSM_BASIC = frozenset(
@@ -304,25 +306,85 @@ def switchboard_relay(language: str, *, teams: Iterable[str], text: str) -> str:
     return f"[SWITCHBOARD: please pass to {'/'.join(names)} on duty] " + text
 
 
-def coordinator_unanswered(language: str, *, code: str, facility_name: str, minutes: float) -> str:
+def attention_words(language: str, *, reason: str, detail: str) -> str:
+    """Why a case needs a human, in the words the coordinator is texted and the board shows:
+    the reason (:data:`core.vocabulary.ATTENTION_REASONS`), then what happened."""
+    lang = _lang(language)
+    label = ATTENTION_REASONS[reason][lang]
+    return f"{label}：{detail}" if lang == "zh" else f"{label}: {detail}"
+
+
+def unanswered_words(language: str, *, facility_name: str, minutes: float) -> str:
     if _lang(language) == "zh":
+        detail = f"{facility_name}{minutes:g}分钟未回复预警"
+    else:
+        detail = f"{gsm_only(facility_name)} silent for {minutes:g} min"
+    return attention_words(language, reason="unanswered", detail=detail)
+
+
+def unplaced_words(language: str, *, asked: int) -> str:
+    """``asked``: how many hospitals were asked (0: none meets every need)."""
+    if _lang(language) == "zh":
+        detail = f"已询问{asked}家医院均未接收" if asked else "无医院满足全部需要"
+    else:
+        detail = f"{asked} asked, none accepted" if asked else "no hospital meets every need"
+    return attention_words(language, reason="unplaced", detail=detail)
+
+
+def safety_net_words(language: str, *, centre: str, rule: str) -> str:
+    if _lang(language) == "zh":
+        detail = f"已指派{centre}" if rule == "assign" else f"已向{centre}发出最终请求"
+    else:
+        what = "assigned to" if rule == "assign" else "final offer to"
+        detail = f"{what} {gsm_only(centre)}"
+    return attention_words(language, reason="safety_net", detail=detail)
+
+
+def _fit_one(build: Callable[[str], str], field: str, *, language: str) -> str:
+    """Shorten ``field`` until ``build(field)`` fits two segments (names first, never the
+    numbers to call)."""
+    return _fit_fields(lambda a, _b: build(a), field, "", language=language)
+
+
+def coordinator_unanswered(
+    language: str, *, code: str, facility_name: str, minutes: float, clinic_phone: str
+) -> str:
+    """To the coordinators: a hospital stays silent (its switchboard was told)."""
+    lang = _lang(language)
+
+    def build(name: str) -> str:
+        words = unanswered_words(lang, facility_name=name, minutes=minutes)
+        if lang == "zh":
+            return f"【绿色通道】病例{code} {words}，已通知总机，请协调。转出方电话{clinic_phone}"
         return (
-            f"【绿色通道】病例{code}：{facility_name}{minutes:g}分钟未回复转诊预警，"
-            "已通知总机，请协调。"
+            f"GREEN CHANNEL case {code}: {words}; switchboard told. Please follow up. "
+            f"Clinic {clinic_phone}"
         )
-    return (
-        f"GREEN CHANNEL case {code}: {facility_name} has not answered the pre-alert for "
-        f"{minutes:g} min; switchboard told. Please follow up."
-    )
+
+    return _fit_one(build, facility_name, language=lang)
 
 
-def coordinator_unplaced(language: str, *, code: str, condition: str, origin: str) -> str:
-    if _lang(language) == "zh":
-        return f"【绿色通道】病例{code}（{condition}，自{origin}）无医院接收，请立即协调。"
-    return (
-        f"GREEN CHANNEL case {code} ({condition}, from {origin}) has no accepting hospital. "
-        "Please act now."
-    )
+def coordinator_unplaced(
+    language: str, *, code: str, condition: str, origin: str, asked: int, clinic_phone: str
+) -> str:
+    """To the coordinators: nobody accepted and no safety net applies."""
+    lang = _lang(language)
+    words = unplaced_words(lang, asked=asked)
+
+    def build(origin_text: str, condition_text: str) -> str:
+        if lang == "zh":
+            return (
+                f"【绿色通道】病例{code}（{condition_text}，自{origin_text}）{words}。"
+                f"请立即协调：改派或重新发起。转出方电话{clinic_phone}"
+            )
+        return (
+            f"GREEN CHANNEL case {code} ({condition_text}, from {origin_text}): {words}. "
+            f"Act now: redirect or re-open. Clinic {clinic_phone}"
+        )
+
+    if lang == "en":
+        origin, condition = gsm_only(origin), gsm_only(condition)
+    return _fit_fields(build, origin, condition, language=lang)
 
 
 def safety_net_assigned(
@@ -353,33 +415,88 @@ def safety_net_assigned(
 
 
 def safety_net_to_coordinator(
-    language: str, *, code: str, condition: str, origin: str, centre: str, rule: str
+    language: str,
+    *,
+    code: str,
+    condition: str,
+    origin: str,
+    centre: str,
+    rule: str,
+    clinic_phone: str,
 ) -> str:
-    if _lang(language) == "zh":
-        what = "已指派" if rule == "assign" else "已发出最终请求"
+    """To the coordinators: nobody accepted and the region's safety net acted."""
+    lang = _lang(language)
+    words = safety_net_words(lang, centre=centre, rule=rule)
+
+    def build(origin_text: str, condition_text: str) -> str:
+        if lang == "zh":
+            return (
+                f"【绿色通道】病例{code}（{condition_text}，自{origin_text}）{words}，请跟进。"
+                f"转出方电话{clinic_phone}"
+            )
         return (
-            f"【绿色通道】病例{code}（{condition}，自{origin}）无医院接收，"
-            f"按兜底规则{what}{centre}。请跟进。"
+            f"GREEN CHANNEL case {code} ({condition_text}, from {origin_text}): {words}. "
+            f"Please follow up. Clinic {clinic_phone}"
         )
-    what = "assigned to" if rule == "assign" else "given a final offer to"
-    return (
-        f"GREEN CHANNEL case {code} ({condition}, from {origin}): nobody accepted; under the "
-        f"safety-net rule it was {what} {centre}. Please follow up."
-    )
+
+    if lang == "en":
+        origin, condition = gsm_only(origin), gsm_only(condition)
+    return _fit_fields(build, origin, condition, language=lang)
+
+
+#: Whom a clinic calls when no coordinator covers it: the emergency number.
+EMERGENCY_NUMBER = "120"
 
 
 def clinic_unplaced(language: str, *, code: str, coordinator_phone: str) -> str:
-    """To the referring clinic when nobody accepted and no safety net applies."""
-    call = coordinator_phone or "120"
+    """To the referring clinic when nobody accepted and no safety net applies: what happens
+    next and whom to call (the area coordinator, else the emergency number)."""
     if _lang(language) == "zh":
+        call = f"请致电协调员{coordinator_phone}" if coordinator_phone else "如需帮助请拨打120"
         return (
-            f"【绿色通道】病例{code}暂无医院接收，协调员正在处理。请继续抢救，勿自行出发；"
-            f"请致电协调员{call}。"
+            f"【绿色通道】病例{code}暂无医院接收，协调员正在联系医院。"
+            f"请继续抢救，暂勿出发，保持电话畅通；{call}。"
         )
-    return (
-        f"GREEN CHANNEL case {code}: no hospital has accepted yet; the coordinator is acting. "
-        f"Keep treating, do not leave yet; call the coordinator on {call}."
+    call = (
+        f"call the coordinator on {coordinator_phone}"
+        if coordinator_phone
+        else f"for help call {EMERGENCY_NUMBER}"
     )
+    return (
+        f"GREEN CHANNEL case {code}: no hospital has accepted yet; the coordinator is calling "
+        f"hospitals. Keep treating, do not leave yet, keep this phone free; {call}."
+    )
+
+
+def clinic_safety_net(
+    language: str,
+    *,
+    code: str,
+    centre: str,
+    eta_minutes: int | None,
+    centre_phone: str,
+    coordinator_phone: str,
+) -> str:
+    """To the referring clinic when the safety net assigned the designated centre: where to
+    go, the centre's phone and the coordinator's."""
+    lang = _lang(language)
+    call = coordinator_phone or EMERGENCY_NUMBER
+
+    def build(name: str) -> str:
+        if lang == "zh":
+            eta = f"，预计{eta_minutes}分钟" if eta_minutes is not None else ""
+            return (
+                f"【绿色通道】病例{code}无医院接收，按兜底规则由{name}接收{eta}。"
+                f"请医生护送立即出发。接收方电话{centre_phone}，协调员{call}。"
+            )
+        eta = f", ETA {eta_minutes} min" if eta_minutes is not None else ""
+        return (
+            f"GREEN CHANNEL case {code}: nobody accepted; under the region's rule {name} "
+            f"receives her{eta}. Leave now with a doctor escort. Their phone {centre_phone}, "
+            f"coordinator {call}."
+        )
+
+    return _fit_one(build, centre if lang == "zh" else gsm_only(centre), language=lang)
 
 
 def reply_confirmation(

@@ -10,7 +10,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UTCDateTime, utcnow
@@ -148,6 +148,10 @@ class Alert(Base):
     opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     close_reason: Mapped[str] = mapped_column(String(64), default="")
+    # The caller's key of the case the alert is about ("referral:17"; empty: the alert's own
+    # subject) and the referring clinic's call-back number, for the coordinators' text.
+    case_subject: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    callback_phone: Mapped[str] = mapped_column(String(32), default="", server_default="")
 
 
 class CapacityReminder(Base):
@@ -167,3 +171,45 @@ class CapacityReminder(Base):
     reminded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     coordinators_told_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+OPEN_ATTENTION = text("cleared_at IS NULL")
+
+
+class AttentionItem(Base):
+    """A case needs a human: the coordinators were texted about it, for ``reason``.
+
+    Raised in the same transaction as the coordinators' text (:mod:`alerts.attention`); the
+    board lists the items not yet cleared. The partial unique index allows one open item per
+    case and reason, so two workers racing on one case cannot both text.
+    """
+
+    __tablename__ = "attention_items"
+    __table_args__ = (
+        Index(
+            "uq_attention_items_open",
+            "subject",
+            "reason",
+            unique=True,
+            sqlite_where=OPEN_ATTENTION,
+            postgresql_where=OPEN_ATTENTION,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The caller's opaque key of the case ("referral:17") and its short code.
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    code: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    # The facility the reason is about: the hospital that stayed silent, the safety-net centre.
+    facility_id: Mapped[int | None] = mapped_column(
+        ForeignKey("facilities.id", ondelete="SET NULL")
+    )
+    # The words the coordinators were texted and the board shows, by language.
+    words: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    clinic_phone: Mapped[str] = mapped_column(String(32), default="")
+    raised_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    cleared_by: Mapped[str] = mapped_column(String(100), default="")
+    # What cleared it: a timeline event of the case ("accepted", "redirected") or "seen".
+    clear_reason: Mapped[str] = mapped_column(String(32), default="")

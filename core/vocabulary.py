@@ -112,3 +112,11 @@ BED_NAMES: dict[str, dict[str, str]] = {
     "maternal_icu": {"zh": "孕产妇重症床位", "en": "maternal ICU bed"},
     "nicu": {"zh": "新生儿重症床位", "en": "NICU cot"},
 }
+
+#: Why a case needs a human (``alerts.attention``): the coordinators are texted once per case and
+#: reason, and the board shows the same words. Nothing else puts a case under "needs a human".
+ATTENTION_REASONS: dict[str, dict[str, str]] = {
+    "unanswered": {"zh": "医院未回复", "en": "No answer"},
+    "unplaced": {"zh": "无医院接收", "en": "Nobody accepted"},
+    "safety_net": {"zh": "兜底规则启动", "en": "Safety net acted"},
+}

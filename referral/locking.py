@@ -22,6 +22,7 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.orm.attributes import set_committed_value
 
+from alerts import attention
 from core.errors import Conflict, NotFoundError, ServiceError
 from referral.access import Actor
 from referral.models import (
@@ -41,6 +42,22 @@ class ReferralError(ServiceError):
 
 class StateConflict(Conflict):
     code = "conflict"
+
+
+#: Timeline events after which nobody needs to be called about the case any more: it has a
+#: destination or is closed, or a coordinator acted on it. They clear its attention items.
+SETTLES_ATTENTION = frozenset(
+    {
+        "accepted",
+        "safety_net_assigned",
+        "redirected",
+        "reopened",
+        "departed",
+        "arrived",
+        "completed",
+        "cancelled",
+    }
+)
 
 
 def _event(
@@ -64,6 +81,8 @@ def _event(
             detail=detail,
         )
     )
+    if kind in SETTLES_ATTENTION:
+        attention.clear(session, subject=case_subject(referral), by=actor.name, why=kind, now=now)
 
 
 def _swap_referral(
@@ -192,3 +211,8 @@ def _not_pending(offer: Offer) -> StateConflict:
 
 def subject(offer: Offer) -> str:
     return f"offer:{offer.id}"
+
+
+def case_subject(referral: Referral) -> str:
+    """The case's key in the alerts package (its texts, its attention items)."""
+    return f"referral:{referral.id}"

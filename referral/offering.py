@@ -13,7 +13,7 @@ from sqlalchemy.orm import (
 from alerts import escalation, messages, timers
 from facilities.models import Facility
 from referral.access import Actor
-from referral.locking import _event, _swap_offer, subject
+from referral.locking import _event, _swap_offer, case_subject, subject
 from referral.models import (
     Offer,
     OfferStatus,
@@ -98,6 +98,8 @@ def _make_offer(
         render=render,
         step_after=policy.escalate_after,
         now=now,
+        case_subject=case_subject(referral),
+        callback_phone=referral.callback_phone or origin.phone,
     )
     timers.schedule(
         session,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.orm import (
@@ -14,11 +14,13 @@ from sqlalchemy.orm import (
 )
 
 import routing
-from alerts import escalation, messages
+from alerts import attention, escalation, messages
+from alerts.outbox import queue_sms
 from facilities import registry
+from facilities.models import Team
 from referral import decision
 from referral.access import Actor
-from referral.locking import StateConflict, _event, _swap_referral, subject
+from referral.locking import StateConflict, _event, _swap_referral, case_subject, subject
 from referral.models import (
     Offer,
     OfferStatus,
@@ -26,9 +28,7 @@ from referral.models import (
     ReferralStatus,
 )
 from referral.notices import (
-    _tell_clinic_accepted,
-    _text_clinic,
-    _text_coordinators,
+    _clinic_recipients,
     condition_text,
     local_name,
     teams_for,
@@ -180,19 +180,42 @@ def _safety_net(
             subject=subject(offer),
             now=now,
         )
-        _tell_clinic_accepted(session, referral=referral, offer=offer, now=now)
-    _text_coordinators(
+        coordinator_phone = attention.first_coordinator_phone(session, origin)
+        _text_clinic_at_once(
+            session,
+            referral,
+            purpose="clinic_safety_net",
+            body=lambda language: messages.clinic_safety_net(
+                language,
+                code=referral.code,
+                centre=local_name(centre, language),
+                eta_minutes=round(eta) if eta is not None else None,
+                centre_phone=centre.phone,
+                coordinator_phone=coordinator_phone,
+            ),
+            now=now,
+        )
+    attention.raise_item(
         session,
-        referral,
-        purpose="coordinator_safety_net",
-        body=lambda language: messages.safety_net_to_coordinator(
+        subject=case_subject(referral),
+        code=referral.code,
+        reason="safety_net",
+        area_of=origin,
+        facility_id=centre.id,
+        words=lambda language: messages.safety_net_words(
+            language, centre=local_name(centre, language), rule=net.rule
+        ),
+        render=lambda language: messages.safety_net_to_coordinator(
             language,
             code=referral.code,
             condition=condition_text(place.rules, referral, language),
             origin=local_name(origin, language),
             centre=local_name(centre, language),
             rule=net.rule,
+            clinic_phone=clinic_phone(referral),
         ),
+        clinic_phone=clinic_phone(referral),
+        purpose="coordinator_safety_net",
         now=now,
     )
     return True
@@ -225,25 +248,71 @@ def _mark_unplaced(
         partial=_partial_detail(partial),
     )
     origin = referral.origin
-    coordinators = _text_coordinators(
+    asked = len({o.facility_id for o in referral.offers})
+    attention.raise_item(
         session,
-        referral,
-        purpose="coordinator_unplaced",
-        body=lambda language: messages.coordinator_unplaced(
+        subject=case_subject(referral),
+        code=referral.code,
+        reason="unplaced",
+        area_of=origin,
+        words=lambda language: messages.unplaced_words(language, asked=asked),
+        render=lambda language: messages.coordinator_unplaced(
             language,
             code=referral.code,
             condition=condition_text(place.rules, referral, language),
             origin=local_name(origin, language),
+            asked=asked,
+            clinic_phone=clinic_phone(referral),
         ),
+        clinic_phone=clinic_phone(referral),
+        purpose="coordinator_unplaced",
         now=now,
     )
-    phone = coordinators[0].phone if coordinators else ""
-    _text_clinic(
+    # The clinic is told at once what happens next and whom to call, even when the
+    # coordinators were told before (a re-opened case): the clinic waits for every answer.
+    coordinator_phone = attention.first_coordinator_phone(session, origin)
+    _text_clinic_at_once(
         session,
         referral,
         purpose="clinic_unplaced",
         body=lambda language: messages.clinic_unplaced(
-            language, code=referral.code, coordinator_phone=phone
+            language, code=referral.code, coordinator_phone=coordinator_phone
         ),
         now=now,
     )
+
+
+def clinic_phone(referral: Referral) -> str:
+    """The number the clinic is called back on: the referring clinician's, else the clinic's."""
+    return referral.callback_phone or referral.origin.phone
+
+
+def _text_clinic_at_once(
+    session: Session,
+    referral: Referral,
+    *,
+    purpose: str,
+    body: Callable[[str], str],
+    now: dt.datetime,
+) -> None:
+    """The hard news reaches the referring side twice over: the clinician's call-back phone and
+    the clinic's first obstetric (or neonatal) contact, each number once, in its language."""
+    phones = dict(_clinic_recipients(session, referral))
+    team = Team.NEONATOLOGY if referral.patient_kind == "newborn" else Team.OBSTETRICS
+    contacts = sorted(
+        (c for c in referral.origin.contacts if c.active and c.team in (team, Team.OBSTETRICS)),
+        key=lambda c: (c.team != team, c.priority, c.id),
+    )
+    if contacts:
+        phones.setdefault(contacts[0].phone, contacts[0].language)
+    for phone, language in phones.items():
+        queue_sms(
+            session,
+            to=phone,
+            purpose=purpose,
+            subject=case_subject(referral),
+            facility_id=referral.origin_facility_id,
+            language=language,
+            body=body(language),
+            now=now,
+        )

@@ -117,12 +117,16 @@ def test_the_other_texts_are_short_and_in_the_readers_language(language: str) ->
         ),
         messages.patient_arrived(language, code="A7K2", destination=hospital),
         messages.capacity_reminder(language, facility_name=county, hours=12),
-        messages.coordinator_unanswered(language, code="A7K2", facility_name=county, minutes=20),
+        messages.coordinator_unanswered(
+            language, code="A7K2", facility_name=county, minutes=20, clinic_phone="+8613800000001"
+        ),
         messages.coordinator_unplaced(
             language,
             code="A7K2",
             condition="PPH" if not zh else "产后出血",
             origin="高岭镇卫生院" if zh else "Gaoling THC",
+            asked=4,
+            clinic_phone="+8613800000001",
         ),
         messages.coordinator_stale_capacity(language, facility_name=county, hours=24),
         messages.reply_help(language, kind="missing_reason", code="A7K2"),

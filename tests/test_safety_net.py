@@ -73,7 +73,7 @@ def test_a_critical_case_nobody_can_take_is_assigned_to_the_designated_centre(
 
     told = purposes(world)
     assert world.phones["H-D:obstetrics"] in told["safety_net_assigned"]
-    assert world.phones["T-1:obstetrics"] in told["case_accepted"]
+    assert world.phones["T-1:obstetrics"] in told["clinic_safety_net"]  # where to go, whom to call
     assert "+8613800000001" in told["coordinator_safety_net"]
     assert "prealert" not in told  # nobody was offered a case they cannot take
 

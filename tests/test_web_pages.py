@@ -208,7 +208,7 @@ def test_the_board_puts_unplaced_cases_on_top_and_can_reopen_and_redirect(
     login(client, "w-coord", lang="en")
     board = client.get("/board").get_data(as_text=True)
     human = board.split('id="human-title"')[1].split('id="open-title"')[0]
-    assert referral.code in human and "Nobody accepted: redirect or re-open" in human
+    assert referral.code in human and "Nobody accepted: 4 asked, none accepted" in human
     post_form(client, "/board", f"/cases/{referral.id}/reopen", {"back": "board"})
     assert only_case(app).status == "offered"
     post_form(

@@ -37,7 +37,8 @@ PURPOSE_TEXT = {
     "coordinator_capacity": "to the coordinator: stale capacity",
     "safety_net_assigned": "SAFETY NET: to the designated centre's teams",
     "coordinator_safety_net": "to the coordinator: the safety net acted",
-    "clinic_unplaced": "to the referring clinic: nobody accepts yet",
+    "clinic_unplaced": "to the referring clinic: nobody accepts yet, whom to call",
+    "clinic_safety_net": "to the referring clinic: where to go (safety net)",
     "stand_down": "stand down",
 }
 

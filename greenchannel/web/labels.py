@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
 
+from alerts.models import AttentionItem
 from greenchannel.web.context import current_rules
 from referral.models import OfferStatus, Referral, ReferralStatus
 
@@ -138,39 +140,42 @@ def facility_name(facility: Any, lang: str) -> str:
 
 @dataclass(frozen=True)
 class Attention:
-    """Why a case needs a human now (empty: it runs by itself)."""
+    """Why a case needs a human now: its open attention items (``alerts.attention``), each
+    one a text the coordinators were sent. Empty: the case runs by itself."""
 
-    reasons: tuple[str, ...]
+    items: tuple[AttentionItem, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.reasons)
+        return bool(self.items)
+
+    def reasons(self, lang: str) -> list[tuple[int, str]]:
+        """(item id, the words the coordinators were texted) in ``lang``."""
+        return [(item.id, item.words.get(lang) or item.words.get("zh", "")) for item in self.items]
 
 
-def attention(referral: Referral, now: dt.datetime) -> Attention:
-    reasons: list[str] = []
-    if referral.status is ReferralStatus.UNPLACED:
-        reasons.append(str(_l("Nobody accepted: redirect or re-open")))
-    pending = [o for o in referral.offers if o.status is OfferStatus.PENDING]
-    if any(o.expires_at <= now for o in pending):
-        reasons.append(str(_l("Offer timer ran out")))
+def attention(items: Sequence[AttentionItem]) -> Attention:
+    """A case needs a human exactly when it has open attention items: nothing else (a past
+    target, an outreach request, an offer timer at zero) puts it there."""
+    return Attention(tuple(items))
+
+
+def past_target(referral: Referral, now: dt.datetime) -> bool:
+    """Still without a destination after the urgency's target: shown on the case's row (the
+    report card's interval), not a reason to call a human by itself."""
     policy = current_rules().urgency.get(referral.urgency)
-    if (
+    return (
         policy is not None
         and referral.status.value in OPEN | {"unplaced"}
         and now - referral.created_at > policy.target
-    ):
-        reasons.append(str(_l("Past the target time without a destination")))
-    if referral.outreach:
-        reasons.append(str(_l("Do not move: outreach team requested")))
-    return Attention(tuple(reasons))
+    )
 
 
 URGENCY_ORDER = {"critical": 0, "urgent": 1, "planned": 2}
 
 
-def board_order(referral: Referral, now: dt.datetime) -> tuple[int, int, dt.datetime]:
+def board_order(referral: Referral, flags: Attention) -> tuple[int, int, dt.datetime]:
     return (
-        0 if attention(referral, now) else 1,
+        0 if flags else 1,
         URGENCY_ORDER.get(referral.urgency, 3),
         referral.created_at,
     )
@@ -208,4 +213,5 @@ def template_globals() -> dict[str, Any]:
         "facility_name": facility_name,
         "pending_offers": pending_offers,
         "accepted_offer": accepted_offer,
+        "past_target": past_target,
     }

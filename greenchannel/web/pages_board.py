@@ -3,15 +3,18 @@ human on top, stale capacity, road closures and the map (``static/board-map.js``
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from alerts import attention as alert_attention
+from alerts.models import AttentionItem
 from core.errors import ServiceError
 from facilities import status as status_service
 from facilities.models import Role
@@ -28,6 +31,7 @@ from greenchannel.web.pages import (
     report_failure,
 )
 from referral import closures, service
+from referral.locking import case_subject
 from referral.models import OPEN_STATUSES, Offer, Referral
 
 bp = Blueprint("board", __name__)
@@ -53,8 +57,12 @@ def board_context() -> dict[str, Any]:
         .limit(500)
     )
     cases = list(db.session.scalars(service.visible(statement, actor)).unique())
-    cases.sort(key=lambda r: board_order(r, now))
-    flags = {r.id: attention(r, now) for r in cases}
+    # Needs a human = the coordinators were texted: the open attention items, one statement.
+    items: dict[str, list[AttentionItem]] = defaultdict(list)
+    for item in alert_attention.open_items(db.session, [case_subject(r) for r in cases]):
+        items[item.subject].append(item)
+    flags = {r.id: attention(items[case_subject(r)]) for r in cases}
+    cases.sort(key=lambda r: board_order(r, flags[r.id]))
     grace = current_app.extensions["greenchannel.rules"].stale_grace
     stale = []
     facilities = area_facilities(user)
@@ -88,6 +96,34 @@ def index() -> str:
 @page_for(*COORDINATORS)
 def live() -> str:
     return render_template("_board_live.html", **board_context())
+
+
+@bp.post("/board/attention/<int:item_id>/seen")
+@page_for(*COORDINATORS)
+def attention_seen(item_id: int) -> Response:
+    """A coordinator has seen why a case needs a human and is acting on it: the board stops
+    showing that reason (a new event raises it again, with a new text)."""
+    user = page_user()
+    item = db.session.get(AttentionItem, item_id)
+    referral_id = _case_id(item.subject) if item is not None else None
+    visible = (
+        referral_id is not None
+        and db.session.scalars(
+            service.visible(select(Referral.id).where(Referral.id == referral_id), actor_for(user))
+        ).first()
+        is not None
+    )
+    if not visible:
+        abort(404)
+    alert_attention.mark_seen(db.session, item_id=item_id, by=user.username, now=clock.now())
+    db.session.commit()
+    flash(_("Marked as seen: the board no longer lists this reason."), "ok")
+    return redirect(url_for("board.index"))
+
+
+def _case_id(subject: str) -> int | None:
+    kind, _, number = subject.partition(":")
+    return int(number) if kind == "referral" and number.isdigit() else None
 
 
 def _number(name: str) -> float:

@@ -43,6 +43,76 @@
     }
   }
 
+  // The board's count of cases needing a human travels with its fragment (data-attention):
+  // the page title and the favicon carry it, and an optional beep says it rose.
+  var icon = document.querySelector('link[rel="icon"]');
+  var plainIcon = icon ? icon.getAttribute("href") : null;
+  var SOUND_KEY = "greenchannel.board.sound";
+  var shown = null;
+  var audio = null;
+
+  function soundOn() {
+    try { return window.localStorage.getItem(SOUND_KEY) === "on"; } catch (e) { return false; }
+  }
+
+  function beep() {
+    var Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) return;
+    try {
+      audio = audio || new Context();
+      if (audio.state === "suspended") audio.resume();
+      var t = audio.currentTime, osc = audio.createOscillator(), gain = audio.createGain();
+      osc.type = "sine";
+      osc.frequency.setValueAtTime(880, t);
+      osc.frequency.setValueAtTime(660, t + 0.18);
+      gain.gain.setValueAtTime(0.0001, t);
+      gain.gain.exponentialRampToValueAtTime(0.3, t + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t + 0.4);
+      osc.connect(gain);
+      gain.connect(audio.destination);
+      osc.start(t);
+      osc.stop(t + 0.42);
+    } catch (e) { /* no sound is better than a broken page */ }
+  }
+
+  function badge(count) {
+    var label = count > 9 ? "9+" : String(count);
+    var svg = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">' +
+      '<rect width="32" height="32" rx="6" fill="#0b6e4f"/>' +
+      '<path d="M14 6h4v8h8v4h-8v8h-4v-8H6v-4h8z" fill="#fff"/>' +
+      '<circle cx="21" cy="11" r="11" fill="#c62828" stroke="#fff" stroke-width="1.5"/>' +
+      '<text x="21" y="16" font-family="Arial,Helvetica,sans-serif" font-weight="bold" ' +
+      'font-size="' + (label.length > 1 ? 12 : 15) + '" text-anchor="middle" fill="#fff">' +
+      label + "</text></svg>";
+    return "data:image/svg+xml," + encodeURIComponent(svg);
+  }
+
+  function showAttention(count) {
+    if (count === null || isNaN(count)) return;
+    var title = document.title.replace(/^\(\d+\) /, "");
+    document.title = count > 0 ? "(" + count + ") " + title : title;
+    if (icon && plainIcon) icon.setAttribute("href", count > 0 ? badge(count) : plainIcon);
+    if (shown !== null && count > shown && soundOn()) beep();
+    shown = count;
+  }
+
+  function attentionIn(html) {
+    var match = /data-attention="(\d+)"/.exec(html);
+    return match ? parseInt(match[1], 10) : null;
+  }
+
+  function soundToggle() {
+    var box = document.getElementById("attention-sound");
+    var row = document.getElementById("attention-sound-row");
+    if (!box) return;
+    if (row) row.hidden = false; // only with JavaScript: the page works without it
+    box.checked = soundOn();
+    box.addEventListener("change", function () {
+      try { window.localStorage.setItem(SOUND_KEY, box.checked ? "on" : "off"); } catch (e) { /* private mode */ }
+      if (box.checked) beep(); // a click unlocks audio, and says what it will sound like
+    });
+  }
+
   // Someone is typing or choosing inside the region: do not pull the form from under them.
   function busy(region) {
     var active = document.activeElement;
@@ -70,6 +140,7 @@
         .then(function (html) {
           if (offline) offline.hidden = true;
           if (html === null) return;
+          showAttention(attentionIn(html)); // even while the region is left alone (busy)
           if (html !== last && !busy(region)) {
             var openTimeline = region.querySelector("details.timeline");
             var keepOpen = openTimeline ? openTimeline.open : null;
@@ -95,6 +166,9 @@
   }
 
   syncClock(body);
+  var first = document.querySelector("[data-attention]");
+  if (first) showAttention(parseInt(first.getAttribute("data-attention"), 10));
+  soundToggle();
   tick();
   window.setInterval(tick, 1000);
   var regions = document.querySelectorAll("[data-live]");
