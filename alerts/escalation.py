@@ -47,6 +47,10 @@ def _texts(render: Render) -> dict[str, str]:
     return {language: texts.get(language, fallback) for language in LANGUAGES}
 
 
+def _personal_key(contact_id: int) -> str:
+    return f"contact:{contact_id}"
+
+
 def open_alert(
     session: Session,
     *,
@@ -57,12 +61,16 @@ def open_alert(
     render: Render,
     step_after: dt.timedelta,
     now: dt.datetime,
+    personal: Mapping[int, str] | None = None,
 ) -> Alert:
     """Queue the pre-alert to each team's first contact and schedule the next step.
 
     ``subject`` is the caller's opaque key ("offer:17"), unique among alerts; ``code`` is the
     short case code the recipients quote in their reply; ``render(language)`` (or a mapping
-    language → text) gives the pre-alert text.
+    language → text) gives the pre-alert text. ``personal`` (contact id → text) is the text
+    for one contact when it carries something bound to that reader (a one-time link): that
+    contact gets it, at whichever step they are reached; the switchboard and contacts added
+    later get the language's text.
     """
     team_names = [Team(team).value for team in teams]
     if not team_names:
@@ -76,7 +84,10 @@ def open_alert(
         code=code.strip().upper(),
         facility_id=facility.id,
         teams=team_names,
-        texts=_texts(render),
+        texts={
+            **_texts(render),
+            **{_personal_key(contact_id): text for contact_id, text in (personal or {}).items()},
+        },
         status=AlertStatus.OPEN,
         step=0,
         step_after_seconds=int(step_after.total_seconds()),
@@ -213,7 +224,7 @@ def _round(session: Session, alert: Alert, *, teams: Iterable[str], now: dt.date
             exhausted.append(team)
             continue
         language = contact.language if contact.language in LANGUAGES else "zh"
-        text = alert.texts[language]
+        text = alert.texts.get(_personal_key(contact.id)) or alert.texts[language]
         if alert.step > 0:
             text = messages.escalated(language, text)
         queued.append(

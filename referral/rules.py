@@ -126,6 +126,16 @@ class Rules:
     #: the treatments a clinic may say it has given, with their names
     treatments: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    @property
+    def zone(self) -> dt.timezone:
+        """The region's clock (the working hours' UTC offset): every clock time a person reads,
+        in a text or on a page, is on it."""
+        return dt.timezone(dt.timedelta(hours=self.working_hours[2]))
+
+    def clock_time(self, when: dt.datetime) -> str:
+        """``HH:MM`` on the region's clock."""
+        return when.astimezone(self.zone).strftime("%H:%M")
+
 
 _CONDITION_KEYS = {
     "name",
