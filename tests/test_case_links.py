@@ -108,7 +108,7 @@ def test_opening_the_link_shows_the_case_and_lets_the_contact_accept(world: Worl
         follow_redirects=True,
     )
     assert answered.status_code == 200
-    assert "已接收" in answered.get_data(as_text=True) or "接收" in answered.get_data(as_text=True)
+    assert "已接收：已通知转出机构送来。" in answered.get_data(as_text=True)
     with world.app.app_context():
         contact = db.session.scalar(
             select(Contact).where(Contact.phone == world.phones["H-A:obstetrics"])
