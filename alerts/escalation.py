@@ -48,6 +48,10 @@ def _texts(render: Render) -> dict[str, str]:
     return {language: texts.get(language, fallback) for language in LANGUAGES}
 
 
+def _personal_key(contact_id: int) -> str:
+    return f"contact:{contact_id}"
+
+
 def open_alert(
     session: Session,
     *,
@@ -60,6 +64,7 @@ def open_alert(
     now: dt.datetime,
     case_subject: str = "",
     callback_phone: str = "",
+    personal: Mapping[int, str] | None = None,
 ) -> Alert:
     """Queue the pre-alert to each team's first contact and schedule the next step.
 
@@ -68,6 +73,10 @@ def open_alert(
     language → text) gives the pre-alert text. ``case_subject`` is the caller's key of the case
     ("referral:5"; the alert's own subject when empty): the coordinators hear of a silence once
     per case (:mod:`alerts.attention`), with the clinic's ``callback_phone``.
+    ``personal`` (contact id → text) is the text
+    for one contact when it carries something bound to that reader (a one-time link): that
+    contact gets it, at whichever step they are reached; the switchboard and contacts added
+    later get the language's text.
     """
     team_names = [Team(team).value for team in teams]
     if not team_names:
@@ -81,7 +90,10 @@ def open_alert(
         code=code.strip().upper(),
         facility_id=facility.id,
         teams=team_names,
-        texts=_texts(render),
+        texts={
+            **_texts(render),
+            **{_personal_key(contact_id): text for contact_id, text in (personal or {}).items()},
+        },
         status=AlertStatus.OPEN,
         step=0,
         step_after_seconds=int(step_after.total_seconds()),
@@ -220,7 +232,7 @@ def _round(session: Session, alert: Alert, *, teams: Iterable[str], now: dt.date
             exhausted.append(team)
             continue
         language = contact.language if contact.language in LANGUAGES else "zh"
-        text = alert.texts[language]
+        text = alert.texts.get(_personal_key(contact.id)) or alert.texts[language]
         if alert.step > 0:
             text = messages.escalated(language, text)
         queued.append(

@@ -4,7 +4,9 @@ Every function takes plain values, never a patient's name or ID number: an SMS c
 what its reader needs (docs/conventions.md). Unknown languages fall back to Chinese.
 
 The pre-alert is kept within two SMS segments, with room for the escalation prefix, by
-shortening the free-text fields (origin, then condition) when a worst case would overflow.
+shortening the free-text fields (origin, then condition) when a worst case would overflow, and
+then by giving up its least needed parts in a fixed order; the case code, the time by which to
+answer, the reply instructions and the link to the case page are never given up.
 """
 
 from __future__ import annotations
@@ -235,6 +237,53 @@ TEAMS = {
 }
 
 
+#: What a pre-alert gives up, in this order, when even its shortened names leave it too long:
+#: the least a receiving team needs to decide first. The case code, the time by which to answer,
+#: how to answer and the link to the case page are never given up; the condition is shortened
+#: but stays.
+PREALERT_DROP_ORDER = (
+    "colour",
+    "weight",
+    "reasons",
+    "origin",
+    "gestation",
+    "eta",
+    "phone",
+    "delivered",
+    "bleeding",
+    "shock",
+)
+
+_REASON_LIST = {
+    "zh": "(满床/手术室/血/人员/新生儿/其他)",
+    "en": "FULL/THEATRE/BLOOD/STAFF/NICU/OTHER",
+}
+
+
+def _fit_prealert(
+    build: Callable[[Callable[[str], bool], str, str], str],
+    origin: str,
+    condition: str,
+    *,
+    language: str,
+) -> str:
+    """The pre-alert that fits: names shortened first (:func:`_fit_fields`), then, while that
+    is not enough, the parts of :data:`PREALERT_DROP_ORDER` given up one by one."""
+    dropped: set[str] = set()
+    text = ""
+    for name in (None, *PREALERT_DROP_ORDER):
+        if name is not None:
+            dropped.add(name)
+
+        def build_kept(origin_text: str, condition_text: str) -> str:
+            return build(lambda part: part not in dropped, origin_text, condition_text)
+
+        text = _fit_fields(build_kept, origin, condition, language=language)
+        if len(text) <= _MAX_FITTING_CHARS and _fits(text, PREALERT_MAX_SEGMENTS, reserve=True):
+            return text
+    return text  # even the bare text does not fit (an absurd code or link): send it as it is
+
+
 def prealert(
     language: str,
     *,
@@ -242,54 +291,101 @@ def prealert(
     condition: str,
     colour: str,
     origin: str,
-    eta_minutes: int,
+    eta_minutes: int | None,
     callback_phone: str,
     gestation_weeks: int | None = None,
     weight_g: int | None = None,
+    shock: bool = False,
+    massive_bleeding_ml: int | None = None,
+    delivered: bool | None = None,
+    eta_estimate: bool = False,
+    answer_by: str = "",
+    link: str = "",
 ) -> str:
-    """The pre-alert to a receiving team: what is coming, from where, when, and how to answer.
+    """The pre-alert to a receiving team: what is coming, from where, when, by when to answer,
+    how, and the link to the case page (docs/domain.md, "The pre-alert").
 
-    ``condition`` and ``origin`` come already in the reader's language.
+    ``condition`` and ``origin`` come already in the reader's language; ``answer_by`` is a
+    clock time on the region's clock (``14:05``); ``massive_bleeding_ml`` is the estimated
+    blood loss when the region's rule counts it as massive; ``delivered`` None (unknown) says
+    nothing; ``eta_estimate`` marks a straight-line guess. Within two segments with room for
+    the escalation prefix: the names are shortened, then the least needed parts given up
+    (:data:`PREALERT_DROP_ORDER`).
     """
     lang = _lang(language)
     colour_text = COLOURS[lang].get(colour, colour)
-    # No colour graded (an emergency, or a newborn): say nothing rather than an empty label.
-    colour_zh = f"，{colour_text}色" if colour else ""
-    colour_en = f", {colour_text}" if colour else ""
     if lang == "zh":
-        details = "".join(
-            [
-                f"，孕{gestation_weeks}周" if gestation_weeks is not None else "",
-                f"，体重{weight_g}克" if weight_g is not None else "",
-            ]
+        facts = [
+            ("shock", "休克" if shock else ""),
+            ("bleeding", f"出血{massive_bleeding_ml}ml" if massive_bleeding_ml else ""),
+            ("delivered", {True: "已分娩", False: "未分娩", None: ""}[delivered]),
+            ("gestation", f"孕{gestation_weeks}周" if gestation_weeks is not None else ""),
+            ("weight", f"{weight_g}克" if weight_g is not None else ""),
+            # No colour graded (an emergency, or a newborn): say nothing, not an empty label.
+            ("colour", f"{colour_text}色" if colour else ""),
+        ]
+        eta = (
+            f"约{eta_minutes}分钟到{'(估算)' if eta_estimate else ''}"
+            if eta_minutes is not None
+            else ""
         )
 
-        def build(origin_text: str, condition_text: str) -> str:
+        def build(keep: Callable[[str], bool], origin_text: str, condition_text: str) -> str:
+            told = "".join(f"，{text}" for part, text in facts if text and keep(part))
+            where = "，".join(
+                [
+                    *([f"自{origin_text}"] if keep("origin") else []),
+                    *([eta] if eta and keep("eta") else []),
+                ]
+            )
+            phone = f"医生电话{callback_phone}。" if callback_phone and keep("phone") else ""
+            by = f"请{answer_by}前回复" if answer_by else "回复"
+            reasons = _REASON_LIST["zh"] if keep("reasons") else ""
             return (
-                f"【绿色通道】{code}转诊：{condition_text}{details}{colour_zh}。"
-                f"自{origin_text}，约{eta_minutes}分钟到。医生电话{callback_phone}。"
-                f"回复{code} Y 接收；{code} N 原因(满床/手术室/血/人员/新生儿/其他)"
+                f"【绿色通道】{code}：{condition_text}{told}。"
+                + (f"{where}。" if where else "")
+                + phone
+                + f"{by}{code} Y 接收；{code} N 原因{reasons}"
+                + (f"。{link}" if link else "")
             )
 
-        return _fit_fields(build, origin, condition, language=lang)
+        return _fit_prealert(build, origin, condition, language=lang)
 
-    details = "".join(
-        [
-            f", {gestation_weeks}wk" if gestation_weeks is not None else "",
-            f", {weight_g}g" if weight_g is not None else "",
-        ]
+    facts = [
+        ("shock", "SHOCK" if shock else ""),
+        ("bleeding", f"MASSIVE BLEED {massive_bleeding_ml}ml" if massive_bleeding_ml else ""),
+        ("delivered", {True: "delivered", False: "baby inside", None: ""}[delivered]),
+        ("gestation", f"{gestation_weeks}wk" if gestation_weeks is not None else ""),
+        ("weight", f"{weight_g}g" if weight_g is not None else ""),
+        ("colour", colour_text if colour else ""),
+    ]
+    eta = (
+        f"ETA {eta_minutes} min{' (estimate)' if eta_estimate else ''}"
+        if eta_minutes is not None
+        else ""
     )
-
     origin, condition = gsm_only(origin), gsm_only(condition)
 
-    def build_en(origin_text: str, condition_text: str) -> str:
+    def build_en(keep: Callable[[str], bool], origin_text: str, condition_text: str) -> str:
+        told = "".join(f", {text}" for part, text in facts if text and keep(part))
+        where = ", ".join(
+            [
+                *([f"From {origin_text}"] if keep("origin") else []),
+                *([eta] if eta and keep("eta") else []),
+            ]
+        )
+        phone = f"Doctor {callback_phone}. " if callback_phone and keep("phone") else ""
+        by = f"Reply by {answer_by}: " if answer_by else "Reply "
+        reasons = _REASON_LIST["en"] if keep("reasons") else "<reason>"
         return (
-            f"GREEN CHANNEL pre-alert {code}: {condition_text}{details}{colour_en}. "
-            f"From {origin_text}, ETA {eta_minutes} min. Doctor {callback_phone}. "
-            f"Reply {code} Y to accept, or {code} N FULL/THEATRE/BLOOD/STAFF/NICU/OTHER"
+            f"GREEN CHANNEL pre-alert {code}: {condition_text}{told}. "
+            + (f"{where}. " if where else "")
+            + phone
+            + f"{by}{code} Y to accept, or {code} N {reasons}"
+            + (f". Case: {link}" if link else "")
         )
 
-    return _fit_fields(build_en, origin, condition, language=lang)
+    return _fit_prealert(build_en, origin, condition, language=lang)
 
 
 def escalated(language: str, text: str) -> str:

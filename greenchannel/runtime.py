@@ -49,7 +49,11 @@ class Runtime:
 
     def place(self) -> Placement:
         """The rules and the process's road network (reloaded when the file changes)."""
-        return Placement(rules=self.rules, router=router_for(self.roads_path))
+        return Placement(
+            rules=self.rules,
+            router=router_for(self.roads_path),
+            public_base_url=str(self.settings.get("PUBLIC_BASE_URL") or ""),
+        )
 
     def transport(self) -> SmsTransport:
         return transport_from_config(self.settings)
@@ -79,9 +83,12 @@ def build_runtime(settings: Mapping[str, Any]) -> Runtime:
     sessions = sessionmaker(engine, expire_on_commit=False)
     rules = load_rules(settings.get("GREENCHANNEL_RULES") or None)
     roads_path = str(settings["GREENCHANNEL_ROADS"])
+    public_base_url = str(settings.get("PUBLIC_BASE_URL") or "")
 
     def place() -> Placement:
-        return Placement(rules=rules, router=router_for(roads_path))
+        return Placement(
+            rules=rules, router=router_for(roads_path), public_base_url=public_base_url
+        )
 
     return Runtime(
         settings=dict(settings),

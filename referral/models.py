@@ -236,3 +236,28 @@ class AuditEntry(Base):
     referral_id: Mapped[int | None] = mapped_column(Integer)
     request_id: Mapped[str] = mapped_column(String(64), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CaseLink(Base):
+    """A one-time link from a pre-alert to its case page, for one contact and one offer.
+
+    Only the token's SHA-256 is kept (``token_hash``); the token itself lives in the SMS. The
+    link opens once (``used_at``), not after ``expires_at`` (the offer's), never once revoked.
+    Opening it starts a web session limited to this case, for this contact (``referral.links``).
+    """
+
+    __tablename__ = "case_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    referral_id: Mapped[int] = mapped_column(
+        ForeignKey("referrals.id", ondelete="CASCADE"), index=True
+    )
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id", ondelete="CASCADE"), index=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -10,8 +10,9 @@ from sqlalchemy.orm import (
     Session,
 )
 
-from alerts import escalation, messages, timers
-from facilities.models import Facility
+from alerts import escalation, messages, recipients, timers
+from facilities.models import Contact, Facility, Team
+from referral import links
 from referral.access import Actor
 from referral.locking import _event, _swap_offer, case_subject, subject
 from referral.models import (
@@ -21,6 +22,8 @@ from referral.models import (
 )
 from referral.notices import condition_text, local_name, teams_for
 from referral.placement import Placement
+from referral.rules import Rules
+from referral.triage import Case, Vitals, shock_from
 
 log = logging.getLogger(__name__)
 
@@ -60,46 +63,33 @@ def _make_offer(
     )
     session.add(offer)
     session.flush()
-    eta = round(offer.eta_minutes) if offer.eta_minutes is not None else 0
-    case = referral.case
-    origin = referral.origin
+    teams = teams_for(referral)
 
-    def render(language: str) -> str:
-        return messages.prealert(
-            language,
-            code=referral.code,
-            condition=(
-                ("【下沉会诊】" if language == "zh" else "OUTREACH ") if referral.outreach else ""
-            )
-            + (
-                (
-                    "【兜底·不得以满床拒绝】"
-                    if language == "zh"
-                    else "SAFETY NET, FULL not accepted: "
-                )
-                if kind == "safety_net"
-                else ""
-            )
-            + condition_text(place.rules, referral, language),
-            colour=case.get("risk_colour") or "",
-            origin=local_name(origin, language),
-            eta_minutes=eta,
-            callback_phone=referral.callback_phone,
-            gestation_weeks=int(case["gestation_weeks"]) if case.get("gestation_weeks") else None,
-            weight_g=int(case["birth_weight_g"]) if case.get("birth_weight_g") else None,
-        )
+    def render(language: str, link: str = "") -> str:
+        return _prealert(place, referral, offer, language=language, kind=kind, link=link)
+
+    # Each contact the alert may reach gets a link of their own (bound to them and this offer);
+    # the switchboard, and a contact added after this moment, get the text without one.
+    personal: dict[int, str] = {}
+    if place.public_base_url:
+        for contact in _contacts(session, facility, teams):
+            token = links.mint(session, offer=offer, contact=contact, now=now)
+            language = "en" if contact.language == "en" else "zh"
+            personal[contact.id] = render(language, links.url(place.public_base_url, token))
+        session.flush()
 
     escalation.open_alert(
         session,
         subject=subject(offer),
         code=referral.code,
         facility=facility,
-        teams=teams_for(referral),
+        teams=teams,
         render=render,
         step_after=policy.escalate_after,
         now=now,
         case_subject=case_subject(referral),
         callback_phone=referral.callback_phone or origin.phone,
+        personal=personal,
     )
     timers.schedule(
         session,
@@ -158,3 +148,81 @@ def _release_offers(session: Session, referral: Referral, *, now: dt.datetime) -
 
 def _tried_facilities(referral: Referral) -> set[int]:
     return {offer.facility_id for offer in referral.offers}
+
+
+def _contacts(session: Session, facility: Facility, teams: Sequence[Team]) -> list[Contact]:
+    found = recipients.contacts_of(session, facility.id, [team.value for team in teams])
+    return [contact for team_contacts in found.values() for contact in team_contacts]
+
+
+def _prealert(
+    place: Placement,
+    referral: Referral,
+    offer: Offer,
+    *,
+    language: str,
+    kind: str | None,
+    link: str,
+) -> str:
+    """The pre-alert of ``offer`` in ``language`` (docs/domain.md, "The pre-alert")."""
+    case = referral.case
+    zh = language == "zh"
+    heading = ""
+    if referral.outreach:
+        heading += "【下沉会诊】" if zh else "OUTREACH "
+    if kind == "safety_net":
+        heading += "【兜底·不得以满床拒绝】" if zh else "SAFETY NET, FULL not accepted: "
+    shock, bleeding_ml = shock_flags(place.rules, referral)
+    return messages.prealert(
+        language,
+        code=referral.code,
+        condition=heading + condition_text(place.rules, referral, language),
+        colour=case.get("risk_colour") or "",
+        origin=local_name(referral.origin, language),
+        eta_minutes=round(offer.eta_minutes) if offer.eta_minutes is not None else None,
+        eta_estimate=offer.estimate,
+        callback_phone=callback_for_reading(referral.callback_phone),
+        gestation_weeks=int(case["gestation_weeks"]) if case.get("gestation_weeks") else None,
+        weight_g=int(case["birth_weight_g"]) if case.get("birth_weight_g") else None,
+        shock=shock,
+        massive_bleeding_ml=bleeding_ml,
+        delivered=case.get("delivered") if referral.patient_kind == "mother" else None,
+        answer_by=place.rules.clock_time(offer.expires_at),
+        link=link,
+    )
+
+
+def callback_for_reading(phone: str) -> str:
+    """The referring clinician's number as a pre-alert shows it: unbroken (E.164), because every
+    phone turns an unbroken number into a call button and a pre-alert has no characters to spare;
+    the pages group numbers for reading (:func:`core.phones.display`)."""
+    return phone
+
+
+def shock_flags(rules: Rules, referral: Referral) -> tuple[bool, int | None]:
+    """(shock, massive blood loss in ml or None) for the pre-alert, as the clinical decision
+    counted them: only when triage found the case in shock, and then by its own rule
+    (:func:`referral.triage.shock_from`: the clinician's tick or the shock index; the estimated
+    blood loss at the region's threshold), never by thresholds of our own."""
+    if not referral.requirements.get("in_shock"):
+        return False, None
+    case = referral.case
+    vitals = case.get("vitals") or {}
+    shock = (
+        shock_from(
+            rules,
+            Case(
+                in_shock=bool(case.get("in_shock")),
+                vitals=Vitals(hr=vitals.get("hr"), sbp=vitals.get("sbp")),
+            ),
+        )
+        is not None
+    )
+    raw = case.get("blood_loss_ml")
+    blood_loss = float(raw) if raw is not None else None
+    massive = (
+        blood_loss is not None and shock_from(rules, Case(blood_loss_ml=blood_loss)) is not None
+    )
+    if not (shock or massive):
+        shock = True  # decided under other thresholds than today's: the decision stands
+    return shock, round(blood_loss) if massive and blood_loss is not None else None

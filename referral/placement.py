@@ -29,10 +29,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Placement:
-    """What a service needs besides the session: the region rules and the road router."""
+    """What a service needs besides the session: the region rules, the road router, and the
+    public address pre-alerts link to (``PUBLIC_BASE_URL``; empty: texts carry no link)."""
 
     rules: Rules
     router: Any
+    public_base_url: str = ""
 
 
 _lock = threading.Lock()

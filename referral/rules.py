@@ -128,6 +128,16 @@ class Rules:
     #: the checklist for the road once a destination has accepted, per patient kind
     journey: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
+    @property
+    def zone(self) -> dt.timezone:
+        """The region's clock (the working hours' UTC offset): every clock time a person reads,
+        in a text or on a page, is on it."""
+        return dt.timezone(dt.timedelta(hours=self.working_hours[2]))
+
+    def clock_time(self, when: dt.datetime) -> str:
+        """``HH:MM`` on the region's clock."""
+        return when.astimezone(self.zone).strftime("%H:%M")
+
 
 _CONDITION_KEYS = {
     "name",

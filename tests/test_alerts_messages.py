@@ -56,6 +56,23 @@ WORST_CASES = [
 ]
 
 
+LINK = "https://gc.test/l/AbCdEfGhIjK"
+# A production address of a plausible length, and the longest case code the database holds.
+LONG_LINK = "https://greenchannel.example.gov.cn/l/AbCdEfGhIjK"
+LONG_CODE = "ACDEFHJK"
+
+
+def assert_kept(text: str, language: str, *, code: str, deadline: str, link: str) -> None:
+    """What a pre-alert never gives up: the code, the deadline, the reply, the link."""
+    assert sms_segments(text).segments <= 2, text
+    assert sms_segments(messages.escalated(language, text)).segments <= 2, text
+    assert link in text and text.endswith(link), text
+    if language == "zh":
+        assert f"请{deadline}前回复{code} Y 接收；{code} N 原因" in text, text
+    else:
+        assert f"Reply by {deadline}: {code} Y to accept, or {code} N " in text, text
+
+
 @pytest.mark.parametrize("case", WORST_CASES)
 @pytest.mark.parametrize("language", ["zh", "en"])
 def test_every_pre_alert_fits_two_segments_even_when_escalated(
@@ -77,6 +94,137 @@ def test_every_pre_alert_fits_two_segments_even_when_escalated(
     assert sms_segments(messages.escalated(language, text)).segments <= 2
     assert "A7K2X9 Y" in text and "A7K2X9 N" in text
     assert "+8613812345678" in text and "185" in text
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_a_pre_alert_says_what_the_receiving_team_needs_to_decide(language: str) -> None:
+    zh = language == "zh"
+    text = prealert(
+        language,
+        code="A7K2",
+        condition="产后出血" if zh else "Postpartum haemorrhage",
+        colour="",
+        origin="高岭镇卫生院" if zh else "Gaoling THC",
+        eta_minutes=35,
+        eta_estimate=True,
+        callback_phone="+8613812345678",
+        shock=True,
+        massive_bleeding_ml=1800,
+        delivered=True,
+        answer_by="16:03",
+        link=LINK,
+    )
+    assert_kept(text, language, code="A7K2", deadline="16:03", link=LINK)
+    if zh:
+        # Two UCS-2 segments are 130 characters with the escalation's room: the list of
+        # decline words gives way first (a wrong word gets the list back in the help reply).
+        assert text == (
+            "【绿色通道】A7K2：产后出血，休克，出血1800ml，已分娩。自高岭镇卫生院，约35分钟到(估算)。"
+            f"医生电话+8613812345678。请16:03前回复A7K2 Y 接收；A7K2 N 原因。{LINK}"
+        )
+    else:
+        assert text == (
+            "GREEN CHANNEL pre-alert A7K2: Postpartum haemorrhage, SHOCK, MASSIVE BLEED 1800ml, "
+            "delivered. From Gaoling THC, ETA 35 min (estimate). Doctor +8613812345678. "
+            "Reply by 16:03: A7K2 Y to accept, or A7K2 N FULL/THEATRE/BLOOD/STAFF/NICU/OTHER. "
+            f"Case: {LINK}"
+        )
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_undelivered_says_baby_inside_and_unknown_says_nothing(language: str) -> None:
+    def text(delivered: bool | None) -> str:
+        return prealert(
+            language,
+            code="A7K2",
+            condition="子痫" if language == "zh" else "Eclampsia",
+            colour="",
+            origin="镇" if language == "zh" else "THC",
+            eta_minutes=20,
+            callback_phone="+8613812345678",
+            delivered=delivered,
+        )
+
+    inside, unknown = ("未分娩", "已分娩") if language == "zh" else ("baby inside", "delivered")
+    assert inside in text(False)
+    assert inside not in text(None) and unknown not in text(None)
+    assert "(估算)" not in text(None) and "estimate" not in text(None)  # a road-network ETA
+
+
+_FLAGS = st.fixed_dictionaries(
+    {
+        "shock": st.booleans(),
+        "massive_bleeding_ml": st.sampled_from([None, 1500, 12000]),
+        "delivered": st.sampled_from([None, True, False]),
+        "eta_estimate": st.booleans(),
+        "eta_minutes": st.sampled_from([None, 5, 999]),
+        "gestation_weeks": st.sampled_from([None, 24, 41]),
+        "weight_g": st.sampled_from([None, 480, 4500]),
+        "colour": st.sampled_from(["", "red", "purple"]),
+        "callback_phone": st.sampled_from(["", "+8613812345678", "+86 138 1234 5678"]),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _FLAGS,
+    st.text(max_size=120),
+    st.text(max_size=120),
+    st.sampled_from(["zh", "en"]),
+    st.sampled_from(["A7K2", "A7K2X9", LONG_CODE]),
+    st.sampled_from([LINK, LONG_LINK]),
+    st.sampled_from(["00:00", "16:03", "23:59"]),
+)
+def test_every_combination_of_flags_names_and_codes_fits_and_keeps_code_deadline_reply_and_link(
+    flags: dict[str, object],
+    condition: str,
+    origin: str,
+    language: str,
+    code: str,
+    link: str,
+    deadline: str,
+) -> None:
+    text = prealert(
+        language,
+        code=code,
+        condition=condition,
+        origin=origin,
+        answer_by=deadline,
+        link=link,
+        **flags,  # type: ignore[arg-type]
+    )
+    assert_kept(text, language, code=code, deadline=deadline, link=link)
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_a_crowded_pre_alert_gives_up_colour_and_weight_before_shock(language: str) -> None:
+    zh = language == "zh"
+    text = prealert(
+        language,
+        code=LONG_CODE,
+        condition="产后出血伴失血性休克；胎盘植入" if zh else "Postpartum haemorrhage; accreta",
+        colour="purple",
+        origin="都安瑶族自治县高岭镇中心卫生院" if zh else "Gaoling Township Central Health Centre",
+        eta_minutes=185,
+        callback_phone="+8613812345678",
+        gestation_weeks=32,
+        weight_g=1450,
+        shock=True,
+        massive_bleeding_ml=1800,
+        delivered=False,
+        eta_estimate=True,
+        answer_by="16:03",
+        link=LONG_LINK,
+    )
+    assert_kept(text, language, code=LONG_CODE, deadline="16:03", link=LONG_LINK)
+    shock, bleed, inside, colour, weight = (
+        ("休克", "出血1800ml", "未分娩", "紫色", "1450克")
+        if zh
+        else ("SHOCK", "MASSIVE BLEED 1800ml", "baby inside", "PURPLE", "1450g")
+    )
+    assert shock in text and bleed in text and inside in text
+    assert colour not in text and weight not in text
 
 
 @settings(max_examples=200, deadline=None)
