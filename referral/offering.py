@@ -88,7 +88,7 @@ def _make_offer(
         step_after=policy.escalate_after,
         now=now,
         case_subject=case_subject(referral),
-        callback_phone=referral.callback_phone or origin.phone,
+        callback_phone=referral.callback_phone or referral.origin.phone,
         personal=personal,
     )
     timers.schedule(
