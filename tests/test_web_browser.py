@@ -145,7 +145,7 @@ def test_refer_board_accept_and_live_updates_in_a_browser(
     # The clinic's answer page and the board change without a reload.
     expect(page.locator(".banner")).to_contain_text("请前往", timeout=WAIT_MS)
     expect(page.locator(".destination")).to_contain_text("H-A", timeout=WAIT_MS)
-    expect(page.locator(".facts")).to_contain_text("023 0000 0010")
+    expect(page.locator("#answer .facts")).to_contain_text("023 0000 0010")
     clinic.shot("clinic-answer")
     row = coordinator.page.locator("table.cases tr", has_text=code)
     expect(row).to_contain_text("已接收", timeout=WAIT_MS)
