@@ -22,7 +22,7 @@ from greenchannel.web.db import db
 from referral.documents import DocumentCache, Place, Written
 from referral.models import Offer, Referral, ReferralEvent, ReferralStatus
 from referral.retention import scrub_closed_cases
-from tests.referral_world import PPH_REQUEST, World, build_world
+from tests.world import PPH_REQUEST, World, build_world
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 from greenchannel.web.db import db
 from referral import service
 from referral.models import Offer, OfferStatus, Referral
-from tests.referral_world import PPH_REQUEST, World, build_world
+from tests.world import PPH_REQUEST, World, build_world
 
 
 @pytest.fixture

@@ -21,8 +21,7 @@ from referral.models import OfferStatus, ReferralStatus
 from referral.placement import Placement
 from referral.rules import load_rules
 from referral.triage import Case
-from tests.alerts_support import make_contact
-from tests.conftest import NOW, add_facility
+from tests.world import NOW, add_facility, make_contact
 
 PPH_CAPS = ["caesarean_24h", "blood_transfusion", "massive_transfusion", "adult_icu"]
 

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from alerts.models import MessageStatus, OutboundMessage
 from greenchannel.web.db import db
 from tests.fake_twilio import FakeTwilio, running_fake_twilio
-from tests.referral_world import PPH_REQUEST, World, build_world
 from tests.test_sms_end_to_end import BASE, worker_tick
+from tests.world import PPH_REQUEST, World, build_world
 
 
 @pytest.fixture

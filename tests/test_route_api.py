@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from routing import RoadNetwork
 from routing.geo import haversine_m
-from tests.referral_world import CLINIC, World, build_world
+from tests.world import CLINIC, World, build_world
 
 ROWS, COLS = 12, 5  # a ladder of roads north of the clinic: a fast trunk and slow side roads
 LAT0, LON0, STEP = CLINIC[1] - 0.01, CLINIC[2] - 0.02, 0.02

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from alerts.models import OutboundMessage
 from facilities.models import Facility, User
 from greenchannel.web.db import db
-from tests.referral_world import World, build_world
+from tests.world import World, build_world
 
 
 @pytest.fixture

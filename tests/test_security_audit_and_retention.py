@@ -17,7 +17,7 @@ from greenchannel.web.db import db
 from referral import audit
 from referral.models import AuditEntry, Referral
 from referral.retention import SCRUBBED, retention_days, scrub_closed_cases
-from tests.referral_world import PPH_REQUEST, World, build_world
+from tests.world import PPH_REQUEST, World, build_world
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from alerts.worker import TickReport, tick
 from greenchannel.web.db import db
 from referral import audit
 from tests.fake_twilio import FakeTwilio, running_fake_twilio
-from tests.referral_world import PPH_REQUEST, World, build_world
+from tests.world import PPH_REQUEST, World, build_world
 
 BASE = "https://gc.test"
 
