@@ -1,5 +1,6 @@
-"""Shared fixtures: a migrated database (SQLite by default, PostgreSQL when
-GREENCHANNEL_TEST_DATABASE_URL points at one), a session, and the Flask app."""
+"""The fixtures: a migrated database (SQLite by default, PostgreSQL when
+GREENCHANNEL_TEST_DATABASE_URL points at one), a session, the Flask app, and the world every
+test lives in (``world``, ``region``, ``place``), which tests/world.py maps and builds."""
 
 from __future__ import annotations
 
@@ -69,18 +70,13 @@ def session_factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
     _wipe(engine)
 
 
-# ---------------------------------------------------------------------------- app and factories
-
-import datetime as dt  # noqa: E402
-from typing import Any  # noqa: E402
+# ------------------------------------------------------------------------ the app and the world
 
 from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient, FlaskCliRunner  # noqa: E402
 
-from facilities.accounts import create_user  # noqa: E402
-from facilities.models import Facility, FacilityKind  # noqa: E402
-
-NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
+from referral.placement import Placement  # noqa: E402
+from tests.world import Region, World, build_region, build_world, placement  # noqa: E402
 
 
 @pytest.fixture
@@ -111,52 +107,19 @@ def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
 
 
-def add_facility(session: Session, code: str, **values: Any) -> Facility:
-    defaults: dict[str, Any] = {
-        "name": f"{code} 医院",
-        "name_en": f"{code} Hospital",
-        "kind": FacilityKind.COUNTY_HOSPITAL,
-        "province": "云省",
-        "city": "云州市",
-        "county": "临河县",
-        "lat": 30.0,
-        "lon": 110.0,
-        "maternal_level": 2,
-        "neonatal_level": 2,
-        "capabilities": ["blood_transfusion", "caesarean_24h"],
-        "phone": "+862000000001",
-        "active": True,
-        "created_at": NOW,
-        "updated_at": NOW,
-    }
-    defaults.update(values)
-    facility = Facility(code=code, **defaults)
-    session.add(facility)
-    session.flush()
-    return facility
+@pytest.fixture
+def world(app: Flask, client: FlaskClient) -> World:
+    """The region in the app's database, driven through the client (tests/world.py)."""
+    return build_world(app, client)
 
 
-def add_user(
-    session: Session,
-    username: str,
-    role: str,
-    *,
-    facility: str | None = None,
-    area: str = "",
-    password: str | None = None,
-) -> str:
-    """Create a user and return the API token."""
-    created = create_user(
-        session,
-        username=username,
-        role=role,
-        facility_code=facility,
-        area=area,
-        password=password,
-        now=NOW,
-    )
-    return created.token
+@pytest.fixture
+def region(session: Session) -> Region:
+    """The same region on a plain session, for the domain tests without Flask."""
+    return build_region(session)
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+@pytest.fixture
+def place() -> Placement:
+    """The shipped rules with the straight-line router."""
+    return placement()

@@ -19,7 +19,7 @@ from facilities.accounts import (
 )
 from facilities.models import ApiToken, User
 from greenchannel.web.db import db
-from tests.conftest import NOW, add_facility, add_user, bearer
+from tests.world import NOW, add_facility, add_user, bearer
 
 
 def csrf_from(page: str) -> str:

@@ -12,7 +12,7 @@ from alerts.timers import WorkerSettings
 from alerts.transports import RecordingTransport
 from alerts.worker import start_background_worker, status_callback_url, tick
 from facilities.models import Facility, FacilityStatus, Team
-from tests.alerts_support import ALERTS_ONLY, T0, make_contact, make_coordinator, make_facility
+from tests.world import ALERTS_ONLY, T0, make_contact, make_coordinator, make_facility
 
 HOURS = dt.timedelta(hours=1)
 GRACE = 12 * HOURS

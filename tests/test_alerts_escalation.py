@@ -19,7 +19,7 @@ from alerts.timers import WorkerSettings
 from alerts.transports import RecordingTransport
 from alerts.worker import tick
 from facilities.models import Facility, Team
-from tests.alerts_support import (
+from tests.world import (
     ALERTS_ONLY,
     T0,
     make_contact,

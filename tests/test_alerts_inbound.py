@@ -18,7 +18,7 @@ from alerts.inbound import ReplyRejected, first_word, handle_inbound
 from alerts.models import Alert, AlertStatus, InboundMessage
 from alerts.replies import DeclineReason, OfferReply
 from facilities.models import Contact, Facility, Team
-from tests.alerts_support import T0, make_contact, make_facility, minutes, render_for
+from tests.world import T0, make_contact, make_facility, minutes, render_for
 
 OBS1, OTHER_HOSPITAL, STRANGER = "+8613900000001", "+8613900000099", "+8613911112222"
 

@@ -16,7 +16,7 @@ from alerts.models import Timer, TimerStatus
 from alerts.timers import WorkerSettings
 from alerts.transports import RecordingTransport
 from alerts.worker import TickReport, tick
-from tests.alerts_support import T0, minutes
+from tests.world import T0, minutes
 
 SETTINGS = WorkerSettings(capacity_grace=None, timer_max_attempts=2)
 

@@ -24,7 +24,7 @@ from alerts.transports import (
 )
 from alerts.worker import tick
 from facilities.models import Team
-from tests.alerts_support import (
+from tests.world import (
     ALERTS_ONLY,
     T0,
     make_contact,

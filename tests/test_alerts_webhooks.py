@@ -20,7 +20,7 @@ from core.db import make_engine
 from facilities.models import Contact, Team
 from greenchannel.web.db import db
 from greenchannel.web.webhooks import webhooks
-from tests.alerts_support import T0, make_contact, make_facility, minutes, outbox, render_for
+from tests.world import T0, make_contact, make_facility, minutes, outbox, render_for
 
 TOKEN = "webhook-test-token"
 BASE = "https://gc.example.org"

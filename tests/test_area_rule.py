@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from alerts.recipients import area_coordinators
 from facilities.models import Role
 from referral.service import Actor, can_see
-from tests.alerts_support import make_coordinator, make_facility
+from tests.world import make_coordinator, make_facility
 
 
 def test_who_is_texted_about_a_case_is_exactly_who_may_open_it(session: Session) -> None:

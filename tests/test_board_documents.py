@@ -12,9 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import delete, event, insert, select, update
 
 from facilities.models import Facility
@@ -22,12 +20,7 @@ from greenchannel.web.db import db
 from referral.documents import DocumentCache, Place, Written
 from referral.models import Offer, Referral, ReferralEvent, ReferralStatus
 from referral.retention import scrub_closed_cases
-from tests.referral_world import PPH_REQUEST, World, build_world
-
-
-@pytest.fixture
-def world(app: Flask, client: FlaskClient) -> World:
-    return build_world(app, client)
+from tests.world import PPH_REQUEST, World
 
 
 def board(world: World) -> dict[int, dict[str, Any]]:

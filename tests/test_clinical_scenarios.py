@@ -35,7 +35,8 @@ from referral.decision import Decision, decide
 from referral.placement import beds_needed, router_for, snapshots
 from referral.rules import Need, Rules, load_rules
 from referral.triage import Case, Vitals
-from tests.conftest import NOW, _wipe
+from tests.conftest import _wipe
+from tests.world import NOW
 
 ANDORRA = Path(__file__).resolve().parents[2] / "shared" / "data" / "andorra.osm.pbf"
 UTC_OFFSET = dt.timedelta(hours=8)  # the rules' working-hours zone: the clock the clinic reads

@@ -23,7 +23,7 @@ from referral.decision import KINDS, decide
 from referral.placement import beds_needed, snapshots
 from referral.rules import Need, load_rules
 from referral.triage import Case, Vitals, neonatal_level_for
-from tests.conftest import NOW, add_facility
+from tests.world import NOW, add_facility
 
 RULES = load_rules(None)
 MOTHER = sorted(code for code, c in RULES.conditions.items() if c.patient == "mother")

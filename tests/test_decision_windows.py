@@ -11,7 +11,7 @@ import routing
 from referral.decision import decide
 from referral.rules import load_rules
 from referral.triage import Case
-from tests.conftest import NOW, add_facility
+from tests.world import NOW, add_facility
 
 RULES = load_rules()
 CHINA = dt.timezone(dt.timedelta(hours=8))

@@ -28,8 +28,7 @@ from greenchannel.demo.region import (
 )
 from greenchannel.demo.roads import DemoRoads
 from referral.rules import load_rules
-from tests.alerts_support import ALERTS_ONLY
-from tests.conftest import NOW
+from tests.world import ALERTS_ONLY, NOW
 
 RECEIVING_TEAMS = {Team.OBSTETRICS, Team.ANAESTHESIA, Team.BLOOD_BANK, Team.CAPACITY}
 

@@ -15,7 +15,7 @@ from core.db import utcnow
 from facilities.models import Channel, Facility, StatusReport
 from facilities.status import report_status
 from greenchannel.web.db import db
-from tests.conftest import add_facility, add_user, bearer
+from tests.world import add_facility, add_user, bearer
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from schemathesis.checks import (
 
 from greenchannel.web.db import db
 from referral.models import Offer, Referral
-from tests.referral_world import PPH_REQUEST, World, build_world
+from tests.world import PPH_REQUEST, World, build_world
 
 EXAMPLES = int(os.environ.get("GREENCHANNEL_FUZZ_EXAMPLES", "20"))
 ROLES = ("clinic", "H-A", "coordinator", "outsider", "admin")

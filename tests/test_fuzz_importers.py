@@ -25,7 +25,7 @@ from facilities.registry import (
     import_contacts,
     import_facilities,
 )
-from tests.conftest import NOW, add_facility
+from tests.world import NOW, add_facility
 
 FUZZ = settings(
     max_examples=150,

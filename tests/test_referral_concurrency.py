@@ -22,13 +22,12 @@ from werkzeug.serving import make_server
 from greenchannel.web.db import db
 from referral import service
 from referral.models import Offer, OfferStatus, Referral
-from tests.referral_world import PPH_REQUEST, World, build_world
+from tests.world import PPH_REQUEST, World, build_world
 
 
 @pytest.fixture
-def live(app: Flask, client: FlaskClient) -> Iterator[tuple[World, str]]:
-    world = build_world(app, client)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+def live(world: World) -> Iterator[tuple[World, str]]:
+    server = make_server("127.0.0.1", 0, world.app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield world, f"http://127.0.0.1:{server.server_port}"

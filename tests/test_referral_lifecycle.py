@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 
-from tests.referral_world import PPH_REQUEST, World, build_world
-
-
-@pytest.fixture
-def world(app: Flask, client: FlaskClient) -> World:
-    return build_world(app, client)
+from tests.world import PPH_REQUEST, World
 
 
 def pending(referral: dict[str, object]) -> list[str]:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from facilities import export, registry
 from facilities.models import Contact, Facility
 from facilities.registry import ImportRejected, RegistryError
-from tests.conftest import NOW, add_facility
+from tests.world import NOW, add_facility
 
 HEADER = "code,name,kind,lat,lon,maternal_level,neonatal_level,capabilities,phone"
 GOOD_CSV = (

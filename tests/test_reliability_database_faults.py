@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, select, text
 from alerts.models import OutboundMessage
 from greenchannel.web.db import db
 from referral.models import AuditEntry, Offer, Referral, ReferralEvent
-from tests.referral_world import PPH_REQUEST, World, build_world
+from tests.world import PPH_REQUEST, World, build_world
 
 CLIENTS = 6
 CASES_PER_CLIENT = 6

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from greenchannel.web.observability import JsonFormatter, RequestIdFilter, configure_logging, scrub
-from tests.referral_world import PPH_REQUEST, build_world
+from tests.world import PPH_REQUEST, build_world
 
 
 def test_a_request_id_is_honoured_or_made_and_echoed(client: FlaskClient) -> None:

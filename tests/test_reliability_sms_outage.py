@@ -6,15 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from alerts.models import MessageStatus, OutboundMessage
 from greenchannel.web.db import db
 from tests.fake_twilio import FakeTwilio, running_fake_twilio
-from tests.referral_world import PPH_REQUEST, World, build_world
 from tests.test_sms_end_to_end import BASE, worker_tick
+from tests.world import PPH_REQUEST, World
 
 
 @pytest.fixture
@@ -24,8 +22,9 @@ def fake() -> Iterator[FakeTwilio]:
 
 
 @pytest.fixture
-def world(app: Flask, client: FlaskClient, fake: FakeTwilio) -> World:
-    app.config.update(
+def world(world: World, fake: FakeTwilio) -> World:
+    """The world sending its SMS through the real Twilio SDK to the fake on loopback."""
+    world.app.config.update(
         SMS_BACKEND="twilio",
         TWILIO_ACCOUNT_SID=fake.account_sid,
         TWILIO_AUTH_TOKEN=fake.auth_token,
@@ -34,7 +33,7 @@ def world(app: Flask, client: FlaskClient, fake: FakeTwilio) -> World:
         TWILIO_TIMEOUT=0.3,
         PUBLIC_BASE_URL=BASE,
     )
-    return build_world(app, client)
+    return world
 
 
 def _rows(world: World) -> list[OutboundMessage]:

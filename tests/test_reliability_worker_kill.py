@@ -30,7 +30,7 @@ from alerts.models import MessageStatus, OutboundMessage, Timer, TimerStatus
 from greenchannel.web.db import db
 from referral.models import Offer, ReferralEvent
 from tests.fake_twilio import FakeTwilio, running_fake_twilio
-from tests.referral_world import PPH_REQUEST, World, build_world
+from tests.world import PPH_REQUEST, World, build_world
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 20

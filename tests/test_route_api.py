@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from flask import Flask
-from flask.testing import FlaskClient
 
 from routing import RoadNetwork
 from routing.geo import haversine_m
-from tests.referral_world import CLINIC, World, build_world
+from tests.world import CLINIC, World
 
 ROWS, COLS = 12, 5  # a ladder of roads north of the clinic: a fast trunk and slow side roads
 LAT0, LON0, STEP = CLINIC[1] - 0.01, CLINIC[2] - 0.02, 0.02
@@ -53,9 +52,10 @@ def ladder_network() -> RoadNetwork:
 
 
 @pytest.fixture
-def world(app: Flask, client: FlaskClient) -> World:
-    ladder_network().save(app.config["GREENCHANNEL_ROADS"])
-    return build_world(app, client)
+def world(world: World) -> World:
+    """The world on the ladder of roads."""
+    ladder_network().save(world.app.config["GREENCHANNEL_ROADS"])
+    return world
 
 
 def route(world: World, body: dict[str, Any], who: str = "clinic") -> Any:

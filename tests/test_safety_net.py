@@ -11,20 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from alerts.models import OutboundMessage
 from facilities.models import Facility, User
 from greenchannel.web.db import db
-from tests.referral_world import World, build_world
+from tests.world import World
 
 
 @pytest.fixture
-def world(app: Flask, client: FlaskClient) -> World:
-    world = build_world(app, client)
-    with app.app_context():
+def world(world: World) -> World:
+    """The world with H-D designated as the region's centre and a phone on the coordinator."""
+    with world.app.app_context():
         centre = db.session.scalars(select(Facility).where(Facility.code == "H-D")).one()
         centre.designated = ["maternal", "neonatal"]
         coordinator = db.session.scalars(select(User).where(User.username == "coord")).one()

@@ -19,8 +19,7 @@ from flask.testing import FlaskClient
 from facilities.models import Facility, FacilityKind
 from greenchannel.web.db import db
 from referral.models import Referral, RoadClosure
-from tests.conftest import NOW, add_facility, add_user, bearer
-from tests.referral_world import PPH_REQUEST, World, build_world
+from tests.world import NOW, PPH_REQUEST, World, add_facility, add_user, bearer, build_world
 
 ROLES = [
     None,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient, FlaskCliRunner
+from flask.testing import FlaskCliRunner
 from sqlalchemy import delete, select, update
 
 from core.settings import ConfigError
@@ -17,12 +17,7 @@ from greenchannel.web.db import db
 from referral import audit
 from referral.models import AuditEntry, Referral
 from referral.retention import SCRUBBED, retention_days, scrub_closed_cases
-from tests.referral_world import PPH_REQUEST, World, build_world
-
-
-@pytest.fixture
-def world(app: Flask, client: FlaskClient) -> World:
-    return build_world(app, client)
+from tests.world import PPH_REQUEST, World
 
 
 def _trail(app: Flask, referral_id: int) -> list[tuple[str, str, str]]:

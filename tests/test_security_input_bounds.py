@@ -18,8 +18,7 @@ from referral import creation, service
 from referral.limits import MAX_CONDITIONS
 from referral.models import Referral
 from referral.triage import Case
-from tests.referral_world import PPH_REQUEST, World, build_world
-from tests.web_support import login, post_form, web_world
+from tests.world import PPH_REQUEST, World, build_world, login, post_form, web_world
 
 TWILIO_TOKEN = "twilio-test-token"
 # Eleven conditions of the mother, all in the region's rules.

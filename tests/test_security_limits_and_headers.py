@@ -18,7 +18,7 @@ from facilities.models import RateCounter
 from greenchannel.web.app import SECURITY_HEADERS, create_app
 from greenchannel.web.db import db
 from greenchannel.web.ratelimit import hit, limits_from_env
-from tests.referral_world import PPH_REQUEST, build_world
+from tests.world import PPH_REQUEST, build_world
 
 TWILIO_TOKEN = "twilio-test-token"
 

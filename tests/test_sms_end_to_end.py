@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 
 from alerts.timers import WorkerSettings
@@ -16,7 +14,7 @@ from alerts.worker import TickReport, tick
 from greenchannel.web.db import db
 from referral import audit
 from tests.fake_twilio import FakeTwilio, running_fake_twilio
-from tests.referral_world import PPH_REQUEST, World, build_world
+from tests.world import PPH_REQUEST, World
 
 BASE = "https://gc.test"
 
@@ -28,8 +26,9 @@ def fake() -> Iterator[FakeTwilio]:
 
 
 @pytest.fixture
-def world(app: Flask, client: FlaskClient, fake: FakeTwilio) -> World:
-    app.config.update(
+def world(world: World, fake: FakeTwilio) -> World:
+    """The world sending its SMS through the real Twilio SDK to the fake on loopback."""
+    world.app.config.update(
         SMS_BACKEND="twilio",
         TWILIO_ACCOUNT_SID=fake.account_sid,
         TWILIO_AUTH_TOKEN=fake.auth_token,
@@ -38,7 +37,7 @@ def world(app: Flask, client: FlaskClient, fake: FakeTwilio) -> World:
         TWILIO_TIMEOUT=0.5,
         PUBLIC_BASE_URL=BASE,
     )
-    return build_world(app, client)
+    return world
 
 
 def worker_tick(world: World) -> TickReport:

@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
-from tests.web_support import PASSWORD, road_grid, web_world
+from tests.world import PASSWORD, road_grid, web_world
 
 SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 PHONE = {"width": 390, "height": 844}

@@ -16,8 +16,7 @@ from greenchannel.web.db import db
 from referral import audit
 from referral.models import Referral, RoadClosure
 from routing import RoadNetwork
-from tests.conftest import add_user
-from tests.web_support import CJK, csrf_from, login, post_form, web_world
+from tests.world import CJK, add_user, csrf_from, login, post_form, web_world
 
 
 def refer(client: FlaskClient, **extra: object) -> str:
