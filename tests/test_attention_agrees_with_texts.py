@@ -20,9 +20,7 @@ from alerts.models import AttentionItem, OutboundMessage
 from core.vocabulary import ATTENTION_REASONS
 from facilities.models import Facility, User
 from greenchannel.web.db import db
-from tests.alerts_support import T0, make_coordinator, make_facility
-from tests.referral_world import World
-from tests.web_support import login, web_world
+from tests.world import T0, World, login, make_coordinator, make_facility, web_world
 
 COORDINATOR = "+8613700000077"
 REASON_WORDS = {reason: words["zh"] for reason, words in ATTENTION_REASONS.items()}

@@ -24,10 +24,7 @@ from referral.offering import shock_flags
 from referral.placement import Placement
 from referral.rules import load_rules
 from referral.triage import Case
-from tests.alerts_support import make_contact
-from tests.conftest import NOW, add_facility
-from tests.referral_world import PPH_REQUEST, World, build_world
-from tests.web_support import csrf_from
+from tests.world import NOW, PPH_REQUEST, World, add_facility, build_world, csrf_from, make_contact
 
 BASE = "https://gc.test"
 
@@ -216,8 +213,9 @@ def test_the_link_session_opens_that_case_only(world: World) -> None:
 
 
 def test_opening_a_link_logs_out_whoever_was_logged_in_here(world: World) -> None:
-    from tests.conftest import add_user
     from tests.web_support import PASSWORD, login
+
+    from tests.world import add_user
 
     with world.app.app_context():
         add_user(db.session, "w-hosp-b", "hospital", facility="H-B", password=PASSWORD)

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from facilities.models import Facility, User
 from greenchannel.web.db import db
 from referral.models import Referral, ReferralStatus
-from tests.web_support import csrf_from, login, post_form, web_world
+from tests.world import csrf_from, login, post_form, web_world
 
 
 def _case(app: Flask) -> Referral:

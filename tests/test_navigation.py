@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from facilities.navigation import NavigationLink, facility_links, navigation_links
-from tests.conftest import add_facility
+from tests.world import add_facility
 
 NAME = "云州市危重孕产妇和新生儿救治中心（市中心医院）"
 ADDRESS = "云州市城中区人民路128号"

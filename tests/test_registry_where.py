@@ -17,7 +17,7 @@ from facilities import export, registry
 from facilities.registry import ImportRejected
 from greenchannel.demo.region import demo_facilities
 from greenchannel.web.db import db
-from tests.conftest import NOW, add_facility, add_user, bearer
+from tests.world import NOW, add_facility, add_user, bearer
 
 HEADER = "code,name,kind,lat,lon,maternal_level,neonatal_level,capabilities,phone"
 WHERE_HEADER = HEADER + ",address,department,department_en,entrance,entrance_en"
