@@ -11,6 +11,7 @@ answer, the reply instructions and the link to the case page are never given up.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -91,14 +92,48 @@ def _core(value: str, language: str) -> str:
     return value[:-3] if value.endswith("...") else value
 
 
+_ADMIN_PREFIX = re.compile(r"^(?:[^省市县区旗州盟镇乡]{1,8}?[省市县区旗州盟])+")
+_TOWNSHIP = re.compile(r"(?:镇|乡|街道)")
+_CENTRE_SUFFIXES = ("社区卫生服务中心", "卫生服务中心", "中心卫生院", "卫生院")
+
+
+def _zh_whole_units(core: str) -> tuple[int, int]:
+    """For a township's name (``临河县青石镇卫生院``): how many leading characters name the
+    county or city above it (3) and how many trailing ones only say "health centre" (3). A
+    shortening removes these whole before it touches the township's own name, which is what a
+    reader needs (``…青石镇``, never ``…石镇卫生院``). Other names: (0, 0)."""
+    prefix = _ADMIN_PREFIX.match(core)
+    head = prefix.end() if prefix else 0
+    body = core[head:]
+    if not _TOWNSHIP.search(body):
+        return 0, 0
+    for suffix in _CENTRE_SUFFIXES:
+        rest = body.removesuffix(suffix)
+        if rest != body and _TOWNSHIP.search(rest[-2:]) and len(rest) >= 2:
+            return head, len(suffix)
+    return head, 0
+
+
 def _shortened(value: str, times: int, language: str) -> str:
-    """``value`` shortened ``times`` times, one character each time. Chinese names carry their
-    distinctive part (the township, the hospital) at the end, so they lose their head; English
-    ones lose their tail. The first time, the ellipsis takes the place of the lost character."""
+    """``value`` shortened by ``times`` characters (at least). Chinese names carry their
+    distinctive part (the township, the hospital) at the end, so they lose their head, a
+    township's county and its "health centre" whole first; English ones lose their tail. The
+    first time, the ellipsis takes the place of the lost character. Removing whole units may
+    remove more than asked, never less, so a longer shortening is never a longer text."""
     if times <= 0:
         return value
     core = _core(value, language)
     if language == "zh":
+        head, tail = _zh_whole_units(core)
+        if head and times <= head:
+            return "…" + core[head:]
+        if head or tail:
+            body, extra = core[head:], times - head
+            if tail:
+                if extra <= tail:
+                    return "…" + body[: len(body) - tail]
+                body, extra = body[: len(body) - tail], extra - tail
+            return "…" + body[extra:]
         return "…" + core[times:]
     return core[: max(len(core) - times, 0)] + "..."
 

@@ -131,6 +131,30 @@ def test_a_pre_alert_says_what_the_receiving_team_needs_to_decide(language: str)
         )
 
 
+def test_a_tight_pre_alert_keeps_the_township_and_drops_county_and_health_centre_whole() -> None:
+    # Seen in the demo: "自…石镇卫生院" lost the 青 of 青石镇, the one word that says where.
+    text = prealert(
+        "zh",
+        code="VMNW",
+        condition="产后出血",
+        colour="",
+        origin="临河县青石镇卫生院",
+        eta_minutes=15,
+        callback_phone="+8613910000002",
+        shock=True,
+        massive_bleeding_ml=1500,
+        delivered=True,
+        answer_by="18:19",
+        link="http://127.0.0.1:5077/l/CdJDAQwvWMT",
+    )
+    assert messages.sms_segments(text).segments <= 2
+    assert "青石镇" in text and "…石镇" not in text
+    assert messages._shortened("临河县青石镇卫生院", 1, "zh") == "…青石镇卫生院"
+    assert messages._shortened("临河县青石镇卫生院", 4, "zh") == "…青石镇"
+    # A county hospital has no township to keep: it loses its head one character at a time.
+    assert messages._shortened("白湾县妇幼保健院", 1, "zh") == "…湾县妇幼保健院"
+
+
 @pytest.mark.parametrize("language", ["zh", "en"])
 def test_undelivered_says_baby_inside_and_unknown_says_nothing(language: str) -> None:
     def text(delivered: bool | None) -> str:

@@ -179,7 +179,7 @@ def test_a_coordinator_marking_a_reason_seen_takes_it_off_the_board(
     with world.app.app_context():
         (item,) = attention.open_items(db.session, [f"referral:{rid}"])
         item_id = item.id
-    from tests.web_support import post_form
+    from tests.world import post_form
 
     post_form(client, "/board", f"/board/attention/{item_id}/seen", {})
     assert board(client) == {}

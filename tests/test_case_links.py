@@ -213,9 +213,7 @@ def test_the_link_session_opens_that_case_only(world: World) -> None:
 
 
 def test_opening_a_link_logs_out_whoever_was_logged_in_here(world: World) -> None:
-    from tests.web_support import PASSWORD, login
-
-    from tests.world import add_user
+    from tests.world import PASSWORD, add_user, login
 
     with world.app.app_context():
         add_user(db.session, "w-hosp-b", "hospital", facility="H-B", password=PASSWORD)

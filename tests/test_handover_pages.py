@@ -3,15 +3,18 @@ numbers to call, where and when, the coordinator's redirect list and the closed 
 
 from __future__ import annotations
 
+import copy
+import logging
 import re
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from facilities.models import Facility, User
 from greenchannel.web.db import db
 from referral.models import Referral, ReferralStatus
-from tests.world import csrf_from, login, post_form, web_world
+from tests.world import csrf_from, login, outbox, post_form, web_world
 
 
 def _case(app: Flask) -> Referral:
@@ -253,3 +256,66 @@ def test_a_bad_capacity_value_is_kept_and_named_beside_its_field(
     )
     assert saved.status_code == 302 and "saved=1" in saved.headers["Location"]
     assert "已保存" in client.get(saved.headers["Location"]).get_data(as_text=True)
+
+
+HANDOVER = {
+    "origin_facility": "T-1",
+    "case": {
+        "conditions": ["PPH"],
+        "delivered": True,
+        "vitals": {"sbp": 78, "dbp": 41, "hr": 133, "spo2": 91, "rr": 27, "temp_c": 36.2},
+        "blood_loss_ml": 1650,
+        "treatments": ["oxytocin", "tranexamic_acid"],
+        "note": "atonic uterus, mother anxious",
+    },
+    "patient": {},
+    "callback_phone": "+8613910000002",
+}
+
+
+def test_no_handover_detail_reaches_a_log_line_or_an_sms_beyond_its_flags(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = web_world(app, client)
+    caplog.set_level(logging.DEBUG)
+    created = world.post("clinic", "/api/v1/referrals", HANDOVER)
+    assert created.status_code == 201, created.get_json()
+    world.tick()
+    world.clock.advance(minutes=4)  # silence: the switchboard and the coordinator are told
+    world.tick()
+    with app.app_context():
+        texts = [m.body for m in outbox(db.session)]
+    assert texts and any("休克" in t or "SHOCK" in t for t in texts)  # the flag travels
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for secret in ("atonic uterus", "mother anxious", "133", "78/41", "1650"):
+        assert secret not in logged, secret
+        assert not [t for t in texts if secret in t and secret != "1650"], secret
+    # Massive bleeding may travel as its flag and volume; the note and the vitals never do.
+    assert not [t for t in texts if "133" in t or "atonic" in t]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("vitals", "hr"), 400, "vitals.hr"),
+        (("vitals", "spo2"), 101, "vitals.spo2"),
+        (("vitals", "avpu"), "X", "vitals.avpu"),
+        (("blood_loss_ml",), -5, "blood_loss_ml"),
+        (("treatments",), ["holy_water"], "treatments"),
+        (("note",), "x" * 501, "note"),
+    ],
+)
+def test_the_api_refuses_a_handover_field_out_of_range_naming_it(
+    app: Flask, client: FlaskClient, path: tuple[str, ...], value: object, field: str
+) -> None:
+    world = web_world(app, client)
+    body = copy.deepcopy(HANDOVER)
+    target = body["case"]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    refused = world.post("clinic", "/api/v1/referrals", body)
+    assert 400 <= refused.status_code < 500
+    assert refused.get_json()["field"].endswith(field), refused.get_json()
+    with app.app_context():
+        assert db.session.query(Referral).count() == 0

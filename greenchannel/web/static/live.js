@@ -151,6 +151,8 @@
             syncClock(region);
             tick();
             region.dispatchEvent(new CustomEvent("live:updated", { bubbles: true }));
+            // A closed case changes no more: stop asking (and stop its timers).
+            if (region.querySelector("[data-final]")) region.setAttribute("data-stopped", "1");
           }
         })
         .catch(function () {
@@ -161,7 +163,9 @@
         })
         .then(schedule, schedule);
     }
-    function schedule() { window.setTimeout(once, POLL_MS); }
+    function schedule() {
+      if (!region.hasAttribute("data-stopped")) window.setTimeout(once, POLL_MS);
+    }
     schedule();
   }
 
