@@ -30,8 +30,8 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts._sql import rowcount
-from alerts.messages import sms_segments
 from alerts.models import MessageStatus, OutboundMessage
+from alerts.segments import sms_segments
 from alerts.transports import (
     PermanentSmsError,
     ReconcilingTransport,

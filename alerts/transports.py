@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO, runtime_checkable
 
-from alerts.messages import sms_segments
+from alerts.segments import sms_segments
 
 # Twilio error codes that no retry will cure: the number or the recipient is the problem.
 # https://www.twilio.com/docs/api/errors

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts import messages
-from alerts.messages import SegmentInfo, prealert, sms_segments
+from alerts import messages, segments
+from alerts.messages import prealert
+from alerts.segments import SegmentInfo, sms_segments
 
 
 @pytest.mark.parametrize(
@@ -147,12 +148,12 @@ def test_a_tight_pre_alert_keeps_the_township_and_drops_county_and_health_centre
         answer_by="18:19",
         link="http://127.0.0.1:5077/l/CdJDAQwvWMT",
     )
-    assert messages.sms_segments(text).segments <= 2
+    assert segments.sms_segments(text).segments <= 2
     assert "青石镇" in text and "…石镇" not in text
-    assert messages._shortened("临河县青石镇卫生院", 1, "zh") == "…青石镇卫生院"
-    assert messages._shortened("临河县青石镇卫生院", 4, "zh") == "…青石镇"
+    assert segments._shortened("临河县青石镇卫生院", 1, "zh") == "…青石镇卫生院"
+    assert segments._shortened("临河县青石镇卫生院", 4, "zh") == "…青石镇"
     # A county hospital has no township to keep: it loses its head one character at a time.
-    assert messages._shortened("白湾县妇幼保健院", 1, "zh") == "…湾县妇幼保健院"
+    assert segments._shortened("白湾县妇幼保健院", 1, "zh") == "…湾县妇幼保健院"
 
 
 @pytest.mark.parametrize("language", ["zh", "en"])
@@ -324,7 +325,7 @@ def _one_character_at_a_time(
 
     while True:
         text = build(first, second)
-        if messages._fits(text, messages.PREALERT_MAX_SEGMENTS, reserve=True):
+        if segments._fits(text, segments.PREALERT_MAX_SEGMENTS, reserve=True):
             return text
         if len(first) >= len(second) and len(first) > 6:
             first = shorten(first)
@@ -352,7 +353,7 @@ def test_shortening_gives_the_text_the_one_character_at_a_time_reading_gives(
         return f"{head}{a}/{b}{tail}"
 
     expected = _one_character_at_a_time(build, first, second, language=language)
-    assert messages._fit_fields(build, first, second, language=language) == expected
+    assert segments._fit_fields(build, first, second, language=language) == expected
 
 
 @pytest.mark.parametrize("language", ["zh", "en"])
@@ -367,7 +368,7 @@ def test_shortening_a_pre_alert_of_any_length_takes_linear_time(
     origin = "高岭镇中心卫生院" * 1000 if language == "zh" else "Gaoling Township " * 1000
     budget = 20 * (len(condition) + len(origin))
     measured = 0
-    measure = messages.sms_segments
+    measure = segments.sms_segments
 
     def counting(text: str) -> SegmentInfo:
         nonlocal measured
@@ -376,7 +377,7 @@ def test_shortening_a_pre_alert_of_any_length_takes_linear_time(
             raise AssertionError(f"more than {budget} characters measured: not linear")
         return measure(text)
 
-    monkeypatch.setattr(messages, "sms_segments", counting)
+    monkeypatch.setattr(segments, "sms_segments", counting)
     text = prealert(
         language,
         code="A7K2X9",

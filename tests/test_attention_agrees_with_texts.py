@@ -247,8 +247,8 @@ def test_the_hard_moments_texts_fit_two_segments_and_carry_the_numbers(language:
         coordinator_unanswered,
         coordinator_unplaced,
         safety_net_to_coordinator,
-        sms_segments,
     )
+    from alerts.segments import sms_segments
 
     long_name = ("云州市石山县人民医院妇产科分院" if language == "zh" else "Shishan County ") * 4
     clinic, coordinator, centre = "+8613911110000", "+8613700000077", "+867712345678"

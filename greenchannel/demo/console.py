@@ -10,7 +10,7 @@ from typing import TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from alerts.messages import sms_segments
+from alerts.segments import sms_segments
 from alerts.transports import SendResult
 from facilities.models import Contact, Facility, User
 
