@@ -300,18 +300,40 @@ def coordinator_unplaced(
     language: str, *, code: str, condition: str, origin: str, asked: int, clinic_phone: str
 ) -> str:
     """To the coordinators: nobody accepted and no safety net applies."""
+    return _to_coordinators(
+        language,
+        code=code,
+        condition=condition,
+        origin=origin,
+        words=unplaced_words(_lang(language), asked=asked),
+        ask={"zh": "。请立即协调：改派或重新发起。", "en": ". Act now: redirect or re-open."},
+        clinic_phone=clinic_phone,
+    )
+
+
+def _to_coordinators(
+    language: str,
+    *,
+    code: str,
+    condition: str,
+    origin: str,
+    words: str,
+    ask: Mapping[str, str],
+    clinic_phone: str,
+) -> str:
+    """A coordinator's text about a case: what happened (the board's words), what to do, and
+    the clinic's number; the origin and condition shortened to fit."""
     lang = _lang(language)
-    words = unplaced_words(lang, asked=asked)
 
     def build(origin_text: str, condition_text: str) -> str:
         if lang == "zh":
             return (
-                f"【绿色通道】病例{code}（{condition_text}，自{origin_text}）{words}。"
-                f"请立即协调：改派或重新发起。转出方电话{clinic_phone}"
+                f"【绿色通道】病例{code}（{condition_text}，自{origin_text}）{words}"
+                f"{ask['zh']}转出方电话{clinic_phone}"
             )
         return (
-            f"GREEN CHANNEL case {code} ({condition_text}, from {origin_text}): {words}. "
-            f"Act now: redirect or re-open. Clinic {clinic_phone}"
+            f"GREEN CHANNEL case {code} ({condition_text}, from {origin_text}): {words}"
+            f"{ask['en']} Clinic {clinic_phone}"
         )
 
     if lang == "en":
@@ -357,23 +379,15 @@ def safety_net_to_coordinator(
     clinic_phone: str,
 ) -> str:
     """To the coordinators: nobody accepted and the region's safety net acted."""
-    lang = _lang(language)
-    words = safety_net_words(lang, centre=centre, rule=rule)
-
-    def build(origin_text: str, condition_text: str) -> str:
-        if lang == "zh":
-            return (
-                f"【绿色通道】病例{code}（{condition_text}，自{origin_text}）{words}，请跟进。"
-                f"转出方电话{clinic_phone}"
-            )
-        return (
-            f"GREEN CHANNEL case {code} ({condition_text}, from {origin_text}): {words}. "
-            f"Please follow up. Clinic {clinic_phone}"
-        )
-
-    if lang == "en":
-        origin, condition = gsm_only(origin), gsm_only(condition)
-    return _fit_fields(build, origin, condition, language=lang)
+    return _to_coordinators(
+        language,
+        code=code,
+        condition=condition,
+        origin=origin,
+        words=safety_net_words(_lang(language), centre=centre, rule=rule),
+        ask={"zh": "，请跟进。", "en": ". Please follow up."},
+        clinic_phone=clinic_phone,
+    )
 
 
 #: Whom a clinic calls when no coordinator covers it: the emergency number.

@@ -32,7 +32,6 @@ from flask import (
     url_for,
 )
 from flask.blueprints import BlueprintSetupState
-from flask_babel import gettext as _
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -41,7 +40,7 @@ from core.errors import ServiceError
 from core.settings import ConfigError
 from core.vocabulary import LANGUAGES
 from facilities.models import RateCounter
-from greenchannel.web import clock, observability, ratelimit
+from greenchannel.web import clock, observability, ratelimit, referral_form
 from greenchannel.web.api_referrals import audited
 from greenchannel.web.context import current_placement, current_rules
 from greenchannel.web.db import db
@@ -140,22 +139,25 @@ def _grant() -> links.LinkGrant | None:
     return links.grant_for(db.session, link_id, now=clock.now())
 
 
-def _case(grant: links.LinkGrant) -> tuple[Referral, Offer] | None:
-    referral = db.session.get(Referral, grant.referral_id)
-    offer = db.session.get(Offer, grant.offer_id)
-    if referral is None or offer is None or offer.referral_id != referral.id:
-        return None
-    return referral, offer
+def _granted() -> tuple[links.LinkGrant, Referral, Offer] | None:
+    """The link session's grant with its case and offer; None (and the session forgotten)
+    when the link no longer holds."""
+    grant = _grant()
+    if grant is not None:
+        referral = db.session.get(Referral, grant.referral_id)
+        offer = db.session.get(Offer, grant.offer_id)
+        if referral is not None and offer is not None and offer.referral_id == referral.id:
+            return grant, referral, offer
+    session.pop(SESSION_KEY, None)
+    return None
 
 
 @bp.get("/link")
 def case() -> Response | str:
-    grant = _grant()
-    found = _case(grant) if grant is not None else None
-    if grant is None or found is None:
-        session.pop(SESSION_KEY, None)
+    found = _granted()
+    if found is None:
         return redirect(url_for("links.expired"))
-    referral, offer = found
+    grant, referral, offer = found
     audited("view", grant.actor(), referral.id, page="/link", link_id=grant.link_id)
     db.session.commit()
     rules = current_rules()
@@ -174,32 +176,13 @@ def case() -> Response | str:
     return response
 
 
-def _minutes() -> int | None:
-    raw = request.form.get("eta_minutes", "").strip()
-    if not raw:
-        return None
-    if not raw.isdecimal() or int(raw) > 24 * 60:
-        raise ServiceError("eta_minutes: expected 0 to 1440", field="eta_minutes")
-    return int(raw)
-
-
 @bp.post("/link/<any(accept, decline):answer>")
 def answer(answer: str) -> Response:
-    grant = _grant()
-    found = _case(grant) if grant is not None else None
-    if grant is None or found is None:
-        session.pop(SESSION_KEY, None)
+    found = _granted()
+    if found is None:
         return redirect(url_for("links.expired"))
-    referral, offer = found
+    grant, referral, offer = found
     try:
-        if answer == "accept":
-            arguments: dict[str, object] = {"offer": offer, "minutes": _minutes()}
-        else:
-            arguments = {
-                "offer": offer,
-                "reason": request.form.get("reason", ""),
-                "note": request.form.get("note", ""),
-            }
         commands.act(
             db.session,
             answer,
@@ -208,13 +191,10 @@ def answer(answer: str) -> Response:
             actor=grant.actor(),
             now=clock.now(),
             request_id=observability.request_id(),
-            **arguments,
+            **referral_form.answer_arguments(answer, request.form, offer),
         )
         db.session.commit()
-        if answer == "accept":
-            flash(_("Accepted: the clinic is told to come."), "ok")
-        else:
-            flash(_("Declined: the case moves to the next hospital."), "ok")
+        flash(referral_form.ANSWERED[answer], "ok")
     except ServiceError as exc:
         report_failure(exc)
     return redirect(url_for("links.case"))

@@ -8,7 +8,6 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
@@ -392,32 +391,18 @@ def answer(referral_id: int, offer_id: int, answer: str) -> Response:
     actor = actor_for(page_user())
     try:
         offer: Offer = service.get_offer(db.session, referral, offer_id)
-        if answer == "accept":
-            minutes = _number("eta_minutes", 0, 24 * 60)
-            service.accept_offer(
-                db.session,
-                place=current_placement(),
-                referral=referral,
-                offer=offer,
-                actor=actor,
-                minutes=round(minutes) if minutes is not None else None,
-                now=clock.now(),
-            )
-            flash(_("Accepted: the clinic is told to come."), "ok")
-        else:
-            service.decline_offer(
-                db.session,
-                place=current_placement(),
-                referral=referral,
-                offer=offer,
-                actor=actor,
-                reason=request.form.get("reason", ""),
-                note=request.form.get("note", ""),
-                now=clock.now(),
-            )
-            flash(_("Declined: the case moves to the next hospital."), "ok")
-        audited(answer, actor, referral.id)
+        commands.act(
+            db.session,
+            answer,
+            place=current_placement(),
+            referral=referral,
+            actor=actor,
+            now=clock.now(),
+            request_id=observability.request_id(),
+            **referral_form.answer_arguments(answer, request.form, offer),
+        )
         db.session.commit()
+        flash(referral_form.ANSWERED[answer], "ok")
     except ServiceError as exc:
         report_failure(exc)
     return _back(referral)

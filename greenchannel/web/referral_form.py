@@ -15,6 +15,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import MultiDict
 
+from core.errors import ServiceError
 from greenchannel.web import clock
 from greenchannel.web.context import current_rules
 from referral import triage
@@ -204,3 +205,23 @@ def check(reading: FormReading, case: triage.Case) -> None:
     """Every domain problem of the case, worded next to its field."""
     for problem in triage.case_problems(current_rules(), case, now=clock.now()):
         reading.problem(form_name(problem.field or ""), problem_text(problem))
+
+
+def answer_arguments(answer: str, form: MultiDict[str, str], offer: Any) -> dict[str, Any]:
+    """An answer to an offer from a page (the hospital's card, the link page): the keywords of
+    ``referral.commands.act('accept' | 'decline', ...)``."""
+    if answer == "accept":
+        raw = form.get("eta_minutes", "").strip()
+        minutes: int | None = None
+        if raw:
+            if not raw.isdecimal() or int(raw) > 24 * 60:
+                raise ServiceError(_("Team ready in: 0 to 1440 minutes."), field="eta_minutes")
+            minutes = int(raw)
+        return {"offer": offer, "minutes": minutes}
+    return {"offer": offer, "reason": form.get("reason", ""), "note": form.get("note", "")}
+
+
+ANSWERED = {
+    "accept": _l("Accepted: the clinic is told to come."),
+    "decline": _l("Declined: the case moves to the next hospital."),
+}
