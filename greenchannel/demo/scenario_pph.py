@@ -28,7 +28,7 @@ def run_pph(runtime: Runtime, narrator: Narrator, start: dt.datetime) -> dict[st
 
     # -- 08:00 the referral
     with sim.factory() as session:
-        origin = session.scalars(select(Facility).where(Facility.code == "LH-T01")).one()
+        origin, doctor = sim.duty_doctor(session, "LH-T01")
         say(
             sim.now,
             f"{origin.name} ({origin.code}, {origin.name_en}): a woman is bleeding heavily "
@@ -36,10 +36,6 @@ def run_pph(runtime: Runtime, narrator: Narrator, start: dt.datetime) -> dict[st
             "and oxytocin are under way. The duty doctor refers her on the web form: PPH.",
             pause=2,
         )
-        doctor = session.scalars(
-            select(Contact).where(Contact.facility_id == origin.id).order_by(Contact.priority)
-        ).first()
-        assert doctor is not None
         referral, _ = service.create_referral(
             session,
             place=sim.place,

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from alerts.inbound import handle_inbound
-from facilities.models import Contact, Facility, Team
+from facilities.models import Contact, Team
 from greenchannel.demo.simulation import Narrator, Simulation
 from greenchannel.runtime import Runtime
 from referral.models import OfferStatus, Referral
@@ -32,7 +32,7 @@ def run_safety_net(runtime: Runtime, narrator: Narrator, start: dt.datetime) -> 
     say = narrator.say
     state: dict[str, Any] = {"declined": [], "expired": []}
     with sim.factory() as session:
-        origin = session.scalars(select(Facility).where(Facility.code == SAFETY_NET_ORIGIN)).one()
+        origin, doctor = sim.duty_doctor(session, SAFETY_NET_ORIGIN)
         say(
             sim.now,
             f"{origin.name} ({origin.code}, {origin.name_en}): a woman at 30 weeks, not yet "
@@ -40,10 +40,6 @@ def run_safety_net(runtime: Runtime, narrator: Narrator, start: dt.datetime) -> 
             "running. The duty doctor refers her by SMS.",
             pause=2,
         )
-        doctor = session.scalars(
-            select(Contact).where(Contact.facility_id == origin.id).order_by(Contact.priority)
-        ).first()
-        assert doctor is not None
         body = "REF ECLAMPSIA 30W UNDEL BP 172/118 HR 104"
         say(None, f"Her SMS to the service: “{body}”")
         answer = handle_inbound(

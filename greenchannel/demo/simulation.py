@@ -17,7 +17,7 @@ from alerts.models import OutboundMessage
 from alerts.timers import WorkerSettings
 from alerts.transports import RecordingTransport
 from alerts.worker import tick
-from facilities.models import User
+from facilities.models import Contact, Facility, User
 from greenchannel.runtime import Runtime
 from referral import service
 
@@ -119,6 +119,16 @@ class Simulation:
             capacity_grace=rules.stale_grace, capacity_second_grace=rules.second_grace
         )
         self.seen = 0
+
+    @staticmethod
+    def duty_doctor(session: Session, code: str) -> tuple[Facility, Contact]:
+        """The clinic of that code and its first contact on call (who refers in a scenario)."""
+        origin = session.scalars(select(Facility).where(Facility.code == code)).one()
+        doctor = session.scalars(
+            select(Contact).where(Contact.facility_id == origin.id).order_by(Contact.priority)
+        ).first()
+        assert doctor is not None, f"the demo clinic {code} has no contact"
+        return origin, doctor
 
     def tick(self) -> None:
         tick(

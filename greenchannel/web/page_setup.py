@@ -36,6 +36,7 @@ def init_app(app: Flask) -> None:
         field_label=referral_form.field_label,
         phone_link=case_views.phone_link,
         map_links=case_views.map_links,
+        arrival_of=case_views.arrival,
         handover_sections=case_views.handover,
         **labels.template_globals(),
     )
