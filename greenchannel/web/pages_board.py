@@ -79,7 +79,6 @@ def board_context() -> dict[str, Any]:
         "needs_human": [r for r in cases if flags[r.id]],
         "stale": stale,
         "closures": closures.active_closures(db.session),
-        "redirect_choices": [f for f in facilities if f.maternal_level or f.neonatal_level],
         "now": now,
     }
 
