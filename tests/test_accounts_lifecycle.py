@@ -20,7 +20,7 @@ from facilities.accounts import WeakPassword, create_user
 from facilities.models import ApiToken, User
 from greenchannel.web.db import db
 from referral.models import AuditEntry
-from tests.world import NOW, World, add_user, bearer, csrf_from, login, web_world
+from tests.world import NOW, World, add_user, csrf_from, login, web_world
 
 # ------------------------------------------------------------------------------ passwords
 
