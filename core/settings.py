@@ -25,6 +25,15 @@ def env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}: expected true or false, got {raw!r}")
 
 
+def env_positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdecimal() or int(raw) < 1:
+        raise ConfigError(f"{name}: expected a whole number above 0, got {raw!r}")
+    return int(raw)
+
+
 def _secret_key(environ: Mapping[str, str], instance: Path) -> str:
     key = environ.get("SECRET_KEY", "")
     if key:
@@ -67,4 +76,9 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "SESSION_COOKIE_SAMESITE": "Lax",
         "MAX_CONTENT_LENGTH": 12 * 1024 * 1024,
         "WTF_CSRF_TIME_LIMIT": None,
+        # A web session ends after this long without a request, and this long after login,
+        # whatever the activity (shared ward computers); an API token after this many days.
+        "SESSION_IDLE_MINUTES": env_positive_int(env, "GREENCHANNEL_SESSION_IDLE_MINUTES", 30),
+        "SESSION_MAX_HOURS": env_positive_int(env, "GREENCHANNEL_SESSION_MAX_HOURS", 12),
+        "TOKEN_LIFETIME_DAYS": env_positive_int(env, "GREENCHANNEL_TOKEN_DAYS", 90),
     }

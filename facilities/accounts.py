@@ -1,4 +1,13 @@
-"""Users, roles, API tokens and password checks (argon2id), with failed logins slowed down."""
+"""Users, roles, API tokens, web sessions and password checks (argon2id), with failed logins
+slowed down per client.
+
+Web sessions live in the database (``WebSession``): the signed cookie carries a random id, the
+database its SHA-256, and every request checks it, so a logout, a password reset and a
+deactivation end a session everywhere, and an idle and an absolute timeout end it on a shared
+ward computer. Failed logins are counted per client (address) across usernames, which slows a
+password spray, and per (username, client), which slows guessing one account without locking
+its owner out on another computer. Failures are kept, not deleted on success.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +20,12 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload
 
 from core.errors import Throttled
-from facilities.models import ApiToken, LoginFailure, Role, User
+from facilities.common_passwords import COMMON_PASSWORDS
+from facilities.models import ApiToken, LoginFailure, Role, User, WebSession
 from facilities.registry import NotFound, RegistryError, check_phone, get_facility
 
 _HASHER = PasswordHasher()
@@ -24,9 +34,23 @@ _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("not-a-password")
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 
+# Per (username, client): the owner on another computer is not locked out.
 FAILED_LOGIN_LIMIT = 5
+# Per client across usernames: a spray of one password over many usernames is slowed.
+FAILED_LOGIN_CLIENT_LIMIT = 20
 FAILED_LOGIN_WINDOW = dt.timedelta(minutes=15)
-MIN_PASSWORD_LENGTH = 8
+MIN_PASSWORD_LENGTH = 10
+PASSWORD_RULE = (
+    f"at least {MIN_PASSWORD_LENGTH} characters, not a common password, "
+    "and not containing the username"
+)
+DEFAULT_TOKEN_LIFETIME = dt.timedelta(days=90)
+DEFAULT_SESSION_IDLE = dt.timedelta(minutes=30)
+DEFAULT_SESSION_ABSOLUTE = dt.timedelta(hours=12)
+# last_seen_at / last_used_at are written at most this often: a write per poll would
+# serialise traffic.
+TOUCH_EVERY = dt.timedelta(minutes=1)
+TOKEN_PREFIX_LENGTH = 11  # "gc_" and 8 characters
 
 
 class AccountError(RegistryError):
@@ -43,14 +67,60 @@ class LoginThrottled(AccountError, Throttled):
         )
 
 
+class WeakPassword(AccountError):
+    """A password that breaks the rule (``PASSWORD_RULE``); ``reason`` says which part."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"password: {reason}; the rule: {PASSWORD_RULE}", field="password")
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class CreatedUser:
     user: User
     token: str
 
 
+@dataclass(frozen=True)
+class TokenUse:
+    """An accepted bearer token: its user, and whether this use was recorded (at most once a
+    minute: the caller audits it then)."""
+
+    user: User
+    token_id: int
+    prefix: str
+    recorded: bool
+
+
 def hash_password(password: str) -> str:
     return _HASHER.hash(password)
+
+
+def check_password_strength(password: str, *, username: str) -> None:
+    """Raise :class:`WeakPassword` unless the password follows ``PASSWORD_RULE``."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise WeakPassword("too_short")
+    lowered = password.lower()
+    if lowered in COMMON_PASSWORDS or lowered.rstrip("0123456789!.@#") in COMMON_PASSWORDS:
+        raise WeakPassword("common")
+    if username and username.lower() in lowered:
+        raise WeakPassword("contains_username")
+    if len(set(password)) < 4:
+        raise WeakPassword("common")
+
+
+def new_password() -> str:
+    """A random password that follows the rule (given once to a user after a reset)."""
+    return secrets.token_urlsafe(12)
+
+
+def password_matches(user: User, password: str) -> bool:
+    if not user.password_hash:
+        return False
+    try:
+        return bool(_HASHER.verify(user.password_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def _token_hash(token: str) -> str:
@@ -68,6 +138,7 @@ def create_user(
     phone: str = "",
     language: str = "zh",
     now: dt.datetime,
+    token_lifetime: dt.timedelta = DEFAULT_TOKEN_LIFETIME,
 ) -> CreatedUser:
     """Create a user and a first API token (returned in clear once, stored only as a hash)."""
     if not _USERNAME.match(username):
@@ -92,8 +163,8 @@ def create_user(
         raise AccountError(f"facility: a {clean_role.value} user has no facility", field="facility")
     if area and clean_role is not Role.COORDINATOR:
         raise AccountError("area: only coordinators have an area", field="area")
-    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"password: at least {MIN_PASSWORD_LENGTH} characters", field="password")
+    if password is not None:
+        check_password_strength(password, username=username)
     if language not in ("zh", "en"):
         raise AccountError("language: expected zh or en", field="language")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
@@ -111,17 +182,38 @@ def create_user(
     )
     session.add(user)
     session.flush()
-    token = issue_token(session, user=user, label="created with the user", now=now)
+    token = issue_token(
+        session, user=user, label="created with the user", now=now, lifetime=token_lifetime
+    )
     return CreatedUser(user=user, token=token)
 
 
-def issue_token(session: Session, *, user: User, label: str, now: dt.datetime) -> str:
+def issue_token(
+    session: Session,
+    *,
+    user: User,
+    label: str,
+    now: dt.datetime,
+    lifetime: dt.timedelta = DEFAULT_TOKEN_LIFETIME,
+) -> str:
+    """A new API token for the user, returned in clear once; it expires after ``lifetime``."""
     token = "gc_" + secrets.token_urlsafe(32)
     session.add(
-        ApiToken(user_id=user.id, token_hash=_token_hash(token), label=label, created_at=now)
+        ApiToken(
+            user_id=user.id,
+            token_hash=_token_hash(token),
+            prefix=token[:TOKEN_PREFIX_LENGTH],
+            label=label,
+            created_at=now,
+            expires_at=now + lifetime,
+        )
     )
     session.flush()
     return token
+
+
+def token_expires_at(token: ApiToken) -> dt.datetime:
+    return token.expires_at or token.created_at + DEFAULT_TOKEN_LIFETIME
 
 
 def revoke_tokens(session: Session, *, user: User, now: dt.datetime) -> int:
@@ -134,8 +226,33 @@ def revoke_tokens(session: Session, *, user: User, now: dt.datetime) -> int:
     return count
 
 
-def user_for_token(session: Session, token: str, *, now: dt.datetime) -> User | None:
-    """The active user a bearer token belongs to, or ``None`` for an unknown or revoked token."""
+def revoke_token_by_prefix(session: Session, *, prefix: str, now: dt.datetime) -> ApiToken:
+    """Revoke the one live token whose first characters are ``prefix`` (at least "gc_" and 8)."""
+    prefix = prefix.strip()
+    if len(prefix) < TOKEN_PREFIX_LENGTH or not prefix.startswith("gc_"):
+        raise AccountError(
+            f"token: give the token's first {TOKEN_PREFIX_LENGTH} characters or more (gc_…)",
+            field="token",
+        )
+    rows = list(
+        session.scalars(
+            select(ApiToken).where(
+                ApiToken.prefix == prefix[:TOKEN_PREFIX_LENGTH], ApiToken.revoked_at.is_(None)
+            )
+        )
+    )
+    if len(prefix) > 40:  # the whole token: exactly that one
+        rows = [row for row in rows if row.token_hash == _token_hash(prefix)]
+    if not rows:
+        raise NotFound(f"token: no live token starts with {prefix[:TOKEN_PREFIX_LENGTH]!r}")
+    if len(rows) > 1:
+        raise AccountError("token: more than one live token has that prefix", field="token")
+    rows[0].revoked_at = now
+    session.flush()
+    return rows[0]
+
+
+def _live_token(session: Session, token: str, *, now: dt.datetime) -> ApiToken | None:
     row = session.scalar(
         select(ApiToken)
         .options(joinedload(ApiToken.user))
@@ -143,10 +260,153 @@ def user_for_token(session: Session, token: str, *, now: dt.datetime) -> User | 
     )
     if row is None or row.revoked_at is not None or not row.user.active:
         return None
-    # Touch last_used_at at most once a minute: a write per request would serialise traffic.
-    if row.last_used_at is None or now - row.last_used_at > dt.timedelta(minutes=1):
+    if now >= token_expires_at(row):
+        return None
+    return row
+
+
+def token_is_live(session: Session, token: str, *, user: User, now: dt.datetime) -> bool:
+    """Whether ``token`` is the user's, unrevoked and unexpired (nothing is written)."""
+    row = _live_token(session, token, now=now)
+    return row is not None and row.user_id == user.id
+
+
+def token_use(session: Session, token: str, *, now: dt.datetime) -> TokenUse | None:
+    """The active user a bearer token belongs to, or ``None`` for an unknown, revoked or
+    expired token. The token's last use is written at most once a minute."""
+    row = _live_token(session, token, now=now)
+    if row is None:
+        return None
+    recorded = row.last_used_at is None or now - row.last_used_at >= TOUCH_EVERY
+    if recorded:
         row.last_used_at = now
+    return TokenUse(user=row.user, token_id=row.id, prefix=row.prefix, recorded=recorded)
+
+
+def user_for_token(session: Session, token: str, *, now: dt.datetime) -> User | None:
+    """The active user a bearer token belongs to (see :func:`token_use`)."""
+    use = token_use(session, token, now=now)
+    return use.user if use is not None else None
+
+
+# ---------------------------------------------------------------------------- web sessions
+
+
+def start_session(session: Session, *, user: User, remote_addr: str, now: dt.datetime) -> str:
+    """A new web session for the user; the returned id goes into the signed cookie."""
+    raw = secrets.token_urlsafe(32)
+    session.add(
+        WebSession(
+            user_id=user.id,
+            token_hash=_token_hash(raw),
+            remote_addr=remote_addr[:64],
+            created_at=now,
+            last_seen_at=now,
+        )
+    )
+    session.flush()
+    return raw
+
+
+def user_for_session(
+    session: Session,
+    raw: str,
+    *,
+    now: dt.datetime,
+    idle: dt.timedelta = DEFAULT_SESSION_IDLE,
+    absolute: dt.timedelta = DEFAULT_SESSION_ABSOLUTE,
+) -> User | None:
+    """The active user of a live web session; ``None`` once it is revoked, idle longer than
+    ``idle`` or older than ``absolute``. ``last_seen_at`` is written at most once a minute."""
+    row = session.scalar(
+        select(WebSession)
+        .options(joinedload(WebSession.user))
+        .where(WebSession.token_hash == _token_hash(raw))
+    )
+    if row is None or row.revoked_at is not None or not row.user.active:
+        return None
+    if now - row.last_seen_at >= idle or now - row.created_at >= absolute:
+        row.revoked_at = now
+        return None
+    if now - row.last_seen_at >= TOUCH_EVERY:
+        row.last_seen_at = now
     return row.user
+
+
+def end_session(session: Session, raw: str, *, now: dt.datetime) -> None:
+    session.execute(
+        update(WebSession)
+        .where(WebSession.token_hash == _token_hash(raw), WebSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+def revoke_sessions(session: Session, *, user: User, now: dt.datetime) -> int:
+    """End every live web session of the user (password reset, deactivation)."""
+    result = session.execute(
+        update(WebSession)
+        .where(WebSession.user_id == user.id, WebSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# ---------------------------------------------------------------------------- lifecycle
+
+
+def list_users(session: Session) -> list[User]:
+    return list(
+        session.scalars(
+            select(User).options(joinedload(User.facility)).order_by(User.username)
+        ).unique()
+    )
+
+
+def get_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"user: no user named {username[:64]!r}")
+    return user
+
+
+def deactivate_user(session: Session, *, username: str, now: dt.datetime) -> User:
+    """The user can no longer log in; every token and session of theirs ends now."""
+    user = get_user(session, username)
+    user.active = False
+    revoke_tokens(session, user=user, now=now)
+    revoke_sessions(session, user=user, now=now)
+    session.flush()
+    return user
+
+
+def reset_password(
+    session: Session, *, username: str, password: str | None = None, now: dt.datetime
+) -> str:
+    """Set a new password (a random one when not given, returned to hand over once) and end
+    every web session of the user."""
+    user = get_user(session, username)
+    chosen = new_password() if password is None else password
+    check_password_strength(chosen, username=user.username)
+    user.password_hash = hash_password(chosen)
+    revoke_sessions(session, user=user, now=now)
+    session.flush()
+    return chosen
+
+
+def live_tokens(session: Session, *, user: User, now: dt.datetime) -> list[ApiToken]:
+    return [
+        t
+        for t in sorted(user.tokens, key=lambda t: t.id)
+        if t.revoked_at is None and now < token_expires_at(t)
+    ]
+
+
+def _count_failures(session: Session, *conditions: object) -> list[dt.datetime]:
+    return list(
+        session.scalars(
+            select(LoginFailure.at).where(*conditions).order_by(LoginFailure.at)  # type: ignore[arg-type]
+        )
+    )
 
 
 def check_login(
@@ -154,20 +414,31 @@ def check_login(
 ) -> User | None:
     """The user when the password is right; ``None`` otherwise (and the failure is recorded).
 
-    Raises :class:`LoginThrottled` after too many recent failures for the username, before the
-    password is even checked, so guessing stays slow whichever web process answers.
+    Raises :class:`LoginThrottled` before the password is even checked after too many recent
+    failures from this client (any usernames) or for this username from this client, so
+    guessing stays slow whichever web process answers, while the account's owner on another
+    computer still gets in.
     """
     since = now - FAILED_LOGIN_WINDOW
-    failures = list(
-        session.scalars(
-            select(LoginFailure.at)
-            .where(LoginFailure.username == username, LoginFailure.at > since)
-            .order_by(LoginFailure.at)
-        )
+    client = remote_addr[:64]
+    username = username[:64]
+    waits = []
+    by_client = _count_failures(
+        session, LoginFailure.remote_addr == client, LoginFailure.at > since
     )
-    if len(failures) >= FAILED_LOGIN_LIMIT:
-        oldest_counted = failures[-FAILED_LOGIN_LIMIT]
-        wait = (oldest_counted + FAILED_LOGIN_WINDOW - now).total_seconds()
+    if len(by_client) >= FAILED_LOGIN_CLIENT_LIMIT:
+        waits.append(by_client[-FAILED_LOGIN_CLIENT_LIMIT])
+    by_pair = _count_failures(
+        session,
+        LoginFailure.username == username,
+        LoginFailure.remote_addr == client,
+        LoginFailure.at > since,
+        LoginFailure.cleared_at.is_(None),
+    )
+    if len(by_pair) >= FAILED_LOGIN_LIMIT:
+        waits.append(by_pair[-FAILED_LOGIN_LIMIT])
+    if waits:
+        wait = (max(waits) + FAILED_LOGIN_WINDOW - now).total_seconds()
         raise LoginThrottled(max(math.ceil(wait), 1))
     user = session.scalar(select(User).where(User.username == username))
     stored = user.password_hash if user is not None and user.active else None
@@ -177,10 +448,18 @@ def check_login(
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok or user is None:
-        session.add(LoginFailure(username=username[:64], remote_addr=remote_addr[:64], at=now))
+        session.add(LoginFailure(username=username, remote_addr=client, at=now))
         session.flush()
         return None
-    session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+    session.execute(
+        update(LoginFailure)
+        .where(
+            LoginFailure.username == username,
+            LoginFailure.remote_addr == client,
+            LoginFailure.cleared_at.is_(None),
+        )
+        .values(cleared_at=now)
+    )
     if _HASHER.check_needs_rehash(stored or ""):
         user.password_hash = hash_password(password)
     return user

@@ -218,6 +218,9 @@ class User(Base):
     tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan"
     )
+    sessions: Mapped[list[WebSession]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
 
 
 class ApiToken(Base):
@@ -228,24 +231,53 @@ class ApiToken(Base):
     # sha256 of the token: tokens are 256 random bits, so a fast hash is safe and lets us look
     # a token up by its hash on every request.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The token's first characters ("gc_" and 8 more), shown in lists and used to revoke one
+    # token by name; too short to help a guess. Empty for tokens issued before it was kept.
+    prefix: Mapped[str] = mapped_column(String(16), default="", server_default="", index=True)
     label: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # None: issued before tokens expired; such a token lives DEFAULT_TOKEN_LIFETIME from
+    # created_at (facilities.accounts).
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
+class WebSession(Base):
+    """A web login, checked on every request: the signed cookie carries only its random id,
+    the database keeps the id's SHA-256 (like API tokens), so a logout, a password reset or a
+    deactivation ends it at once, whoever holds a copy of the cookie."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Written at most once a minute (a poll every few seconds must not write each time).
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(back_populates="sessions")
+
+
 class LoginFailure(Base):
-    """Failed web logins, kept in the database so every web process sees the same count."""
+    """Failed web logins, kept in the database so every web process sees the same count, and
+    kept after a success too (a record of guessing)."""
 
     __tablename__ = "login_failures"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), index=True)
-    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    remote_addr: Mapped[str] = mapped_column(String(64), default="", index=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+    # Set when the same username then logged in from the same client: the row is kept (a
+    # record), but no longer counts against that pair.
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class RateCounter(Base):

@@ -22,6 +22,7 @@ for command in (
     registry.facilities_group,
     registry.contacts_group,
     registry.users_group,
+    registry.tokens_group,
     roads.roads_group,
     roads.route,
     roads.coverage,

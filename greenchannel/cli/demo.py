@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import click
+from flask import Flask
+from sqlalchemy.engine import make_url
 
 from core.db import utcnow
 from core.settings import ConfigError
 from facilities import registry
-from greenchannel.cli.common import open_runtime, session_scope, web_app
+from greenchannel.cli.common import APP_MODULE, open_runtime, session_scope, web_app
 from greenchannel.cli.serving import run_waitress, warm_up, worker_arguments
 from referral.rules import RulesError
 
@@ -64,8 +67,15 @@ def demo(host: str, port: int, no_serve: bool, scenario: str | None, fast: bool)
             if refreshed:
                 click.echo(f"bed figures of {len(refreshed)} demo hospitals reported again")
         logins = region.demo_logins(session)
-        tokens = region.issue_demo_tokens(session, now=now) if is_demo else {}
+        kept_file = demo_tokens_file(rt.settings["DATABASE_URL"])
+        tokens = (
+            region.issue_demo_tokens(session, now=now, kept=read_demo_tokens(kept_file))
+            if is_demo
+            else {}
+        )
         session.commit()
+        if tokens:
+            write_demo_tokens(kept_file, tokens)
         labels = phone_labels(session)
     roads = Path(rt.settings["GREENCHANNEL_ROADS"])
     if is_demo and not roads.exists():
@@ -101,3 +111,30 @@ def demo(host: str, port: int, no_serve: bool, scenario: str | None, fast: bool)
         run_waitress(web_app(rt), host=host, port=port)
     finally:
         scheduler.shutdown(wait=False)
+
+
+def demo_tokens_file(database_url: str) -> Path:
+    """Where the demo users' API tokens are kept (mode 600) so that a restart prints the same
+    ones and scripts written against them keep working: beside the SQLite file they belong
+    to, or in the instance folder for another database."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(str(url.database)).with_suffix(".demo-tokens.json")
+    return Path(Flask(APP_MODULE, instance_relative_config=True).instance_path) / "demo_tokens.json"
+
+
+def read_demo_tokens(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
+
+
+def write_demo_tokens(path: Path, tokens: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(json.dumps(tokens, indent=1))

@@ -1,16 +1,20 @@
-"""`greenchannel db|facilities|contacts|users …`: the database and the registry."""
+"""`greenchannel db|facilities|contacts|users|tokens …`: the database, the registry, accounts."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
+from typing import Any
 
 import click
+from sqlalchemy.orm import Session
 
 from core.db import utcnow
-from facilities import export, registry
+from facilities import accounts, export, registry
 from facilities.accounts import AccountError, create_user
 from facilities.registry import RegistryError
 from greenchannel.cli.common import import_failure, open_runtime, read_file, session_scope
+from referral import audit
 
 
 @click.group("db")
@@ -127,6 +131,7 @@ def users_create(
                 phone=phone,
                 language=language,
                 now=utcnow(),
+                token_lifetime=dt.timedelta(days=rt.settings["TOKEN_LIFETIME_DAYS"]),
             )
         except (AccountError, RegistryError) as exc:
             session.rollback()
@@ -134,3 +139,102 @@ def users_create(
         session.commit()
     click.echo(f"created {role} user {username}")
     click.echo(f"API token (shown once, keep it safe): {created.token}")
+
+
+def _audit_cli(session: Session, action: str, **detail: Any) -> None:
+    """Account changes made at the server's console, in the audit trail like the API's."""
+    audit.record(session, action=action, actor="cli", channel="cli", now=utcnow(), **detail)
+
+
+@users_group.command("list")
+def users_list() -> None:
+    """Every user: role, facility or area, active or not, live tokens and last use."""
+    rt = open_runtime()
+    now = utcnow()
+    with session_scope(rt) as session:
+        for user in accounts.list_users(session):
+            tokens = accounts.live_tokens(session, user=user, now=now)
+            used = [t.last_used_at for t in tokens if t.last_used_at is not None]
+            where = user.facility.code if user.facility else (user.area or "-")
+            click.echo(
+                f"{user.username:<20} {user.role.value:<12} {where:<16} "
+                f"{'active' if user.active else 'deactivated':<12} "
+                f"tokens {len(tokens)} ({', '.join(t.prefix or '?' for t in tokens) or '-'}) "
+                f"last use {max(used).isoformat(timespec='minutes') if used else 'never'}"
+            )
+
+
+@users_group.command("deactivate")
+@click.argument("username")
+def users_deactivate(username: str) -> None:
+    """USERNAME can no longer log in; their tokens and web sessions end now."""
+    rt = open_runtime()
+    with session_scope(rt) as session:
+        try:
+            user = accounts.deactivate_user(session, username=username, now=utcnow())
+        except RegistryError as exc:
+            session.rollback()
+            raise click.ClickException(str(exc)) from None
+        _audit_cli(session, "user_deactivate", user=user.username, user_ref=user.id)
+        session.commit()
+    click.echo(f"deactivated {username}: tokens revoked, web sessions ended")
+
+
+@users_group.command("reset-password")
+@click.argument("username")
+@click.option(
+    "--read",
+    "read_stdin",
+    is_flag=True,
+    help="read the new password from standard input instead of generating one",
+)
+def users_reset_password(username: str, read_stdin: bool) -> None:
+    """Give USERNAME a new password (printed once) and end their web sessions."""
+    chosen = sys.stdin.readline().rstrip("\r\n") if read_stdin else None
+    rt = open_runtime()
+    with session_scope(rt) as session:
+        try:
+            password = accounts.reset_password(
+                session, username=username, password=chosen, now=utcnow()
+            )
+        except RegistryError as exc:
+            session.rollback()
+            raise click.ClickException(str(exc)) from None
+        _audit_cli(session, "password_reset", user=username)
+        session.commit()
+    click.echo(f"password of {username} reset; their web sessions are ended")
+    if chosen is None:
+        click.echo(f"new password (shown once, hand it over safely): {password}")
+
+
+@click.group("tokens")
+def tokens_group() -> None:
+    """API tokens."""
+
+
+@tokens_group.command("revoke")
+@click.option("--user", "username", help="revoke every token of this user")
+@click.argument("token_prefix", required=False)
+def tokens_revoke(username: str | None, token_prefix: str | None) -> None:
+    """Revoke one token by its first characters (TOKEN_PREFIX, as `users list` shows), or
+    every token of a user (--user USERNAME)."""
+    if (username is None) == (token_prefix is None):
+        raise click.UsageError("give either --user USERNAME or TOKEN_PREFIX")
+    rt = open_runtime()
+    with session_scope(rt) as session:
+        try:
+            if username is not None:
+                user = accounts.get_user(session, username)
+                count = accounts.revoke_tokens(session, user=user, now=utcnow())
+                _audit_cli(session, "token_revoke", user=username, count=count)
+                message = f"revoked {count} token(s) of {username}"
+            else:
+                assert token_prefix is not None
+                token = accounts.revoke_token_by_prefix(session, prefix=token_prefix, now=utcnow())
+                _audit_cli(session, "token_revoke", token=token.prefix)
+                message = f"revoked token {token.prefix}…"
+        except RegistryError as exc:
+            session.rollback()
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+    click.echo(message)

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from core.vocabulary import CAPABILITIES
-from facilities.accounts import create_user, issue_token, revoke_tokens
+from facilities.accounts import create_user, issue_token, token_is_live
 from facilities.models import Channel, Contact, Facility, FacilityKind, Team, User
 from facilities.status import report_status
 from greenchannel.demo.roads import DemoRoads, Place, build_demo_roads
@@ -27,6 +27,7 @@ PROVINCE = "云省"
 CITY = "云州市"
 CITY_CENTRE = (29.60, 106.50)
 DEMO_PASSWORD = "greenchannel-demo"
+DEMO_USERNAMES = ("clinic", "hospital", "county", "coordinator", "admin")
 # Capacity as the demo starts: one hospital closed to new cases, one silent since yesterday.
 DIVERTED_HOSPITAL = "SS-CH"
 STALE_HOSPITAL = "BW-MCH"
@@ -449,13 +450,26 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
-def issue_demo_tokens(session: Session, *, now: dt.datetime) -> dict[str, str]:
-    """Fresh API tokens for the demo users (the earlier ones are revoked): printed at start
-    so that the walkthrough's curl commands work."""
+def issue_demo_tokens(
+    session: Session, *, now: dt.datetime, kept: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """API tokens for the demo's own users, printed at start so that the walkthrough's curl
+    commands work. A token ``kept`` from an earlier start is used again while it is live, and
+    no token is ever revoked here: a restart leaves every token working, those of users added
+    by hand included."""
     tokens = {}
-    for user in session.scalars(select(User).order_by(User.id)):
-        revoke_tokens(session, user=user, now=now)
-        tokens[user.username] = issue_token(session, user=user, label="greenchannel demo", now=now)
+    kept = kept or {}
+    demo_users = session.scalars(
+        select(User).where(User.username.in_(DEMO_USERNAMES)).order_by(User.id)
+    )
+    for user in demo_users:
+        earlier = kept.get(user.username, "")
+        if earlier and token_is_live(session, earlier, user=user, now=now):
+            tokens[user.username] = earlier
+        else:
+            tokens[user.username] = issue_token(
+                session, user=user, label="greenchannel demo", now=now
+            )
     session.flush()
     return tokens
 
@@ -473,7 +487,8 @@ def demo_road_network(*, speeds: Mapping[str, float] | None = None, seed: int = 
 
 
 def demo_logins(session: Session) -> list[DemoLogin]:
-    users = session.scalars(select(User).order_by(User.id))
+    """The demo's own users (not those added by hand: their passwords are their own)."""
+    users = session.scalars(select(User).where(User.username.in_(DEMO_USERNAMES)).order_by(User.id))
     return [
         DemoLogin(u.username, u.role.value, u.facility.code if u.facility else None, DEMO_PASSWORD)
         for u in users

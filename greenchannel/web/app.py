@@ -120,17 +120,32 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
     csrf.init_app(app)
 
     api = GreenchannelApi(app)
-    from greenchannel.web import api_facilities, api_map, api_referrals, api_routing, page_setup
+    from greenchannel.web import (
+        api_facilities,
+        api_map,
+        api_referrals,
+        api_routing,
+        api_users,
+        page_setup,
+        pages_accounts,
+    )
     from greenchannel.web import links as case_links
     from greenchannel.web.webhooks import webhooks
 
-    for blueprint in (api_facilities.blp, api_referrals.blp, api_routing.blp, api_map.blp):
+    for blueprint in (
+        api_facilities.blp,
+        api_referrals.blp,
+        api_routing.blp,
+        api_map.blp,
+        api_users.blp,
+    ):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)  # bearer tokens, or the X-CSRFToken header for sessions
     app.register_blueprint(webhooks)
     csrf.exempt(webhooks)  # Twilio signs its requests instead
     page_setup.init_app(app)  # Flask-Babel and the page blueprints
     app.register_blueprint(case_links.bp)  # the pre-alert's one-time link to its case
+    app.register_blueprint(pages_accounts.bp)  # users (administrators), one's own password
 
     app.extensions["greenchannel.documents"] = documents.DocumentCache()
 

@@ -1,28 +1,82 @@
-"""Who is asking: bearer tokens for scripts, sessions for the web, and role/scope checks."""
+"""Who is asking: bearer tokens for scripts, sessions for the web, and role/scope checks.
+
+Both are checked against the database on every request (``facilities.accounts``): a token may
+be revoked or expired, a web session revoked (logout, password reset, deactivation) or timed
+out (idle, absolute). The signed cookie holds only the session's random id (``SESSION_ID``).
+The once-a-minute bookkeeping (a token's last use and its audit row, a session's last request,
+a timed-out session's end) is written in a short transaction of its own, before the view's
+work begins, so that a page that only reads still keeps its session alive.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import g, request, session
+from flask import current_app, g, request, session
 from flask_wtf.csrf import CSRFError, validate_csrf
+from sqlalchemy.orm import Session
 from wtforms import ValidationError
 
-from core.db import utcnow
 from core.errors import Forbidden, ServiceError
-from facilities.accounts import user_for_token
+from facilities.accounts import token_use, user_for_session
 from facilities.areas import area_covers
 from facilities.models import Facility, Role, User
+from greenchannel.web import clock
 from greenchannel.web.db import db
+from referral import audit
 
 F = TypeVar("F", bound=Callable[..., Any])
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SESSION_ID = "sid"  # the key of the web session's id in the signed cookie
 
 
 class Unauthorised(ServiceError):
     status = 401
     code = "unauthorised"
+
+
+def _bookkeeping_session() -> Session:
+    """A session of its own for the touches, committed at once (see the module's note)."""
+    return cast(Session, current_app.extensions["greenchannel.runtime"].sessions())
+
+
+def _token_user_id(token: str) -> int | None:
+    now = clock.now()
+    with _bookkeeping_session() as own:
+        use = token_use(own, token, now=now)
+        if use is None:
+            return None
+        if use.recorded:  # at most once a minute per token: the trail without the flood
+            audit.record(
+                own,
+                action="token_use",
+                actor=use.user.username,
+                channel="api",
+                role=use.user.role.value,
+                user_id=use.user.id,
+                now=now,
+                token=use.prefix,
+            )
+            own.commit()
+        return use.user.id
+
+
+def _session_user_id(raw: str) -> int | None:
+    config = current_app.config
+    with _bookkeeping_session() as own:
+        user = user_for_session(
+            own,
+            raw,
+            now=clock.now(),
+            idle=dt.timedelta(minutes=config.get("SESSION_IDLE_MINUTES", 30)),
+            absolute=dt.timedelta(hours=config.get("SESSION_MAX_HOURS", 12)),
+        )
+        user_id = user.id if user is not None else None
+        if own.dirty:
+            own.commit()
+        return user_id
 
 
 def current_user() -> User | None:
@@ -35,13 +89,19 @@ def current_user() -> User | None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorised("Authorization: expected 'Bearer <token>'", field="Authorization")
-        user = user_for_token(db.session, token.strip(), now=utcnow())
+        user_id = _token_user_id(token.strip())
+        user = db.session.get(User, user_id) if user_id is not None else None
         if user is None:
-            raise Unauthorised("the API token is unknown or revoked", field="Authorization")
+            raise Unauthorised(
+                "the API token is unknown, revoked or expired", field="Authorization"
+            )
         g.auth_channel = "api"
-    elif "user_id" in session:
-        candidate = db.session.get(User, session["user_id"])
-        if candidate is not None and candidate.active:
+    elif SESSION_ID in session:
+        user_id = _session_user_id(str(session[SESSION_ID]))
+        candidate = db.session.get(User, user_id) if user_id is not None else None
+        if candidate is None:
+            session.pop(SESSION_ID, None)  # ended: the cookie opens nothing any more
+        elif candidate.active:
             if request.method in UNSAFE_METHODS and request.path.startswith("/api/"):
                 # A browser session calling the API must prove it is our page (CSRF).
                 try:

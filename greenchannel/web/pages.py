@@ -32,16 +32,16 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from core.db import utcnow
 from core.errors import ServiceError
 from core.vocabulary import LANGUAGES
 from facilities import areas, registry
-from facilities.accounts import LoginThrottled, check_login
+from facilities.accounts import LoginThrottled, check_login, end_session, start_session
 from facilities.models import Facility, Role, User
 from greenchannel.web import clock
 from greenchannel.web.api_referrals import actor_for, audited
-from greenchannel.web.auth import current_user
+from greenchannel.web.auth import SESSION_ID, current_user
 from greenchannel.web.db import db
+from referral import audit
 from referral.models import Referral
 
 bp = Blueprint("web", __name__)
@@ -187,6 +187,20 @@ def home() -> str | Response:
     return render_template("home.html", user=user, target=ROLE_HOME[user.role])
 
 
+def _audit_login(action: str, username: str, user: User | None, client: str) -> None:
+    """Logins, failed logins and logouts in the audit trail (no password, ever)."""
+    audit.record(
+        db.session,
+        action=action,
+        actor=username[:64],
+        channel="web",
+        role=user.role.value if user is not None else "",
+        user_id=user.id if user is not None else None,
+        now=clock.now(),
+        client=client,
+    )
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> str | Response | tuple[str, int, dict[str, str]]:
     next_url = safe_next(request.values.get("next"))
@@ -194,15 +208,13 @@ def login() -> str | Response | tuple[str, int, dict[str, str]]:
         return render_template("login.html", error=None, username="", next_url=next_url)
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
+    client = (request.remote_addr or "")[:64]
     try:
         user = check_login(
-            db.session,
-            username=username,
-            password=password,
-            remote_addr=request.remote_addr or "",
-            now=utcnow(),
+            db.session, username=username, password=password, remote_addr=client, now=clock.now()
         )
     except LoginThrottled as exc:
+        _audit_login("login_throttled", username, None, client)
         db.session.commit()
         error = _("Too many failed attempts: try again in %(minutes)s minutes.")
         page = render_template(
@@ -212,8 +224,9 @@ def login() -> str | Response | tuple[str, int, dict[str, str]]:
             next_url=next_url,
         )
         return page, 429, {"Retry-After": str(exc.retry_after)}
-    db.session.commit()
     if user is None:
+        _audit_login("login_failed", username, None, client)
+        db.session.commit()
         page = render_template(
             "login.html",
             error=_("Wrong username or password"),
@@ -221,9 +234,15 @@ def login() -> str | Response | tuple[str, int, dict[str, str]]:
             next_url=next_url,
         )
         return page, 401, {}
+    old = session.get(SESSION_ID)
+    if old:  # logging in over an earlier login ends that one
+        end_session(db.session, str(old), now=clock.now())
+    raw = start_session(db.session, user=user, remote_addr=client, now=clock.now())
+    _audit_login("login", user.username, user, client)
+    db.session.commit()
     lang = session.get("lang")
     session.clear()
-    session["user_id"] = user.id
+    session[SESSION_ID] = raw
     if lang in LANGUAGES:
         session["lang"] = lang
     session.permanent = False
@@ -232,6 +251,15 @@ def login() -> str | Response | tuple[str, int, dict[str, str]]:
 
 @bp.post("/logout")
 def logout() -> Response:
+    """Ends the session in the database, not only in this browser: a copy of the cookie is
+    worth nothing afterwards."""
+    raw = session.get(SESSION_ID)
+    if raw:
+        user = current_user()
+        end_session(db.session, str(raw), now=clock.now())
+        if user is not None:
+            _audit_login("logout", user.username, user, (request.remote_addr or "")[:64])
+        db.session.commit()
     lang = session.get("lang")
     session.clear()
     if lang in LANGUAGES:
