@@ -52,9 +52,14 @@ def _check_answerer(actor: Actor, offer: Offer) -> None:
     if actor.channel == "sms" or actor.role is Role.ADMIN:
         return  # SMS answers are matched to the hospital's registered contacts by alerts
     if actor.role is Role.COORDINATOR:
-        if not area_covers(actor.area, offer.facility):
-            raise Forbidden("the offered hospital is outside your area", field="offer_id")
-        return
+        # The offered hospital's own coordinator answers for it; so may the case's own
+        # coordinator (the area of its referring facility), who agreed it with that hospital by
+        # phone (a redirect ``agreed_by_phone`` records the acceptance through here).
+        if area_covers(actor.area, offer.facility) or area_covers(
+            actor.area, offer.referral.origin
+        ):
+            return
+        raise Forbidden("the offered hospital and the case are outside your area", field="offer_id")
     if actor.role is Role.HOSPITAL and actor.facility_id == offer.facility_id:
         return
     raise Forbidden("only the offered hospital or a coordinator may answer", field="offer_id")
