@@ -18,7 +18,7 @@ from greenchannel.web.db import db
 from referral.locking import case_subject
 from referral.models import Referral
 from tests.browser import WAIT_MS, Person, browser, server
-from tests.world import PPH_REQUEST, road_grid, web_world
+from tests.world import PASSWORD, PPH_REQUEST, road_grid, web_world
 
 __all__ = ["browser", "server"]  # the fixtures this module's tests use
 pytestmark = pytest.mark.slow
@@ -83,6 +83,18 @@ def test_the_referral_form_keeps_its_draft_and_brings_the_eye_to_its_errors(
     page.goto(f"{server}/clinic")
     expect(page.locator("#sbp")).to_have_value("")  # sent: the draft is gone
     expect(page.locator("input[name=conditions][value=PPH]")).not_to_be_checked()
+    # A shared ward computer: logging out leaves no half-typed case behind.
+    page.click("details.handover summary")
+    page.fill("#sbp", "70")
+    page.wait_for_timeout(200)
+    page.click("form[data-logout] button")
+    page.wait_for_load_state()
+    page.goto(f"{server}/login?lang={lang}")
+    page.fill("#username", "w-clinic")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit].primary")
+    page.goto(f"{server}/clinic")
+    expect(page.locator("#sbp")).to_have_value("")
     # The refused form is answered 400 (as it should be); nothing else went wrong.
     assert [e for e in clinic.errors if "status of 400" not in e] == [], clinic.errors
 

@@ -1,10 +1,11 @@
-/* Forms that keep work: the referral form is saved on this phone as it is filled in and restored
-   after a reload or a lost connection, until the case page confirms it was sent; the submit
+/* Forms that keep work: the referral form is saved in this browser tab (sessionStorage: gone
+   when the tab is closed, and cleared at logout, for shared ward computers) as it is filled in
+   and restored after a reload or a lost connection, until the case page confirms it was sent; the submit
    button shows progress and cannot send twice; a refused form brings the eye to its errors. */
 (function () {
   "use strict";
   var store;
-  try { store = window.localStorage; } catch (e) { store = null; }
+  try { store = window.sessionStorage; } catch (e) { store = null; }
 
   // The case page after a new referral (?sent=1): the draft has become a case.
   var clear = document.querySelector("[data-clear-draft]");

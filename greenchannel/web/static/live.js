@@ -169,6 +169,14 @@
     schedule();
   }
 
+  // Logging out on a shared computer leaves no half-typed case behind (see draft.js).
+  var logout = document.querySelector("form[data-logout]");
+  if (logout) {
+    logout.addEventListener("submit", function () {
+      try { window.sessionStorage.clear(); } catch (e) { /* storage off */ }
+    });
+  }
+
   syncClock(body);
   var first = document.querySelector("[data-attention]");
   if (first) showAttention(parseInt(first.getAttribute("data-attention"), 10));
