@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 
 import click
+from sqlalchemy.orm import Session
 
 from core.db import utcnow
 from facilities import export, registry
 from facilities.accounts import AccountError, create_user
 from facilities.registry import RegistryError
 from greenchannel.cli.common import import_failure, open_runtime, read_file, session_scope
+from referral import audit
 
 
 @click.group("db")
@@ -26,6 +29,21 @@ def db_upgrade() -> None:
     rt = open_runtime()
     upgrade(rt.settings["DATABASE_URL"])
     click.echo("database is at the newest schema")
+
+
+def _audit_import(session: Session, action: str, summary: registry.ImportSummary) -> None:
+    """Registry changes from the command line are in the audit trail too (the system user of
+    the machine is the actor: the CLI has no login)."""
+    audit.record(
+        session,
+        action=action,
+        actor=f"cli:{getpass.getuser()}",
+        channel="import",
+        now=utcnow(),
+        created=summary.created,
+        updated=summary.updated,
+        codes=summary.codes[:1000],
+    )
 
 
 @click.group("facilities")
@@ -47,6 +65,7 @@ def facilities_import(file: str) -> None:
         except RegistryError as exc:
             session.rollback()
             raise import_failure(exc) from None
+        _audit_import(session, "facilities_imported", summary)
         session.commit()
     click.echo(f"imported {summary.created} new and {summary.updated} updated facilities")
 
@@ -85,6 +104,7 @@ def contacts_import(file: str) -> None:
         except RegistryError as exc:
             session.rollback()
             raise import_failure(exc) from None
+        _audit_import(session, "contacts_imported", summary)
         session.commit()
     click.echo(f"imported {summary.created} new and {summary.updated} updated contacts")
 
