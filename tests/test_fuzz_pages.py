@@ -1,4 +1,4 @@
-"""Hostile and careless input against every page, as every role: no 500, nothing slower than 1 s.
+"""Hostile and careless input against every page, as every role: no 500, nothing over 1 s of work.
 
 The API has its own fuzz from its OpenAPI description (test_fuzz_api_schema.py). The pages have
 no description, so this one is built from the app's URL map: every GET and POST route outside
@@ -11,7 +11,9 @@ a hospital, a coordinator and the holder of a pre-alert link.
 
 Generation is derandomized and bounded (``GREENCHANNEL_FUZZ_EXAMPLES`` examples per role and
 method, 20 by default), so the run is repeatable and a few seconds long; CI can raise the number.
-It runs on SQLite, and on PostgreSQL when GREENCHANNEL_TEST_DATABASE_URL is set.
+It runs on SQLite, and on PostgreSQL when GREENCHANNEL_TEST_DATABASE_URL is set. The one-second
+bound is on the CPU time a request costs the app (in this process), with a 5 s wall-clock bound
+for requests that wait; a wall-clock second alone failed whenever the shared machine was busy.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tests.world import PPH_REQUEST, World, csrf_from, login, web_world
 
 EXAMPLES = int(os.environ.get("GREENCHANNEL_FUZZ_EXAMPLES", "20"))
 SLOWEST_SECONDS = 1.0
+WAITING_SECONDS = 5.0
 FUZZ = settings(
     max_examples=EXAMPLES * 2,
     derandomize=True,
@@ -183,15 +186,21 @@ def site(app: Flask, client: FlaskClient) -> tuple[World, list[Visitor], Pages]:
     return world, visitors, _pages(app, ids)
 
 
-def _timed(send: object) -> tuple[int, float]:
-    start = time.perf_counter()
+def _timed(send: object) -> tuple[int, float, float]:
+    """The status, the CPU seconds the app spent (it runs in this process) and the wall time."""
+    cpu, wall = time.process_time(), time.perf_counter()
     response = send()  # type: ignore[operator]
-    return response.status_code, time.perf_counter() - start
+    return response.status_code, time.process_time() - cpu, time.perf_counter() - wall
 
 
-def _check(who: str, method: str, path: str, status: int, seconds: float) -> None:
+def _check(who: str, method: str, path: str, answer: tuple[int, float, float]) -> None:
+    # The one-second bound is on the work a request costs (CPU time: this machine is shared, and
+    # a wall clock would fail whenever another process takes the cores); the wall clock still
+    # catches a request that waits on something (a lock, a loop in the database) for long.
+    status, cpu, wall = answer
     assert status < 500, f"{who}: {method} {path} answered {status}"
-    assert seconds < SLOWEST_SECONDS, f"{who}: {method} {path} took {seconds:.2f} s"
+    assert cpu < SLOWEST_SECONDS, f"{who}: {method} {path} took {cpu:.2f} s of CPU"
+    assert wall < WAITING_SECONDS, f"{who}: {method} {path} took {wall:.2f} s"
 
 
 def test_no_page_form_or_query_gets_a_500_or_takes_a_second(
@@ -228,17 +237,17 @@ def _fuzz(visitor: Visitor, pages: Pages) -> None:
     @FUZZ
     @given(path=st.sampled_from(pages.get), query=QUERY)
     def get_pages(path: str, query: dict[str, list[str]]) -> None:
-        status, seconds = _timed(lambda: visitor.client.get(path, query_string=query))
+        answer = _timed(lambda: visitor.client.get(path, query_string=query))
         sent["GET"] += 1
-        _check(role, "GET", f"{path}?{query}", status, seconds)
+        _check(role, "GET", f"{path}?{query}", answer)
 
     @FUZZ
     @given(path=st.sampled_from(pages.post), form=FORM, token=st.booleans())
     def post_forms(path: str, form: dict[str, list[str]], token: bool) -> None:
         data = {**form, "csrf_token": visitor.csrf if token else "forged"}
-        status, seconds = _timed(lambda: visitor.client.post(path, data=data))
+        answer = _timed(lambda: visitor.client.post(path, data=data))
         sent["POST"] += 1
-        _check(role, "POST", f"{path} {form}", status, seconds)
+        _check(role, "POST", f"{path} {form}", answer)
 
     get_pages()
     post_forms()

@@ -199,6 +199,7 @@ def _document_plain_routes(api: Api, app: Flask) -> None:
                 "requestBody": {"content": form},
                 "responses": {
                     "200": {"description": "TwiML <Response> with the answer to the sender"},
+                    "400": {"description": "a field holds NUL or invalid Unicode"},
                     "403": {"description": "missing or wrong signature"},
                     "429": {"description": "too many messages from this phone this minute"},
                 },
@@ -215,6 +216,7 @@ def _document_plain_routes(api: Api, app: Flask) -> None:
                 "requestBody": {"content": form},
                 "responses": {
                     "200": {"description": "recorded, or ignored when unknown"},
+                    "400": {"description": "a field holds NUL or invalid Unicode"},
                     "403": {"description": "missing or wrong signature"},
                 },
             }
