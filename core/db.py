@@ -8,10 +8,11 @@ the session factory once for the web app, the worker, the CLI and the demo.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -69,11 +70,15 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(url: str, **options: Any) -> Engine:
+    """The engine for ``url``. Its errors never quote the bound parameters (a patient's
+    reference, a phone, a note would otherwise reach the logs with an IntegrityError)."""
     url = normalise_url(url)
+    options.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         # Web requests and the scheduler thread share the file in the demo; wait for locks
         # rather than failing at once.
         options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+        _create_private_file(make_url(url).database)
         engine = create_engine(url, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -87,3 +92,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _create_private_file(path: str | None) -> None:
+    """Create the SQLite file readable by its owner only (0600) before SQLite creates it with
+    the umask's mode (often world-readable); its WAL and shared-memory files follow its mode.
+    An existing file is left as it is."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return
+    except OSError:
+        return  # no such directory, or not writable: SQLite reports it when it connects

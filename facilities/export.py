@@ -12,7 +12,7 @@ from core.vocabulary import (
     level_label,
 )
 from facilities.models import Facility
-from facilities.registry import FACILITY_COLUMNS, OPTIONAL_FACILITY_COLUMNS
+from facilities.registry import FACILITY_COLUMNS, OPTIONAL_FACILITY_COLUMNS, escape_formula
 
 
 def facility_record(facility: Facility) -> dict[str, Any]:
@@ -42,13 +42,16 @@ def facility_record(facility: Facility) -> dict[str, Any]:
 
 
 def export_csv(facilities: Iterable[Facility]) -> str:
+    """The registry as CSV, every cell safe to open in a spreadsheet (a name or an address that
+    starts like a formula gets a leading apostrophe: see ``registry.FORMULA_START``); it
+    imports again unchanged."""
     out = io.StringIO()
     writer = csv.DictWriter(
         out, fieldnames=[*FACILITY_COLUMNS, *OPTIONAL_FACILITY_COLUMNS], lineterminator="\n"
     )
     writer.writeheader()
     for facility in facilities:
-        writer.writerow(facility_record(facility))
+        writer.writerow({k: escape_formula(v) for k, v in facility_record(facility).items()})
     return out.getvalue()
 
 

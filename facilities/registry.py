@@ -132,8 +132,14 @@ def _float_in(value: object, *, field: str, low: float, high: float) -> float:
     return number
 
 
+# Text a database cannot keep: NUL (PostgreSQL refuses it) and lone UTF-16 surrogates.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _text(value: object, *, field: str, required: bool = False, limit: int = 200) -> str:
     text = "" if value is None else str(value).strip()
+    if _UNSTORABLE.search(text):
+        raise VocabularyError(f"{field}: contains a NUL or an invalid character", field=field)
     if required and not text:
         raise VocabularyError(f"{field}: required", field=field)
     if len(text) > limit:
@@ -244,8 +250,33 @@ def _decode(data: bytes) -> str:
         ) from None
 
 
+# Spreadsheet formulas in CSV cells (CSV injection). A cell that starts with one of these
+# characters is a formula to Excel, LibreOffice and WPS, so the export writes it with a leading
+# apostrophe, which spreadsheets show as text. Plain numbers are left alone (a negative
+# latitude, a phone such as +8613800138000: no formula can hide in digits). Cells that already
+# start with apostrophes before such a character get one more, so that the importer's rule is
+# exact: remove one apostrophe from a cell of apostrophes followed by one of these characters.
+# An exported file imports unchanged; a hand-made cell "'=x" imports as "=x".
+FORMULA_START = re.compile(r"^'*[=+\-@\t\r]")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_ESCAPED_FORMULA = re.compile(r"^'+[=+\-@\t\r]")
+
+
+def escape_formula(value: object) -> object:
+    """A CSV cell safe to open in a spreadsheet (see :data:`FORMULA_START`)."""
+    if isinstance(value, str) and FORMULA_START.match(value) and not _PLAIN_NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def unescape_formula(value: str) -> str:
+    """The cell as it was before :func:`escape_formula`."""
+    return value[1:] if _ESCAPED_FORMULA.match(value) else value
+
+
 def read_csv_rows(data: bytes, *, required: Iterable[str]) -> list[tuple[int, dict[str, str]]]:
-    """CSV bytes → ``(row number, record)`` pairs; row numbers count the header as row 1."""
+    """CSV bytes → ``(row number, record)`` pairs; row numbers count the header as row 1.
+    Cells escaped against spreadsheet formulas on export are read back as they were."""
     text = _decode(data)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [name.strip() for name in (reader.fieldnames or [])]
@@ -261,7 +292,7 @@ def read_csv_rows(data: bytes, *, required: Iterable[str]) -> list[tuple[int, di
             row = reader.line_num
             if None in record:
                 raise ImportRejected([RowError(row, None, "more values than header columns")])
-            rows.append((row, {k: (v or "") for k, v in record.items()}))
+            rows.append((row, {k: unescape_formula(v or "") for k, v in record.items()}))
     except csv.Error as exc:
         raise ImportRejected([RowError(reader.line_num, None, f"malformed CSV: {exc}")]) from None
     if not rows:
@@ -276,6 +307,10 @@ def read_geojson_rows(data: bytes) -> list[tuple[int, dict[str, Any]]]:
     except json.JSONDecodeError as exc:
         raise RegistryError(
             f"file: not valid JSON ({exc.msg} at line {exc.lineno})", field="file"
+        ) from None
+    except (ValueError, RecursionError):  # a number of thousands of digits; nesting
+        raise RegistryError(
+            "file: not valid JSON (a number or nesting too large)", field="file"
         ) from None
     if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
         raise RegistryError("file: expected a GeoJSON FeatureCollection", field="file")
@@ -292,17 +327,61 @@ def read_geojson_rows(data: bytes) -> list[tuple[int, dict[str, Any]]]:
             not isinstance(geometry, dict)
             or geometry.get("type") != "Point"
             or not isinstance(coordinates, list)
-            or len(coordinates) < 2
+            or len(coordinates) not in (2, 3)
         ):
             errors.append(RowError(number, "geometry", "expected a Point geometry [lon, lat]"))
             continue
+        if not all(_is_number(c) for c in coordinates):
+            errors.append(RowError(number, "geometry.coordinates", "expected numbers [lon, lat]"))
+            continue
         if not isinstance(properties, dict):
             errors.append(RowError(number, "properties", "expected an object of properties"))
+            continue
+        wrong = _wrong_property_types(number, properties)
+        if wrong:
+            errors.extend(wrong)
             continue
         rows.append((number, {**properties, "lon": coordinates[0], "lat": coordinates[1]}))
     if errors:
         raise ImportRejected(errors)
     return rows
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# The JSON types each GeoJSON property may have (null is always allowed: the field is empty).
+# Text is text: a phone or a code given as a JSON number would lose its "+" or leading zeros.
+_LIST_PROPERTIES = ("capabilities", "designated")
+_LEVEL_PROPERTIES = ("maternal_level", "neonatal_level")
+
+
+def _wrong_property_types(number: int, properties: Mapping[str, Any]) -> list[RowError]:
+    errors: list[RowError] = []
+    for name in (*FACILITY_COLUMNS, *OPTIONAL_FACILITY_COLUMNS):
+        value = properties.get(name)
+        if value is None or name in ("lat", "lon"):  # the position comes from the geometry
+            continue
+        if name in _LIST_PROPERTIES:
+            ok = isinstance(value, str) or (
+                isinstance(value, list) and all(isinstance(v, str) for v in value)
+            )
+            expected = "a list of names or a ';'-separated string"
+        elif name in _LEVEL_PROPERTIES:
+            ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+            expected = "a level such as M3 (or a whole number)"
+        elif name == "active":
+            ok = isinstance(value, bool | str)
+            expected = "true or false"
+        else:
+            ok = isinstance(value, str)
+            expected = "text"
+        if not ok:
+            errors.append(
+                RowError(number, name, f"{name}: expected {expected}, got {type(value).__name__}")
+            )
+    return errors
 
 
 def detect_format(filename: str, data: bytes) -> str:

@@ -52,6 +52,11 @@ def redirect(
     check_case_area(actor, referral.origin, "redirect")
     if not reason.strip():
         raise ServiceError("reason: say why the case is redirected", field="reason")
+    if not facility.active:
+        raise StateConflict(
+            f"facility {facility.code} is deactivated: it cannot receive a case",
+            field="facility",
+        )
     if referral.status not in (
         ReferralStatus.REQUESTED,
         ReferralStatus.OFFERED,

@@ -16,6 +16,7 @@ from facilities import export, registry
 from facilities import status as status_service
 from facilities.models import Channel, Facility, Role
 from greenchannel.web import clock
+from greenchannel.web.api_referrals import actor_for, audited
 from greenchannel.web.auth import channel, ensure_can_manage, require_user
 from greenchannel.web.db import db
 from greenchannel.web.schemas import (
@@ -93,13 +94,14 @@ class Facilities(MethodView):
     @blp.response(201, FacilityOutSchema)
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Add a facility to the registry. Administrators."""
-        require_user(Role.ADMIN)
+        user = require_user(Role.ADMIN)
         values = registry.validate_facility(body)
         if db.session.scalar(select(Facility.id).where(Facility.code == values["code"])):
             raise Conflict(f"a facility with code {values['code']} exists", field="code")
         now = clock.now()
         facility = Facility(**values, created_at=now, updated_at=now)
         db.session.add(facility)
+        audited("facility_created", actor_for(user), None, code=values["code"])
         db.session.commit()
         return facility_out(facility, now=now)
 
@@ -116,13 +118,15 @@ class FacilityItem(MethodView):
     @blp.response(200, FacilityOutSchema)
     def put(self, body: dict[str, Any], code: str) -> dict[str, Any]:
         """Replace a facility's registry fields (not its live status). Administrators."""
-        require_user(Role.ADMIN)
+        user = require_user(Role.ADMIN)
         facility = load_facility(code)
         values = registry.validate_facility({**body, "code": code})
         now = clock.now()
+        changed = sorted(k for k, v in values.items() if getattr(facility, k) != v)
         for key, value in values.items():
             setattr(facility, key, value)
         facility.updated_at = now
+        audited("facility_updated", actor_for(user), None, code=code, fields=changed)
         db.session.commit()
         return facility_out(facility, now=now)
 
@@ -154,6 +158,7 @@ class FacilityStatusItem(MethodView):
             channel=Channel(channel()),
             now=now,
         )
+        audited("facility_status", actor_for(user), None, code=facility.code)
         db.session.commit()
         return facility_out(facility, now=now)
 
@@ -216,7 +221,7 @@ class FacilityContacts(MethodView):
 @blp.response(200, ImportSummarySchema)
 def import_facilities() -> dict[str, Any]:
     """Create or update facilities from a CSV or GeoJSON body; all rows or none. Administrators."""
-    require_user(Role.ADMIN)
+    user = require_user(Role.ADMIN)
     data = request.get_data(cache=False)
     mimetype = request.mimetype or ""
     fmt = (
@@ -227,6 +232,14 @@ def import_facilities() -> dict[str, Any]:
         else (registry.detect_format("", data))
     )
     summary = registry.import_facilities(db.session, data=data, fmt=fmt, now=clock.now())
+    audited(
+        "facilities_imported",
+        actor_for(user),
+        None,
+        created=summary.created,
+        updated=summary.updated,
+        codes=summary.codes[:1000],
+    )
     db.session.commit()
     return {"created": summary.created, "updated": summary.updated, "codes": summary.codes}
 

@@ -13,10 +13,11 @@ from core.vocabulary import CAPABILITIES, parse_level
 from facilities import registry
 from facilities.models import Role
 from greenchannel.web import clock
-from greenchannel.web.api_referrals import CaseSchema, case_from
+from greenchannel.web.api_referrals import CaseSchema, actor_for, case_from
 from greenchannel.web.auth import require_user
 from greenchannel.web.context import current_placement
 from greenchannel.web.db import db
+from greenchannel.web.observability import request_id
 from referral import closures
 from referral.decision import condition_need, decide
 from referral.limits import FACILITY_CODE_LENGTH, MAX_CAPABILITIES
@@ -270,7 +271,9 @@ class Closures(MethodView):
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Close or slow the roads around a point; the very next routing query reflects it."""
         user = require_user(Role.COORDINATOR, Role.ADMIN)
-        row = closures.place_closure(db.session, **body, by=user.username, now=clock.now())
+        row = closures.place_closure(
+            db.session, **body, by=actor_for(user), now=clock.now(), request_id=request_id()
+        )
         db.session.commit()
         return closure_out(row)
 
@@ -281,7 +284,11 @@ def lift_closure(closure_id: int) -> dict[str, Any]:
     """Lift a closure; routing returns to the old answer at once."""
     user = require_user(Role.COORDINATOR, Role.ADMIN)
     row = closures.lift_closure(
-        db.session, closure_id=closure_id, by=user.username, now=clock.now()
+        db.session,
+        closure_id=closure_id,
+        by=actor_for(user),
+        now=clock.now(),
+        request_id=request_id(),
     )
     db.session.commit()
     return closure_out(row)

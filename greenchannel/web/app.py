@@ -17,7 +17,7 @@ from werkzeug.routing import IntegerConverter
 from core.errors import ServiceError
 from core.settings import load_config
 from greenchannel.runtime import Runtime, build_runtime
-from greenchannel.web import observability, ratelimit
+from greenchannel.web import input_guard, observability, ratelimit
 from greenchannel.web.db import db
 from greenchannel.web.errors import error_response
 from greenchannel.web.schemas import ErrorSchema
@@ -84,6 +84,8 @@ class GreenchannelApi(Api):  # type: ignore[misc]
 
 
 RUNTIME = "greenchannel.runtime"
+# The blueprints of the pages that show cases or patients (home, login and static are public).
+PRIVATE_PAGES = frozenset({"cases", "hospital", "board", "links"})
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | None = None) -> Flask:
@@ -151,13 +153,16 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
 
     _register_error_handlers(app)
     observability.init_app(app)  # request ids, JSON logs, /metrics
+    input_guard.init_app(app)  # NUL, lone surrogates, deep JSON: a 400 naming the field
     ratelimit.init_app(app)  # per-token and per-phone limits: 429 with Retry-After
 
     @app.after_request
     def security_headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
-        if request.path.startswith("/api/"):
+        if request.path.startswith("/api/") or request.blueprint in PRIVATE_PAGES:
+            # The API, and every page that shows a case, a patient or a hospital's state: a
+            # shared ward computer's cache or the back button must not keep a copy.
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
@@ -209,6 +214,7 @@ def _document_plain_routes(api: Api, app: Flask) -> None:
                 "requestBody": {"content": form},
                 "responses": {
                     "200": {"description": "TwiML <Response> with the answer to the sender"},
+                    "400": {"description": "a field holds NUL or invalid Unicode"},
                     "403": {"description": "missing or wrong signature"},
                     "429": {"description": "too many messages from this phone this minute"},
                 },
@@ -225,6 +231,7 @@ def _document_plain_routes(api: Api, app: Flask) -> None:
                 "requestBody": {"content": form},
                 "responses": {
                     "200": {"description": "recorded, or ignored when unknown"},
+                    "400": {"description": "a field holds NUL or invalid Unicode"},
                     "403": {"description": "missing or wrong signature"},
                 },
             }
@@ -233,6 +240,15 @@ def _document_plain_routes(api: Api, app: Flask) -> None:
 
 
 def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(input_guard.BadInput)
+    def bad_input(exc: input_guard.BadInput) -> Response | tuple[str, int]:
+        """Text the database cannot keep: the API's JSON error, or the pages' own 400 page."""
+        if request.path.startswith(("/api/", "/webhooks/", "/healthz", "/metrics")):
+            return error_response(400, "invalid", str(exc.description), field=exc.field)
+        from greenchannel.web.pages import page_error
+
+        return page_error(exc)
+
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError) -> Response:
         """The core error family (core/errors.py), whatever package raised it."""

@@ -90,8 +90,29 @@ def _mask_phone_match(match: re.Match[str]) -> str:
     return digits[:6] + "****" + digits[-4:]
 
 
+# What a database error carries of the row: the bound parameters (SQLAlchemy hides them, see
+# core.db.make_engine, but a driver's own message may repeat them) and PostgreSQL's DETAIL
+# ("Key (patient_ref)=(T1-0042) already exists", "Failing row contains (...)").
+_DATABASE_VALUES = (
+    (
+        re.compile(r"\[parameters: .*?\]( \(Background on this error)?", re.DOTALL),
+        r"[parameters hidden]\1",
+    ),
+    (
+        re.compile(
+            r"(Key \([^)]*\))=\(.*?\)(?= already exists| is not present| is still|\.|$)", re.M
+        ),
+        r"\1=(…)",
+    ),
+    (re.compile(r"(Failing row contains) \(.*\)"), r"\1 (…)"),
+)
+
+
 def scrub(text: str) -> str:
-    """Mask phone numbers and anything that looks like a secret in a log line."""
+    """Mask phone numbers, anything that looks like a secret, and the values a database error
+    quotes from the row, in a log line."""
+    for pattern, replacement in _DATABASE_VALUES:
+        text = pattern.sub(replacement, text)
     text = _SECRETS.sub(lambda m: m.group(1) + "***", text)
     return _PHONE.sub(_mask_phone_match, text)
 

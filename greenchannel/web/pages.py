@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from flask import (
     Blueprint,
@@ -82,8 +82,11 @@ def lang_url(code: str) -> str:
     """The current page in another language (GET pages only; a POST lands on home)."""
     if request.method != "GET" or request.endpoint is None:
         return url_for("web.home", lang=code)
-    args = {**request.view_args, **request.args.to_dict(), "lang": code}  # type: ignore[dict-item]
-    return url_for(request.endpoint, **args)
+    # The same path with the query string rebuilt, not url_for(endpoint, **args): a query
+    # argument named like url_for's own (``_method``, ``_external``, ``endpoint``) or like the
+    # route's (``?referral_id=x``) would make the link unbuildable and the page a 500.
+    query = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"]
+    return request.script_root + request.path + "?" + urlencode([*query, ("lang", code)])
 
 
 # ---------------------------------------------------------------------------- formatting

@@ -22,6 +22,7 @@ from greenchannel.web import clock
 from greenchannel.web.api_referrals import actor_for
 from greenchannel.web.db import db
 from greenchannel.web.labels import attention, board_order
+from greenchannel.web.observability import request_id
 from greenchannel.web.pages import (
     area_facilities,
     audit_list,
@@ -148,8 +149,9 @@ def add_closure() -> Response:
             kind=kind,
             speed_factor=_number("speed_factor") if kind == "slow" else None,
             reason=request.form.get("reason", ""),
-            by=user.username,
+            by=actor_for(user),
             now=clock.now(),
+            request_id=request_id(),
         )
     except ServiceError as exc:
         db.session.rollback()
@@ -165,7 +167,11 @@ def add_closure() -> Response:
 def lift_closure(closure_id: int) -> Response:
     try:
         closures.lift_closure(
-            db.session, closure_id=closure_id, by=page_user().username, now=clock.now()
+            db.session,
+            closure_id=closure_id,
+            by=actor_for(page_user()),
+            now=clock.now(),
+            request_id=request_id(),
         )
     except ServiceError as exc:
         report_failure(exc)

@@ -7,6 +7,11 @@
   if (!el || !window.L) return;
   var L = window.L;
   var t = function (key) { return el.getAttribute("data-t-" + key) || key; };
+  // Leaflet puts a tooltip's string in as HTML: names and reasons typed by people are text.
+  var ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+  function esc(text) {
+    return String(text == null ? "" : text).replace(/[&<>"']/g, function (c) { return ESCAPES[c]; });
+  }
   var map = L.map(el, { preferCanvas: false, zoomControl: true, attributionControl: false });
   map.setView([29.6, 106.5], 9);
   var roads = L.layerGroup().addTo(map);
@@ -42,7 +47,7 @@
         dashArray: state === "advisory" ? "3 3" : null
       });
       var words = state === "stale" ? t("stale") : t(f.diversion);
-      marker.bindTooltip(f.name + " (" + f.maternal_level + "/" + f.neonatal_level + ") · " + words);
+      marker.bindTooltip(esc(f.name + " (" + f.maternal_level + "/" + f.neonatal_level + ") · " + words));
       marker.addTo(facilityLayer);
     });
     if (!fitted && bounds.length) {
@@ -63,13 +68,13 @@
       });
       var colour = r.urgency === "critical" ? "#b00020" : r.urgency === "urgent" ? "#b35c00" : "#1d4e89";
       L.circleMarker([from.lat, from.lon], { radius: 6, color: colour, weight: 3, fillOpacity: 0 })
-        .bindTooltip(r.code).addTo(caseLayer);
+        .bindTooltip(esc(r.code)).addTo(caseLayer);
       targets.forEach(function (target) {
         var to = facilities[target.code];
         if (!to) return;
         L.polyline([[from.lat, from.lon], [to.lat, to.lon]], {
           color: colour, weight: 4, opacity: 0.9, dashArray: target.dashed ? "8 6" : null
-        }).bindTooltip(r.code + " → " + to.name + (target.dashed ? " (" + t("pending") + ")" : ""))
+        }).bindTooltip(esc(r.code + " → " + to.name + (target.dashed ? " (" + t("pending") + ")" : "")))
           .addTo(caseLayer);
       });
     });
@@ -81,7 +86,7 @@
       L.circle([c.lat, c.lon], {
         radius: c.radius_m, color: "#b00020", weight: 2, fillOpacity: 0.15,
         dashArray: c.kind === "slow" ? "4 4" : null
-      }).bindTooltip((c.kind === "slow" ? "≈ " : "✖ ") + (c.reason || "")).addTo(closureLayer);
+      }).bindTooltip(esc((c.kind === "slow" ? "≈ " : "✖ ") + (c.reason || ""))).addTo(closureLayer);
     });
   }
 
@@ -113,7 +118,7 @@
     if (picked) picked.remove();
     var radius = parseFloat(document.getElementById("closure-radius").value) || 500;
     picked = L.circle(event.latlng, { radius: radius, color: "#1d4e89", weight: 2, fillOpacity: 0.1 })
-      .bindTooltip(t("picked")).addTo(map);
+      .bindTooltip(esc(t("picked"))).addTo(map);
   });
 
   refresh();
