@@ -25,6 +25,16 @@ def env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}: expected true or false, got {raw!r}")
 
 
+def env_count(environ: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number from 0 to 10 (a count of hops), or the default when unset."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdecimal() or int(raw) > 10:
+        raise ConfigError(f"{name}: expected a whole number from 0 to 10, got {raw[:20]!r}")
+    return int(raw)
+
+
 def env_positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     raw = environ.get(name, "").strip()
     if not raw:
@@ -81,4 +91,8 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "SESSION_IDLE_MINUTES": env_positive_int(env, "GREENCHANNEL_SESSION_IDLE_MINUTES", 30),
         "SESSION_MAX_HOURS": env_positive_int(env, "GREENCHANNEL_SESSION_MAX_HOURS", 12),
         "TOKEN_LIFETIME_DAYS": env_positive_int(env, "GREENCHANNEL_TOKEN_DAYS", 90),
+        # How many reverse proxies in front of the web processes set X-Forwarded-For/-Proto
+        # (0: none; the client is the address the process sees). Only the last N hops are
+        # believed, so a client cannot forge its own address past a trusted proxy.
+        "TRUSTED_PROXIES": env_count(env, "GREENCHANNEL_TRUSTED_PROXIES", 0),
     }

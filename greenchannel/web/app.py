@@ -12,6 +12,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from core.errors import ServiceError
@@ -118,6 +119,11 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
     app.extensions["greenchannel.place"] = runtime.place
     app.extensions["greenchannel.handlers"] = runtime.handlers
 
+    proxies = int(app.config.get("TRUSTED_PROXIES", 0))
+    if proxies:
+        # Behind N reverse proxies: the client (login throttling, rate limits, logs) is the
+        # address the last N hops forwarded, and https is what the first one received.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     db.init_app(app, engine=runtime.engine, factory=runtime.sessions)
     csrf.init_app(app)
 
