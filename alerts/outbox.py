@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerts._sql import rowcount
@@ -282,24 +283,39 @@ def _send_one(
     except (TransientSmsError, PermanentSmsError) as exc:
         error = exc
 
+    if error is None:
+        assert result is not None  # no error means the provider took it (or had it)
+        try:
+            return _record_sent(
+                session_factory,
+                message_id=message_id,
+                provider_id=result.provider_id,
+                worker_id=worker_id,
+                now=now,
+            )
+        except IntegrityError:
+            # The provider gave an id already recorded for another row (a restarted console,
+            # a sandbox that reuses ids). The message is with the provider all the same:
+            # record it sent without the id rather than let the claim run out and send it
+            # again. Status callbacks for it are then ignored.
+            log.warning("sms %s: provider id already recorded; kept sent without it", message_id)
+            return _record_sent(
+                session_factory,
+                message_id=message_id,
+                provider_id=None,
+                worker_id=worker_id,
+                now=now,
+            )
+    assert error is not None
     with session_factory() as session, session.begin():
         message = session.get_one(OutboundMessage, message_id)
         if message.status != MessageStatus.SENDING or message.claimed_by != worker_id:
             # Our lease ran out and another worker took the row over: its outcome stands.
             log.warning("sms %s: claim lost before the outcome was recorded", message_id)
-            return error is None
+            return False
         message.claimed_by = None
         message.claimed_until = None
         message.updated_at = now
-        if error is None:
-            assert result is not None  # no error means the provider took it (or had it)
-            message.status = MessageStatus.SENT
-            message.provider_id = result.provider_id
-            message.sent_at = now
-            message.error_code = None
-            message.error_message = ""
-            log.info("sms %s sent to %s as %s", message_id, mask_phone(to), result.provider_id)
-            return True
         message.error_code = error.code
         message.error_message = str(error)[:500]
         if isinstance(error, TransientSmsError) and message.attempts < policy.max_attempts:
@@ -323,6 +339,33 @@ def _send_one(
         )
         _after_failure(session, message=message, now=now, on_failed=on_failed)
         return False
+
+
+def _record_sent(
+    session_factory: SessionFactory,
+    *,
+    message_id: int,
+    provider_id: str | None,
+    worker_id: str,
+    now: dt.datetime,
+) -> bool:
+    """The provider has the message: mark it sent, in one transaction. ``True`` in any case
+    (another worker that took the row over after our lease ran out records its own outcome)."""
+    with session_factory() as session, session.begin():
+        message = session.get_one(OutboundMessage, message_id)
+        if message.status != MessageStatus.SENDING or message.claimed_by != worker_id:
+            log.warning("sms %s: claim lost before the outcome was recorded", message_id)
+            return True
+        message.claimed_by = None
+        message.claimed_until = None
+        message.updated_at = now
+        message.status = MessageStatus.SENT
+        message.provider_id = provider_id
+        message.sent_at = now
+        message.error_code = None
+        message.error_message = ""
+        log.info("sms %s sent to %s as %s", message_id, mask_phone(message.to_phone), provider_id)
+    return True
 
 
 # Twilio's statuses mapped onto ours; anything else (accepted, scheduled, ...) is ignored.
