@@ -54,6 +54,9 @@ class DeliveryPolicy:
     backoff_base: dt.timedelta = dt.timedelta(seconds=30)
     backoff_max: dt.timedelta = dt.timedelta(minutes=15)
     parallel_sends: int = 8
+    # A message of an alert that leaves later than this after it was queued is late: the
+    # ``on_late`` callback of :func:`deliver_due` restarts the alert's clocks first.
+    late_after: dt.timedelta = dt.timedelta(minutes=1)
 
     def backoff(self, attempts: int) -> dt.timedelta:
         """Wait after the ``attempts``-th failed try: 30 s, 1 min, 2 min, ... capped."""
@@ -184,6 +187,14 @@ class OnFailed(Protocol):
     def __call__(self, session: Session, *, message: OutboundMessage, now: dt.datetime) -> None: ...
 
 
+class OnLate(Protocol):
+    """What to do, in one transaction before it goes, about an alert's message that leaves
+    late: restart the clocks that assumed it had left when it was queued (it may rewrite the
+    message's body, which is then what is sent)."""
+
+    def __call__(self, session: Session, *, message: OutboundMessage, now: dt.datetime) -> None: ...
+
+
 def deliver_due(
     session_factory: SessionFactory,
     *,
@@ -193,12 +204,16 @@ def deliver_due(
     status_callback_url: str | None,
     policy: DeliveryPolicy | None = None,
     on_failed: OnFailed | None = None,
+    on_late: OnLate | None = None,
     limit: int = 100,
 ) -> int:
     """Send every due outbox row this worker manages to claim; returns how many were sent.
 
     ``on_failed`` runs, in the same transaction, for a message that will never arrive (the
     escalation moves on at once); messages it queues (the next contact) are sent in this call.
+    ``on_late`` runs, in a transaction of its own just before the send, for an alert's message
+    that leaves more than ``policy.late_after`` after it was queued (the worker or the provider
+    was down): the hospital's clock starts when its pre-alert is handed over, not before.
     """
     policy = policy or DeliveryPolicy()
     tried: set[int] = set()
@@ -238,6 +253,7 @@ def deliver_due(
                 status_callback_url=status_callback_url,
                 policy=policy,
                 on_failed=on_failed,
+                on_late=on_late,
             )
 
         # The provider answers in tens to hundreds of milliseconds: send several at once so a
@@ -262,10 +278,25 @@ def _send_one(
     status_callback_url: str | None,
     policy: DeliveryPolicy,
     on_failed: OnFailed | None,
+    on_late: OnLate | None = None,
 ) -> bool:
     with session_factory() as session:
         message = session.get_one(OutboundMessage, message_id)
         to, body = message.to_phone, message.body
+        late = (
+            on_late is not None
+            and not abandoned  # a dead worker's claim may have gone as it stands: keep it
+            and message.alert_id is not None
+            and now - message.created_at > policy.late_after
+        )
+    if late:
+        assert on_late is not None
+        with session_factory() as session, session.begin():
+            message = session.get_one(OutboundMessage, message_id)
+            if message.status != MessageStatus.SENDING or message.claimed_by != worker_id:
+                return False  # our lease ran out meanwhile: the new holder sends it
+            on_late(session, message=message, now=now)
+            body = message.body
 
     # No transaction is open while we wait on the provider.
     error: TransientSmsError | PermanentSmsError | None = None
