@@ -7,6 +7,14 @@ some team has nobody left to try, the facility switchboard and the area coordina
 A message that cannot be delivered (permanent send error, ``undelivered``/``failed``
 callback) moves that team on at once instead of waiting out the silence.
 
+The silence is counted from when the pre-alert reached the provider, not from when it was
+queued: while none of the alert's messages has left and some are still waiting (the worker or
+the provider was down), a step does not fire but waits another ``step_after``; a message that
+leaves late (:func:`on_message_late`, run by the outbox before the send) moves the step on to
+``step_after`` from then, lets the caller restart its own clock (the table's ``late``
+handler: the offer's answer timeout) and tells the area coordinators, once per case
+(``late_alerts``, :mod:`alerts.attention`).
+
 The caller (the referral package) closes the alert when the answer arrives or the offer ends;
 a step timer that fires after that does nothing.
 """
@@ -21,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts import attention, messages, timers
+from alerts.handlers import LateHandler
 from alerts.models import Alert, AlertStatus, MessageStatus, OutboundMessage, Timer
 from alerts.outbox import cancel_queued, log_queued, queue_sms
 from alerts.recipients import contacts_of
@@ -30,6 +39,10 @@ from facilities.models import Contact, Facility, Team
 log = logging.getLogger(__name__)
 
 STEP_KIND = "alert.step"
+
+#: The messages of an alert that ask for an answer: their leaving starts the clocks.
+ASKING = frozenset({"prealert", "escalation", "switchboard"})
+_WAITING = (MessageStatus.QUEUED, MessageStatus.SENDING)
 
 Render = Callable[[str], str] | Mapping[str, str]
 
@@ -329,10 +342,99 @@ def _escalate(session: Session, alert: Alert, facility: Facility, *, now: dt.dat
     )
 
 
+def not_left_yet(session: Session, alert: Alert) -> bool:
+    """True while none of the alert's asking messages has reached the provider and some are
+    still waiting to go (queued, or being sent): nobody at the hospital has been asked yet."""
+    rows = session.execute(
+        select(OutboundMessage.status, OutboundMessage.sent_at).where(
+            OutboundMessage.alert_id == alert.id, OutboundMessage.purpose.in_(ASKING)
+        )
+    ).all()
+    if any(sent_at is not None for _, sent_at in rows):
+        return False
+    return any(status in _WAITING for status, _ in rows)
+
+
+def report_late(session: Session, alert: Alert, *, now: dt.datetime) -> None:
+    """Tell the area coordinators, once per case, that the alert's pre-alert is leaving late
+    (``late_alerts``): a hospital is being asked only now, or not yet."""
+    facility = session.get_one(Facility, alert.facility_id)
+    minutes = max(round((now - alert.opened_at).total_seconds() / 60, 1), 0.0)
+
+    def name(language: str) -> str:
+        return facility.name_en or facility.name if language == "en" else facility.name
+
+    attention.raise_item(
+        session,
+        subject=alert.case_subject or alert.subject,
+        code=alert.code,
+        reason="late_alerts",
+        area_of=facility,
+        facility_id=facility.id,
+        words=lambda language: messages.late_words(
+            language, facility_name=name(language), minutes=minutes
+        ),
+        render=lambda language: messages.coordinator_late(
+            language,
+            code=alert.code,
+            facility_name=name(language),
+            minutes=minutes,
+            clinic_phone=alert.callback_phone,
+        ),
+        clinic_phone=alert.callback_phone,
+        purpose="coordinator_late",
+        now=now,
+    )
+
+
+def on_message_late(
+    session: Session,
+    *,
+    message: OutboundMessage,
+    now: dt.datetime,
+    handler: LateHandler | None = None,
+) -> None:
+    """One of the alert's asking messages leaves late (the outbox's ``on_late``): the step
+    waits ``step_after`` from now, the caller's ``handler`` restarts its clock (and may rewrite
+    the message's deadline), and the coordinators hear of it once per case."""
+    if message.alert_id is None or message.purpose not in ASKING:
+        return
+    alert = session.get(Alert, message.alert_id)
+    if alert is None or alert.status != AlertStatus.OPEN:
+        return
+    if handler is not None:
+        # The caller's lock (the case's row) comes first, as for every change of a case.
+        handler(session, alert=alert, message=message, now=now)
+        session.refresh(alert)
+        if alert.status != AlertStatus.OPEN:
+            return
+    # Only ever later, so two workers sending two of its messages agree on the outcome.
+    timers.postpone(
+        session,
+        subject=alert.subject,
+        kinds=[STEP_KIND],
+        until=now + dt.timedelta(seconds=alert.step_after_seconds),
+    )
+    log.info("alert %s: sms %s leaves late; clocks restart now", alert.id, message.id)
+    report_late(session, alert, now=now)
+
+
 def _on_step(session: Session, timer: Timer, now: dt.datetime) -> None:
     alert = session.get(Alert, timer.payload.get("alert_id"))
     # A stale timer (alert closed, or moved on by a failure) is a no-op.
     if alert is None or alert.status != AlertStatus.OPEN or alert.step != timer.payload.get("step"):
+        return
+    if not_left_yet(session, alert):
+        # Nobody has been asked yet (an outage): the silence has not begun. Wait; the message
+        # that leaves late moves this on again (``on_message_late``).
+        timers.schedule(
+            session,
+            kind=STEP_KIND,
+            subject=alert.subject,
+            due_at=now + dt.timedelta(seconds=alert.step_after_seconds),
+            payload=dict(timer.payload),
+        )
+        report_late(session, alert, now=now)
         return
     alert.step += 1
     _round(session, alert, teams=alert.teams, now=now)

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from alerts.models import Alert, Timer
+from alerts.models import Alert, OutboundMessage, Timer
 from alerts.replies import OfferReply
 from facilities.models import Contact
 
@@ -37,6 +37,17 @@ class ReplyHandler(Protocol):
     ) -> str: ...
 
 
+class LateHandler(Protocol):
+    """An alert's message asking for an answer leaves late (the worker or the SMS provider was
+    down): the caller restarts its answer clock from ``now`` and may rewrite ``message.body``
+    (the deadline it shows) before it goes. Runs in one transaction with the escalation's own
+    postponement; it must not commit."""
+
+    def __call__(
+        self, session: Session, *, alert: Alert, message: OutboundMessage, now: dt.datetime
+    ) -> None: ...
+
+
 class CommandHandler(Protocol):
     """Takes an SMS its matcher recognised (e.g. ``REF …`` from a clinic phone)."""
 
@@ -54,11 +65,13 @@ class Command:
 
 @dataclass(frozen=True)
 class Handlers:
-    """Timer handlers by kind, the one reply handler, the SMS commands (checked in order)."""
+    """Timer handlers by kind, the one reply handler, the SMS commands (checked in order), and
+    the one handler of alerts that leave late."""
 
     timers: Mapping[str, TimerHandler] = field(default_factory=dict)
     reply: ReplyHandler | None = None
     commands: tuple[Command, ...] = ()
+    late: LateHandler | None = None
 
     def merged(self, other: Handlers) -> Handlers:
         """Both tables in one; a timer kind or a command named in both is a mistake."""
@@ -70,10 +83,13 @@ class Handlers:
             raise ValueError(f"SMS command(s) handled twice: {', '.join(sorted(names))}")
         if self.reply is not None and other.reply is not None:
             raise ValueError("two reply handlers")
+        if self.late is not None and other.late is not None:
+            raise ValueError("two handlers of late alerts")
         return Handlers(
             timers={**self.timers, **other.timers},
             reply=self.reply or other.reply,
             commands=self.commands + other.commands,
+            late=self.late or other.late,
         )
 
     def missing(self, *, timer_kinds: set[str]) -> list[str]:
@@ -81,4 +97,6 @@ class Handlers:
         gaps = [f"timer kind {kind!r}" for kind in sorted(timer_kinds - set(self.timers))]
         if self.reply is None:
             gaps.append("replies to alerts (Y/N answers)")
+        if self.late is None:
+            gaps.append("alerts that leave late (answer clocks)")
         return gaps

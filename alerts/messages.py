@@ -254,6 +254,18 @@ def unanswered_words(language: str, *, facility_name: str, minutes: float) -> st
     return attention_words(language, reason="unanswered", detail=detail)
 
 
+def late_words(language: str, *, facility_name: str, minutes: float) -> str:
+    """A pre-alert left ``minutes`` after the hospital was chosen (the service or the SMS
+    provider was down): the hospital's answer clock starts only now."""
+    if _lang(language) == "zh":
+        detail = f"致{facility_name}的预警晚{minutes:g}分钟发出，答复时限从发出起算"
+    else:
+        detail = (
+            f"pre-alert to {gsm_only(facility_name)} left {minutes:g} min late; its clock restarts"
+        )
+    return attention_words(language, reason="late_alerts", detail=detail)
+
+
 def unplaced_words(language: str, *, asked: int) -> str:
     """``asked``: how many hospitals were asked (0: none meets every need)."""
     if _lang(language) == "zh":
@@ -292,6 +304,22 @@ def coordinator_unanswered(
             f"GREEN CHANNEL case {code}: {words}; switchboard told. Please follow up. "
             f"Clinic {clinic_phone}"
         )
+
+    return _fit_one(build, facility_name, language=lang)
+
+
+def coordinator_late(
+    language: str, *, code: str, facility_name: str, minutes: float, clinic_phone: str
+) -> str:
+    """To the coordinators: pre-alerts went out late (an outage); the hospitals' answer clocks
+    start when their alert left."""
+    lang = _lang(language)
+
+    def build(name: str) -> str:
+        words = late_words(lang, facility_name=name, minutes=minutes)
+        if lang == "zh":
+            return f"【绿色通道】病例{code} {words}，请留意。转出方电话{clinic_phone}"
+        return f"GREEN CHANNEL case {code}: {words}. Please keep watch. Clinic {clinic_phone}"
 
     return _fit_one(build, facility_name, language=lang)
 

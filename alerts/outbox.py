@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerts._sql import rowcount
@@ -53,6 +54,9 @@ class DeliveryPolicy:
     backoff_base: dt.timedelta = dt.timedelta(seconds=30)
     backoff_max: dt.timedelta = dt.timedelta(minutes=15)
     parallel_sends: int = 8
+    # A message of an alert that leaves later than this after it was queued is late: the
+    # ``on_late`` callback of :func:`deliver_due` restarts the alert's clocks first.
+    late_after: dt.timedelta = dt.timedelta(minutes=1)
 
     def backoff(self, attempts: int) -> dt.timedelta:
         """Wait after the ``attempts``-th failed try: 30 s, 1 min, 2 min, ... capped."""
@@ -183,6 +187,14 @@ class OnFailed(Protocol):
     def __call__(self, session: Session, *, message: OutboundMessage, now: dt.datetime) -> None: ...
 
 
+class OnLate(Protocol):
+    """What to do, in one transaction before it goes, about an alert's message that leaves
+    late: restart the clocks that assumed it had left when it was queued (it may rewrite the
+    message's body, which is then what is sent)."""
+
+    def __call__(self, session: Session, *, message: OutboundMessage, now: dt.datetime) -> None: ...
+
+
 def deliver_due(
     session_factory: SessionFactory,
     *,
@@ -192,12 +204,16 @@ def deliver_due(
     status_callback_url: str | None,
     policy: DeliveryPolicy | None = None,
     on_failed: OnFailed | None = None,
+    on_late: OnLate | None = None,
     limit: int = 100,
 ) -> int:
     """Send every due outbox row this worker manages to claim; returns how many were sent.
 
     ``on_failed`` runs, in the same transaction, for a message that will never arrive (the
     escalation moves on at once); messages it queues (the next contact) are sent in this call.
+    ``on_late`` runs, in a transaction of its own just before the send, for an alert's message
+    that leaves more than ``policy.late_after`` after it was queued (the worker or the provider
+    was down): the hospital's clock starts when its pre-alert is handed over, not before.
     """
     policy = policy or DeliveryPolicy()
     tried: set[int] = set()
@@ -237,6 +253,7 @@ def deliver_due(
                 status_callback_url=status_callback_url,
                 policy=policy,
                 on_failed=on_failed,
+                on_late=on_late,
             )
 
         # The provider answers in tens to hundreds of milliseconds: send several at once so a
@@ -261,10 +278,25 @@ def _send_one(
     status_callback_url: str | None,
     policy: DeliveryPolicy,
     on_failed: OnFailed | None,
+    on_late: OnLate | None = None,
 ) -> bool:
     with session_factory() as session:
         message = session.get_one(OutboundMessage, message_id)
         to, body = message.to_phone, message.body
+        late = (
+            on_late is not None
+            and not abandoned  # a dead worker's claim may have gone as it stands: keep it
+            and message.alert_id is not None
+            and now - message.created_at > policy.late_after
+        )
+    if late:
+        assert on_late is not None
+        with session_factory() as session, session.begin():
+            message = session.get_one(OutboundMessage, message_id)
+            if message.status != MessageStatus.SENDING or message.claimed_by != worker_id:
+                return False  # our lease ran out meanwhile: the new holder sends it
+            on_late(session, message=message, now=now)
+            body = message.body
 
     # No transaction is open while we wait on the provider.
     error: TransientSmsError | PermanentSmsError | None = None
@@ -282,24 +314,39 @@ def _send_one(
     except (TransientSmsError, PermanentSmsError) as exc:
         error = exc
 
+    if error is None:
+        assert result is not None  # no error means the provider took it (or had it)
+        try:
+            return _record_sent(
+                session_factory,
+                message_id=message_id,
+                provider_id=result.provider_id,
+                worker_id=worker_id,
+                now=now,
+            )
+        except IntegrityError:
+            # The provider gave an id already recorded for another row (a restarted console,
+            # a sandbox that reuses ids). The message is with the provider all the same:
+            # record it sent without the id rather than let the claim run out and send it
+            # again. Status callbacks for it are then ignored.
+            log.warning("sms %s: provider id already recorded; kept sent without it", message_id)
+            return _record_sent(
+                session_factory,
+                message_id=message_id,
+                provider_id=None,
+                worker_id=worker_id,
+                now=now,
+            )
+    assert error is not None
     with session_factory() as session, session.begin():
         message = session.get_one(OutboundMessage, message_id)
         if message.status != MessageStatus.SENDING or message.claimed_by != worker_id:
             # Our lease ran out and another worker took the row over: its outcome stands.
             log.warning("sms %s: claim lost before the outcome was recorded", message_id)
-            return error is None
+            return False
         message.claimed_by = None
         message.claimed_until = None
         message.updated_at = now
-        if error is None:
-            assert result is not None  # no error means the provider took it (or had it)
-            message.status = MessageStatus.SENT
-            message.provider_id = result.provider_id
-            message.sent_at = now
-            message.error_code = None
-            message.error_message = ""
-            log.info("sms %s sent to %s as %s", message_id, mask_phone(to), result.provider_id)
-            return True
         message.error_code = error.code
         message.error_message = str(error)[:500]
         if isinstance(error, TransientSmsError) and message.attempts < policy.max_attempts:
@@ -323,6 +370,33 @@ def _send_one(
         )
         _after_failure(session, message=message, now=now, on_failed=on_failed)
         return False
+
+
+def _record_sent(
+    session_factory: SessionFactory,
+    *,
+    message_id: int,
+    provider_id: str | None,
+    worker_id: str,
+    now: dt.datetime,
+) -> bool:
+    """The provider has the message: mark it sent, in one transaction. ``True`` in any case
+    (another worker that took the row over after our lease ran out records its own outcome)."""
+    with session_factory() as session, session.begin():
+        message = session.get_one(OutboundMessage, message_id)
+        if message.status != MessageStatus.SENDING or message.claimed_by != worker_id:
+            log.warning("sms %s: claim lost before the outcome was recorded", message_id)
+            return True
+        message.claimed_by = None
+        message.claimed_until = None
+        message.updated_at = now
+        message.status = MessageStatus.SENT
+        message.provider_id = provider_id
+        message.sent_at = now
+        message.error_code = None
+        message.error_message = ""
+        log.info("sms %s sent to %s as %s", message_id, mask_phone(message.to_phone), provider_id)
+    return True
 
 
 # Twilio's statuses mapped onto ours; anything else (accepted, scheduled, ...) is ignored.

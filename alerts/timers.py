@@ -86,6 +86,43 @@ def cancel(
     return result
 
 
+def postpone(
+    session: Session,
+    *,
+    subject: str,
+    kinds: Iterable[str],
+    until: dt.datetime,
+    payload: Mapping[str, Any] | None = None,
+) -> int:
+    """Move the subject's pending timers of ``kinds`` (and with ``payload`` among their
+    payload's items, if given) that are due before ``until`` to ``until``; returns how many.
+    Never earlier: a clock that restarts only ever gives more time. Called from inside a
+    handler, the timer being handled stays as it is (it is being done)."""
+    conditions: list[ColumnElement[bool]] = [
+        Timer.subject == subject,
+        Timer.kind.in_(list(kinds)),
+        Timer.status == TimerStatus.PENDING,
+        Timer.due_at < until,
+    ]
+    running = _running.get()
+    if running is not None:
+        conditions.append(Timer.id != running)
+    if payload:
+        wanted = [
+            timer.id
+            for timer in session.scalars(select(Timer).where(*conditions))
+            if all(timer.payload.get(key) == value for key, value in payload.items())
+        ]
+        conditions.append(Timer.id.in_(wanted))
+    return rowcount(
+        session,
+        update(Timer)
+        .where(*conditions)
+        .values(due_at=until)
+        .execution_options(synchronize_session=False),
+    )
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     """Timings of the worker; the defaults suit production."""

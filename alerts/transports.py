@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO, runtime_checkable
@@ -176,18 +177,20 @@ def _classify(status: int, code: int | None, message: str) -> SmsError:
 
 
 class ConsoleTransport:
-    """Prints each SMS for a human to read: the demo's transport."""
+    """Prints each SMS for a human to read: the demo's transport.
+
+    Its provider ids are random (``CONSOLE-`` and a uuid), never a counter: a restarted demo
+    has a new transport, and an id the outbox already recorded would make recording "sent"
+    fail (the column is unique)."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
-        self._count = 0
         self._lock = threading.Lock()
 
     def send(self, *, to: str, body: str, status_callback: str | None) -> SendResult:
         info = sms_segments(body)
+        provider_id = f"CONSOLE-{uuid.uuid4().hex}"
         with self._lock:
-            self._count += 1
-            provider_id = f"CONSOLE{self._count:06d}"
             out = self.stream or sys.stdout
             bar = "─" * 60
             print(

@@ -8,6 +8,7 @@ conditional UPDATEs in ``tick`` keep several processes from stepping on each oth
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -44,7 +45,8 @@ def tick(
     settings: WorkerSettings | None = None,
 ) -> TickReport:
     """One pass of the worker: due timers (by the handler table), the capacity sweep, then the
-    outbox (a message that will never arrive moves its alert's escalation on)."""
+    outbox (a message that will never arrive moves its alert's escalation on; one that leaves
+    late restarts its alert's clocks, through the table's ``late`` handler, before it goes)."""
     settings = settings or WorkerSettings()
     worker_id = worker_id or default_worker_id()
     report = TickReport()
@@ -70,6 +72,7 @@ def tick(
         status_callback_url=status_callback_url,
         policy=settings.delivery,
         on_failed=escalation.on_message_failed,
+        on_late=functools.partial(escalation.on_message_late, handler=handlers.late),
     )
     return report
 

@@ -119,4 +119,5 @@ ATTENTION_REASONS: dict[str, dict[str, str]] = {
     "unanswered": {"zh": "医院未回复", "en": "No answer"},
     "unplaced": {"zh": "无医院接收", "en": "Nobody accepted"},
     "safety_net": {"zh": "兜底规则启动", "en": "Safety net acted"},
+    "late_alerts": {"zh": "预警延迟发出", "en": "Pre-alerts late"},
 }

@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerts import escalation
 from alerts.handlers import Handlers
+from alerts.models import Alert, OutboundMessage
 from alerts.transports import SmsTransport, transport_from_config
 from core.db import make_engine, utcnow
 from core.settings import load_config
-from referral import service, sms
+from referral import offers, service, sms
 from referral.placement import router_for
 from referral.rules import Rules, load_rules
 from referral.service import Placement
@@ -67,8 +68,19 @@ def default_settings(instance_path: str | Path | None = None) -> dict[str, Any]:
 
 def build_handlers(place: Callable[[], Placement]) -> Handlers:
     """The handler table: the escalation's timers, then the referral's timer, reply and SMS
-    command. Checked: every timer kind the code can schedule, and replies, have a handler."""
-    table = Handlers(timers=dict(escalation.TIMER_HANDLERS)).merged(sms.handlers(place))
+    command, and the offer's clock that restarts when its pre-alert leaves late. Checked: every
+    timer kind the code can schedule, replies and late alerts have a handler."""
+
+    def on_late(
+        session: Session, *, alert: Alert, message: OutboundMessage, now: dt.datetime
+    ) -> None:
+        offers.restart_clock(session, place=place(), alert=alert, message=message, now=now)
+
+    table = (
+        Handlers(timers=dict(escalation.TIMER_HANDLERS))
+        .merged(sms.handlers(place))
+        .merged(Handlers(late=on_late))
+    )
     gaps = table.missing(timer_kinds=set(TIMER_KINDS))
     if gaps:
         raise WiringError("nothing handles " + ", ".join(gaps))

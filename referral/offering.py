@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 
+from sqlalchemy import select
 from sqlalchemy.orm import (
     Session,
 )
@@ -16,6 +17,7 @@ from referral import links
 from referral.access import Actor
 from referral.locking import _event, _swap_offer, case_subject, subject
 from referral.models import (
+    CaseLink,
     Offer,
     OfferStatus,
     Referral,
@@ -114,6 +116,32 @@ def _make_offer(
         offer_kind=offer.kind,
     )
     return offer
+
+
+def _push_deadline(
+    session: Session, offer: Offer, *, until: dt.datetime, own_timer: bool = False
+) -> None:
+    """Move the pending offer's deadline, its expiry timer and its unused links to ``until``
+    (only ever later). ``own_timer``: called from the expiry timer itself, which is done once
+    its handler returns, so a new one is armed instead of moving it."""
+    if until <= offer.expires_at or not _swap_offer(session, offer, expires_at=until):
+        return
+    if own_timer:
+        timers.schedule(
+            session,
+            kind=OFFER_EXPIRY,
+            subject=subject(offer),
+            due_at=until,
+            payload={"offer_id": offer.id},
+        )
+    else:
+        timers.postpone(session, subject=subject(offer), kinds=[OFFER_EXPIRY], until=until)
+    for link in session.scalars(
+        select(CaseLink).where(
+            CaseLink.offer_id == offer.id, CaseLink.used_at.is_(None), CaseLink.revoked_at.is_(None)
+        )
+    ):
+        link.expires_at = max(link.expires_at, min(until, link.created_at + links.MAX_LIFETIME))
 
 
 def _stop_all_alerts(

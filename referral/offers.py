@@ -12,6 +12,7 @@ from sqlalchemy.orm import (
 
 import routing
 from alerts import escalation, timers
+from alerts.models import Alert, OutboundMessage
 from core.errors import ServiceError
 from facilities.models import Facility
 from referral import placement
@@ -33,7 +34,7 @@ from referral.models import (
     ReferralStatus,
 )
 from referral.notices import _tell_clinic_accepted
-from referral.offering import _make_offer, _stop_all_alerts, _tried_facilities
+from referral.offering import _make_offer, _push_deadline, _stop_all_alerts, _tried_facilities
 from referral.placement import Placement
 from referral.unplaced import _mark_unplaced, _safety_net
 
@@ -260,6 +261,16 @@ def expire_offer(session: Session, *, place: Placement, offer_id: int, now: dt.d
     lock_case(session, offer.referral)
     if offer.status is not OfferStatus.PENDING or now < offer.expires_at:
         return
+    alert = escalation.get_alert(session, subject=subject(offer))
+    if alert is not None and escalation.not_left_yet(session, alert):
+        # Its pre-alert has not reached the provider (the worker or the provider was down):
+        # the hospital has not been asked, so its clock has not started. Give it the whole
+        # timeout again; the pre-alert, when it leaves, restarts it from then
+        # (:func:`restart_clock`). The coordinators are told the alerts are late.
+        policy = place.rules.urgency[offer.referral.urgency]
+        _push_deadline(session, offer, until=now + policy.answer_timeout, own_timer=True)
+        escalation.report_late(session, alert, now=now)
+        return
     if not _swap_offer(session, offer, status=OfferStatus.EXPIRED, answered_at=now):
         return
     referral = offer.referral
@@ -274,3 +285,32 @@ def expire_offer(session: Session, *, place: Placement, offer_id: int, now: dt.d
         facility=offer.facility.code,
     )
     offer_next(session, place=place, referral=referral, actor=Actor.system(), now=now)
+
+
+def restart_clock(
+    session: Session,
+    *,
+    place: Placement,
+    alert: Alert,
+    message: OutboundMessage,
+    now: dt.datetime,
+) -> None:
+    """The table's ``late`` handler: a message of the offer's alert leaves late, so the
+    hospital's answer clock starts now (never earlier than it stands), and the message shows
+    the deadline it really has."""
+    offer_id = alert.subject.removeprefix("offer:")
+    offer = session.get(Offer, int(offer_id)) if offer_id.isdecimal() else None
+    if offer is None or offer.status is not OfferStatus.PENDING:
+        return
+    lock_case(session, offer.referral)
+    if offer.status is not OfferStatus.PENDING:
+        return
+    policy = place.rules.urgency[offer.referral.urgency]
+    _push_deadline(session, offer, until=now + policy.answer_timeout)
+    # The text was written with the deadline of the moment the offer was made.
+    written = place.rules.clock_time(offer.offered_at + policy.answer_timeout)
+    due = place.rules.clock_time(offer.expires_at)
+    if written != due:
+        message.body = message.body.replace(f"请{written}前回复", f"请{due}前回复").replace(
+            f"Reply by {written}:", f"Reply by {due}:"
+        )

@@ -28,6 +28,7 @@ REASON_OF_PURPOSE = {
     "coordinator": "unanswered",
     "coordinator_unplaced": "unplaced",
     "coordinator_safety_net": "safety_net",
+    "coordinator_late": "late_alerts",
 }
 
 
@@ -140,6 +141,7 @@ def test_an_escalating_case_is_on_the_board_exactly_when_the_coordinator_was_tex
     reopened = world.post("coordinator", f"/api/v1/referrals/{rid}/reopen")
     assert reopened.status_code == 200, reopened.get_json()
     assert agree(world, client, code, rid) == {} and len(coordinator_texts(world)) == 2
+    world.tick()  # the worker sends the new pre-alerts within seconds (not late)
 
     # The re-asked hospitals are silent again: a new episode, a new text, on the board at once.
     world.clock.advance(minutes=1.5)
