@@ -310,26 +310,50 @@ def _escalate(session: Session, alert: Alert, facility: Facility, *, now: dt.dat
             alert_id=alert.id,
             now=now,
         )
-    # 90 s of silence reads "1.5 min", not "1 min": the coordinator weighs every minute.
+    # Once per case: a second silent hospital (parallel offers, the next round) texts nobody
+    # while the first silence is still open on the board.
+    _tell_coordinators(
+        session,
+        alert,
+        facility,
+        reason="unanswered",
+        words=messages.unanswered_words,
+        text=messages.coordinator_unanswered,
+        purpose="coordinator",
+        now=now,
+    )
+
+
+def _tell_coordinators(
+    session: Session,
+    alert: Alert,
+    facility: Facility,
+    *,
+    reason: str,
+    words: Callable[..., str],
+    text: Callable[..., str],
+    purpose: str,
+    now: dt.datetime,
+) -> None:
+    """Raise ``reason`` for the alert's case and text the area coordinators, once per case
+    (:mod:`alerts.attention`): the facility named in the reader's language, the minutes since
+    the alert opened (90 s reads "1.5 min": the coordinator weighs every minute), the clinic's
+    number."""
     minutes = max(round((now - alert.opened_at).total_seconds() / 60, 1), 0.0)
 
     def name(language: str) -> str:
         return facility.name_en or facility.name if language == "en" else facility.name
 
-    # Once per case: a second silent hospital (parallel offers, the next round) texts nobody
-    # while the first silence is still open on the board.
     attention.raise_item(
         session,
         subject=alert.case_subject or alert.subject,
         code=alert.code,
-        reason="unanswered",
+        reason=reason,
         area_of=facility,
         facility_id=facility.id,
         alert_id=alert.id,
-        words=lambda language: messages.unanswered_words(
-            language, facility_name=name(language), minutes=minutes
-        ),
-        render=lambda language: messages.coordinator_unanswered(
+        words=lambda language: words(language, facility_name=name(language), minutes=minutes),
+        render=lambda language: text(
             language,
             code=alert.code,
             facility_name=name(language),
@@ -337,7 +361,7 @@ def _escalate(session: Session, alert: Alert, facility: Facility, *, now: dt.dat
             clinic_phone=alert.callback_phone,
         ),
         clinic_phone=alert.callback_phone,
-        purpose="coordinator",
+        purpose=purpose,
         now=now,
     )
 
@@ -358,30 +382,13 @@ def not_left_yet(session: Session, alert: Alert) -> bool:
 def report_late(session: Session, alert: Alert, *, now: dt.datetime) -> None:
     """Tell the area coordinators, once per case, that the alert's pre-alert is leaving late
     (``late_alerts``): a hospital is being asked only now, or not yet."""
-    facility = session.get_one(Facility, alert.facility_id)
-    minutes = max(round((now - alert.opened_at).total_seconds() / 60, 1), 0.0)
-
-    def name(language: str) -> str:
-        return facility.name_en or facility.name if language == "en" else facility.name
-
-    attention.raise_item(
+    _tell_coordinators(
         session,
-        subject=alert.case_subject or alert.subject,
-        code=alert.code,
+        alert,
+        session.get_one(Facility, alert.facility_id),
         reason="late_alerts",
-        area_of=facility,
-        facility_id=facility.id,
-        words=lambda language: messages.late_words(
-            language, facility_name=name(language), minutes=minutes
-        ),
-        render=lambda language: messages.coordinator_late(
-            language,
-            code=alert.code,
-            facility_name=name(language),
-            minutes=minutes,
-            clinic_phone=alert.callback_phone,
-        ),
-        clinic_phone=alert.callback_phone,
+        words=messages.late_words,
+        text=messages.coordinator_late,
         purpose="coordinator_late",
         now=now,
     )

@@ -16,10 +16,9 @@ from core.errors import Forbidden
 from facilities import accounts
 from facilities.models import Role, User
 from facilities.registry import NotFound
-from greenchannel.web import clock, observability
-from greenchannel.web.auth import channel, require_user
+from greenchannel.web import clock
+from greenchannel.web.auth import audit_by, require_user
 from greenchannel.web.db import db
-from referral import audit
 
 blp = Blueprint("users", __name__, url_prefix="/api/v1", description="Accounts (administrators)")
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
@@ -100,20 +99,6 @@ def _target(username: str) -> User:
     return accounts.get_user(db.session, username)
 
 
-def _audit(admin: User, action: str, **detail: Any) -> None:
-    audit.record(
-        db.session,
-        action=action,
-        actor=admin.username,
-        channel=channel(),
-        role=admin.role.value,
-        user_id=admin.id,
-        request_id=observability.request_id(),
-        now=clock.now(),
-        **detail,
-    )
-
-
 @blp.route("/users", methods=["GET"])
 @blp.response(200, UserListSchema)
 def list_users() -> dict[str, Any]:
@@ -132,7 +117,7 @@ def deactivate(username: str) -> dict[str, Any]:
     if user.id == admin.id:
         raise Forbidden("you may not deactivate yourself", field="username")
     accounts.deactivate_user(db.session, username=user.username, now=clock.now())
-    _audit(admin, "user_deactivate", user=user.username, user_ref=user.id)
+    audit_by(admin, "user_deactivate", user=user.username, user_ref=user.id)
     db.session.commit()
     return _user_out(user)
 
@@ -145,7 +130,7 @@ def reset_password(username: str) -> dict[str, Any]:
     admin = require_user(Role.ADMIN)
     user = _target(username)
     password = accounts.reset_password(db.session, username=user.username, now=clock.now())
-    _audit(admin, "password_reset", user=user.username, user_ref=user.id)
+    audit_by(admin, "password_reset", user=user.username, user_ref=user.id)
     db.session.commit()
     return {"username": user.username, "password": password}
 
@@ -162,10 +147,10 @@ def revoke(body: dict[str, Any]) -> dict[str, Any]:
         if user.id == admin.id:
             raise Forbidden("you may not revoke every token of your own", field="user")
         count = accounts.revoke_tokens(db.session, user=user, now=clock.now())
-        _audit(admin, "token_revoke", user=user.username, count=count)
+        audit_by(admin, "token_revoke", user=user.username, count=count)
     else:
         token = accounts.revoke_token_by_prefix(db.session, prefix=body["prefix"], now=clock.now())
-        _audit(admin, "token_revoke", token=token.prefix)
+        audit_by(admin, "token_revoke", token=token.prefix)
         count = 1
     db.session.commit()
     return {"revoked": count}

@@ -23,7 +23,7 @@ from core.errors import Forbidden, ServiceError
 from facilities.accounts import token_use, user_for_session
 from facilities.areas import area_covers
 from facilities.models import Facility, Role, User
-from greenchannel.web import clock
+from greenchannel.web import clock, observability
 from greenchannel.web.db import db
 from referral import audit
 
@@ -128,6 +128,22 @@ def require_user(*roles: Role) -> User:
 
 def channel() -> str:
     return str(g.get("auth_channel", "web"))
+
+
+def audit_by(who: User, action: str, /, **detail: Any) -> None:
+    """An audit row for what ``who`` did in this request (accounts, tokens), with the channel
+    and the request id (not committed)."""
+    audit.record(
+        db.session,
+        action=action,
+        actor=who.username,
+        channel=channel(),
+        role=who.role.value,
+        user_id=who.id,
+        request_id=observability.request_id(),
+        now=clock.now(),
+        **detail,
+    )
 
 
 def can_manage_facility(user: User, facility: Facility) -> bool:

@@ -4,36 +4,19 @@ change is audited and ends the web sessions it must."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from core.errors import ServiceError
 from facilities import accounts
-from facilities.models import Role, User
-from greenchannel.web import clock, observability
-from greenchannel.web.auth import SESSION_ID, channel
+from facilities.models import Role
+from greenchannel.web import clock
+from greenchannel.web.auth import SESSION_ID, audit_by
 from greenchannel.web.db import db
 from greenchannel.web.pages import page_for, page_user, report_failure
-from referral import audit
 
 bp = Blueprint("accounts", __name__)
-
-
-def _audit(who: User, action: str, **detail: Any) -> None:
-    audit.record(
-        db.session,
-        action=action,
-        actor=who.username,
-        channel=channel(),
-        role=who.role.value,
-        user_id=who.id,
-        request_id=observability.request_id(),
-        now=clock.now(),
-        **detail,
-    )
 
 
 def password_rule_text(reason: str | None = None) -> str:
@@ -72,11 +55,11 @@ def _admin_action(username: str, action: str) -> Response:
                 flash(_("You may not deactivate yourself."), "error")
                 return redirect(url_for("accounts.users"))
             accounts.deactivate_user(db.session, username=target.username, now=now)
-            _audit(admin, "user_deactivate", user=target.username, user_ref=target.id)
+            audit_by(admin, "user_deactivate", user=target.username, user_ref=target.id)
             message = _("%(name)s is deactivated: tokens revoked, sessions ended.", name=username)
         elif action == "reset":
             password = accounts.reset_password(db.session, username=target.username, now=now)
-            _audit(admin, "password_reset", user=target.username, user_ref=target.id)
+            audit_by(admin, "password_reset", user=target.username, user_ref=target.id)
             message = _(
                 "New password for %(name)s (shown once, hand it over safely): %(password)s",
                 name=username,
@@ -84,7 +67,7 @@ def _admin_action(username: str, action: str) -> Response:
             )
         else:
             count = accounts.revoke_tokens(db.session, user=target, now=now)
-            _audit(admin, "token_revoke", user=target.username, count=count)
+            audit_by(admin, "token_revoke", user=target.username, count=count)
             message = _("%(count)s token(s) of %(name)s revoked.", count=count, name=username)
     except ServiceError as exc:
         report_failure(exc)
@@ -140,7 +123,7 @@ def change_password() -> str | tuple[str, int]:
     raw = accounts.start_session(
         db.session, user=user, remote_addr=(request.remote_addr or "")[:64], now=now
     )
-    _audit(user, "password_change")
+    audit_by(user, "password_change")
     db.session.commit()
     session[SESSION_ID] = raw
     flash(_("Your password is changed; your other sessions are ended."), "ok")
