@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -25,6 +26,9 @@ GOOD_CSV = (
     "caesarean_24h;blood_transfusion,+862388881111,Linhe County Hospital,"
     "云省,云州市,临河县,,false\n"
 )
+
+
+GRACE = dt.timedelta(hours=4)  # how old live status may be before it is stale
 
 
 def count(session: Session) -> int:
@@ -72,15 +76,17 @@ def test_the_fhir_export_is_a_bundle_of_organization_location_and_healthcare_ser
     session: Session,
 ) -> None:
     registry.import_facilities(session, data=GOOD_CSV.encode(), fmt="csv", now=NOW)
-    bundle = json.loads(export.export_fhir(registry.list_facilities(session)))
+    bundle = json.loads(export.export_fhir(registry.list_facilities(session), now=NOW, grace=GRACE))
     assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
     kinds = [entry["resource"]["resourceType"] for entry in bundle["entry"]]
     assert kinds.count("Organization") == kinds.count("Location") == 3
     assert kinds.count("HealthcareService") == 3
-    location = next(e["resource"] for e in bundle["entry"] if e["resource"]["id"] == "loc-CITY-1")
+    by_type = {(e["resource"]["resourceType"], e["resource"]["id"]): e for e in bundle["entry"]}
+    location = by_type["Location", "CITY-1"]["resource"]
     assert location["position"] == {"longitude": 106.5, "latitude": 29.6}
-    assert location["managingOrganization"] == {"reference": "Organization/org-CITY-1"}
-    service = next(e["resource"] for e in bundle["entry"] if e["resource"]["id"] == "hs-CITY-1")
+    organization_url = by_type["Organization", "CITY-1"]["fullUrl"]
+    assert location["managingOrganization"] == {"reference": organization_url}
+    service = by_type["HealthcareService", "CITY-1"]["resource"]
     codes = {c["coding"][0]["code"] for c in service["characteristic"]}
     assert codes == {"adult_icu", "caesarean_24h", "massive_transfusion"}
     assert {t["coding"][0]["code"] for t in service["type"]} == {"M4", "N4"}

@@ -4,6 +4,7 @@ its FHIR export and its API."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from typing import Any
@@ -35,6 +36,9 @@ WHERE = {
     "entrance": "急诊楼东门，2楼",
     "entrance_en": "Emergency building, east gate, 2F",
 }
+
+
+GRACE = dt.timedelta(hours=4)  # how old live status may be before it is stale
 
 
 def where_of(facility: Any) -> dict[str, str]:
@@ -140,14 +144,17 @@ def test_a_where_field_over_its_limit_is_reported_with_row_and_field(
 
 
 def fhir_resources(session: Session) -> dict[str, dict[str, Any]]:
-    bundle = json.loads(export.export_fhir(registry.list_facilities(session)))
-    return {entry["resource"]["id"]: entry["resource"] for entry in bundle["entry"]}
+    bundle = json.loads(export.export_fhir(registry.list_facilities(session), now=NOW, grace=GRACE))
+    return {
+        f"{entry['resource']['resourceType']}/{entry['resource']['id']}": entry["resource"]
+        for entry in bundle["entry"]
+    }
 
 
 def test_the_fhir_export_carries_the_address_text_and_the_way_in(session: Session) -> None:
     registry.import_facilities(session, data=WHERE_CSV.encode(), fmt="csv", now=NOW)
     resources = fhir_resources(session)
-    organization, location = resources["org-CITY-1"], resources["loc-CITY-1"]
+    organization, location = resources["Organization/CITY-1"], resources["Location/CITY-1"]
     assert organization["address"] == [{"text": "云州市城中区人民路128号"}]
     assert location["address"] == {"text": "云州市城中区人民路128号"}
     assert location["description"] == "产科急诊；急诊楼东门，2楼"
@@ -161,14 +168,14 @@ def test_the_fhir_export_carries_the_address_text_and_the_way_in(session: Sessio
 
 def test_the_fhir_export_has_no_empty_where_elements(session: Session) -> None:
     registry.import_facilities(session, data=WHERE_CSV.encode(), fmt="csv", now=NOW)
-    location = fhir_resources(session)["loc-T-1"]
+    location = fhir_resources(session)["Location/T-1"]
     assert "description" not in location and "_description" not in location
     assert "address" not in location
 
 
 def test_a_chinese_only_description_has_no_translation(session: Session) -> None:
     add_facility(session, "H-1", department="产科", entrance="")
-    location = fhir_resources(session)["loc-H-1"]
+    location = fhir_resources(session)["Location/H-1"]
     assert location["description"] == "产科" and "_description" not in location
 
 

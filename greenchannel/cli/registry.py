@@ -74,19 +74,29 @@ def facilities_import(file: str) -> None:
 
 @facilities_group.command("export")
 @click.option("--format", "fmt", type=click.Choice(["csv", "geojson", "fhir"]), default="csv")
-def facilities_export(fmt: str) -> None:
+@click.option(
+    "--bundle",
+    type=click.Choice(list(export.BUNDLE_TYPES)),
+    default="collection",
+    help="FHIR only: a collection, or a transaction a FHIR server loads (PUT by identifier)",
+)
+def facilities_export(fmt: str, bundle: str) -> None:
     """Write the registry to standard output."""
     rt = open_runtime()
     with session_scope(rt) as session:
         facilities = registry.list_facilities(session)
-        writer = {
-            "csv": export.export_csv,
-            "geojson": export.export_geojson,
-            "fhir": export.export_fhir,
-        }[fmt]
-        sys.stdout.write(writer(facilities))
-        if fmt != "csv":
-            sys.stdout.write("\n")
+        if fmt == "csv":
+            sys.stdout.write(export.export_csv(facilities))
+            return
+        if fmt == "geojson":
+            sys.stdout.write(export.export_geojson(facilities))
+        else:
+            sys.stdout.write(
+                export.export_fhir(
+                    facilities, now=utcnow(), grace=rt.rules.stale_grace, bundle=bundle
+                )
+            )
+        sys.stdout.write("\n")
 
 
 @click.group("contacts")

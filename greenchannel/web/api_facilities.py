@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from core.errors import Conflict, ServiceError
+from core.fhir import FHIR_JSON
 from core.vocabulary import level_label
 from facilities import export, registry
 from facilities import status as status_service
@@ -251,7 +252,13 @@ def import_facilities() -> dict[str, Any]:
             "in": "query",
             "name": "format",
             "schema": {"type": "string", "enum": ["csv", "geojson", "fhir"]},
-        }
+        },
+        {
+            "in": "query",
+            "name": "bundle",
+            "schema": {"type": "string", "enum": list(export.BUNDLE_TYPES)},
+            "description": "FHIR only: collection (default) or transaction (PUT by identifier)",
+        },
     ],
     responses={"200": {"description": "the registry in the asked format"}},
 )
@@ -265,5 +272,7 @@ def export_facilities() -> Response:
     if fmt == "geojson":
         return Response(export.export_geojson(facilities), mimetype="application/geo+json")
     if fmt == "fhir":
-        return Response(export.export_fhir(facilities), mimetype="application/fhir+json")
+        bundle = request.args.get("bundle", "collection")
+        body = export.export_fhir(facilities, now=clock.now(), grace=stale_grace(), bundle=bundle)
+        return Response(body, content_type=FHIR_JSON)
     raise ServiceError("format: expected csv, geojson or fhir", field="format")
