@@ -88,5 +88,11 @@ def prune(value: Any) -> Any:
     return value
 
 
+def pruned(resource: dict[str, Any]) -> dict[str, Any]:
+    """:func:`prune` of a resource (a mapping stays a mapping)."""
+    out: dict[str, Any] = prune(resource)
+    return out
+
+
 def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, str | list | dict) and not value)

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from core.errors import ServiceError
-from core.fhir import BASE, fhir_id, full_url, instant, meta, prune
+from core.fhir import BASE, fhir_id, full_url, instant, meta, pruned
 from core.vocabulary import (
     level_label,
 )
@@ -233,9 +233,9 @@ def facility_resources(
         "telecom": telecom,
     }
     return [
-        (org_url, prune(organization)),
-        (loc_url, prune(location)),
-        (full_url("HealthcareService", code), prune(service)),
+        (org_url, pruned(organization)),
+        (loc_url, pruned(location)),
+        (full_url("HealthcareService", code), pruned(service)),
     ]
 
 
@@ -273,4 +273,4 @@ def export_fhir(
         "timestamp": instant(now),
         "entry": entries,
     }
-    return json.dumps(prune(document), ensure_ascii=False, indent=1)
+    return json.dumps(pruned(document), ensure_ascii=False, indent=1)

@@ -53,6 +53,9 @@ class Condition:
     do_not_move: bool = False
     window_advice: dict[str, tuple[str, ...]] = field(default_factory=dict)
     outreach_advice: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: standard codes of the condition: ``snomed`` (SNOMED CT) and/or ``icd10`` (WHO ICD-10),
+    #: what the FHIR ServiceRequest's reasonCode carries (referral/fhir.py)
+    codes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class Rules:
 
 _CONDITION_KEYS = {
     "name",
+    "codes",
     "patient",
     "maternal_level",
     "neonatal_level",
@@ -402,6 +406,7 @@ def parse_rules(text: str, *, source: str) -> Rules:
             outreach_advice=reader.checklist(items["outreach_advice"], f"{path}.outreach_advice")
             if "outreach_advice" in items
             else {},
+            codes=reader.codes(items["codes"], f"{path}.codes") if "codes" in items else {},
         )
     if not conditions:
         raise reader.fail(top["conditions"], "conditions", "at least one condition is needed")

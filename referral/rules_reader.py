@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,40 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from core.vocabulary import CAPABILITIES, VocabularyError, parse_level
+
+ICD10 = re.compile(r"^[A-Z][0-9]{2}(\.[0-9]{1,2})?$")
+SNOMED = re.compile(r"^[1-9][0-9]{5,17}$")
+# Verhoeff's check digit, which every SNOMED CT identifier ends with: a mistyped code is caught.
+_VERHOEFF_D = [
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+    [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+    [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+    [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
+    [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+    [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
+    [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+    [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+    [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+]
+_VERHOEFF_P = [
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+    [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+    [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+    [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
+    [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+    [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
+    [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
+]
+
+
+def verhoeff_ok(digits: str) -> bool:
+    """Whether ``digits`` ends with its correct Verhoeff check digit."""
+    check = 0
+    for position, digit in enumerate(reversed(digits)):
+        check = _VERHOEFF_D[check][_VERHOEFF_P[position % 8][int(digit)]]
+    return check == 0
 
 
 class RulesError(ValueError):
@@ -158,3 +193,20 @@ class RulesReader:
         if not isinstance(value, bool):
             raise self.fail(node, path, "expected true or false")
         return value
+
+    def codes(self, node: Node, path: str) -> dict[str, str]:
+        """A condition's standard codes: ``snomed`` (a SNOMED CT concept id, its check digit
+        right) and/or ``icd10`` (a WHO ICD-10 category or subcategory, ``O72`` or ``O72.1``)."""
+        items = self.mapping(node, path, allowed={"snomed", "icd10"})
+        if not items:
+            raise self.fail(node, path, "expected snomed and/or icd10")
+        out: dict[str, str] = {}
+        for system, value in items.items():
+            where = f"{path}.{system}"
+            code = str(self.scalar(value, where)).strip()
+            if system == "icd10" and not ICD10.match(code):
+                raise self.fail(value, where, f"{code!r} is not an ICD-10 code like O72.1")
+            if system == "snomed" and not (SNOMED.match(code) and verhoeff_ok(code)):
+                raise self.fail(value, where, f"{code!r} is not a SNOMED CT id (check digit)")
+            out[system] = code
+        return out

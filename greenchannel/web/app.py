@@ -130,6 +130,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
     api = GreenchannelApi(app)
     from greenchannel.web import (
         api_facilities,
+        api_fhir,
+        api_have,
         api_map,
         api_referrals,
         api_routing,
@@ -146,6 +148,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
         api_routing.blp,
         api_map.blp,
         api_users.blp,
+        api_fhir.blp,  # /fhir: referrals as FHIR Tasks (read only)
+        api_have.blp,  # /api/v1/facilities/{code}/have.xml: EDXL-HAVE
     ):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)  # bearer tokens, or the X-CSRFToken header for sessions
