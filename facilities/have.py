@@ -68,27 +68,28 @@ def have_document(facility: Facility, *, now: dt.datetime, grace: dt.timedelta) 
     _el(traffic, "EMSTrafficStatus", EMS_TRAFFIC[view.diversion])
     if view.diversion_reason:
         _el(traffic, "EMSTrafficReason", view.diversion_reason)
-    _updated(traffic, status.diversion_reported_at if status is not None else None)
+    # Never reported: the standing "normal" of the registry entry, as of its last change.
+    _updated(traffic, (status.diversion_reported_at if status else None) or facility.updated_at)
 
     beds = _el(hospital, "HospitalBedCapacityStatus")
     for kind, count in view.beds.items():
         capacity_block = _el(beds, "BedCapacity")
         _el(capacity_block, "BedType", BED_TYPE[kind])
-        capacity = _el(capacity_block, "Capacity")
         if count is None:
-            _el(capacity, "CapacityStatus", "NotAvailable")
-        else:
-            _el(capacity, "CapacityStatus", "VacantAvailable" if count > 0 else "NotAvailable")
-            _el(capacity, "AvailableCount", str(count))
+            continue  # never reported: no figure rather than a made-up one
+        capacity = _el(capacity_block, "Capacity")
+        _el(capacity, "CapacityStatus", "VacantAvailable" if count > 0 else "NotAvailable")
+        _el(capacity, "AvailableCount", str(count))
         _updated(capacity_block, view.beds_reported_at)
 
-    services = _el(hospital, "ServiceCoverageStatus")
     unavailable = set(view.unavailable)
+    services = _el(hospital, "ServiceCoverageStatus") if facility.capabilities else hospital
     for name in facility.capabilities:
         service = _el(services, "ServiceStatus")
         _el(service, "ServiceName", name)
         _el(service, "ServiceAvailable", "false" if name in unavailable else "true")
-        _updated(service, status.unavailable_reported_at if status is not None else None)
+        reported = status.unavailable_reported_at if status is not None else None
+        _updated(service, reported or facility.updated_at)
 
     _el(hospital, "DataStale", "true" if view.stale else "false")
     _updated(hospital, view.reported_at or facility.updated_at)
