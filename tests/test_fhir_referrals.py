@@ -98,7 +98,7 @@ def test_an_offered_pph_case_is_a_requested_stat_task_with_coded_reasons(
     [reason] = request["reasonCode"]
     assert {"system": "http://snomed.info/sct", "code": "47821001"} in reason["coding"]
     assert {"system": "http://hl7.org/fhir/sid/icd-10", "code": "O72"} in reason["coding"]
-    assert [note["text"] for note in task["note"]][0] == "created"
+    assert task["note"][0]["text"] == "created"
 
 
 def test_the_patient_carries_nothing_that_identifies_her(fhir_world: World) -> None:
@@ -265,6 +265,12 @@ def test_the_search_pages_with_a_next_link(fhir_world: World) -> None:
     ("query", "field"),
     [
         ("status=bogus", "status"),
+        ("status=requested&status=accepted", "status"),
+        ("status=" + "requested," * 30, "status"),
+        (
+            "_lastUpdated=ge2026-01-01&_lastUpdated=ge2026-01-02&_lastUpdated=ge2026-01-03",
+            "_lastUpdated",
+        ),
         ("_lastUpdated=2026-11-24", "_lastUpdated"),
         ("_lastUpdated=eq2026-11-24", "_lastUpdated"),
         ("_lastUpdated=ge2026-13-01", "_lastUpdated"),

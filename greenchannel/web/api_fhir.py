@@ -38,6 +38,8 @@ blp = Blueprint(
     description="FHIR R4 (read only): referrals as Task resources; errors as OperationOutcome",
 )
 
+MAX_TEXT = 200  # a search value's length
+MAX_DATES = 2  # _lastUpdated: a bound or a range
 DEFAULT_COUNT = 50
 MAX_COUNT = 100
 SEARCH_PARAMETERS = frozenset({"status", "_lastUpdated", "_count", "_cursor", "_format"})
@@ -135,7 +137,7 @@ def _check_format() -> None:
         },
         "400": ERRORS["400"],
     },
-    parameters=[{"in": "query", "name": "_format", "schema": {"type": "string"}}],
+    parameters=[{"in": "query", "name": "_format", "schema": {"type": "string", "maxLength": 40}}],
 )
 def metadata() -> Response:
     """The server's CapabilityStatement (public, as FHIR servers publish theirs)."""
@@ -200,7 +202,7 @@ def metadata() -> Response:
 
 @blp.route("/Task/<referral_id>", methods=["GET"])
 @blp.doc(
-    parameters=[{"in": "query", "name": "_format", "schema": {"type": "string"}}],
+    parameters=[{"in": "query", "name": "_format", "schema": {"type": "string", "maxLength": 40}}],
     responses={
         "200": {"description": "the Task of the case", "content": _outcome_schema("Task")},
         **ERRORS,
@@ -237,6 +239,8 @@ def _instant(text: str, field: str) -> tuple[dt.datetime, dt.datetime]:
 
 
 def _last_updated_filters(values: list[str]) -> list[Any]:
+    if len(values) > MAX_DATES:
+        raise _fail(f"_lastUpdated: at most {MAX_DATES} (a range)", "_lastUpdated")
     clauses = []
     for value in values:
         match = _PREFIXED.match(value)
@@ -262,6 +266,10 @@ def _statuses(values: list[str]) -> set[Any] | None:
     if not values:
         return None
     wanted: set[Any] = set()
+    if len(values) > 1:
+        raise _fail("status: give it once, several statuses separated by commas", "status")
+    if len(values[0]) > MAX_TEXT:
+        raise _fail(f"status: at most {MAX_TEXT} characters", "status")
     for value in values:
         for code in value.split(","):
             if code not in fhir.TASK_STATUSES:
@@ -285,13 +293,17 @@ def _whole(name: str, low: int, high: int) -> int | None:
         {
             "in": "query",
             "name": "status",
-            "schema": {"type": "string"},
+            "schema": {"type": "string", "maxLength": MAX_TEXT},
             "description": "Task.status, several separated by commas",
         },
         {
             "in": "query",
             "name": "_lastUpdated",
-            "schema": {"type": "array", "items": {"type": "string"}},
+            "schema": {
+                "type": "array",
+                "items": {"type": "string", "maxLength": MAX_TEXT},
+                "maxItems": MAX_DATES,
+            },
             "style": "form",
             "explode": True,
             "description": "ge, gt, le or lt and a date or dateTime; repeat for a range",
@@ -307,7 +319,7 @@ def _whole(name: str, low: int, high: int) -> int | None:
             "schema": {"type": "integer", "minimum": 1},
             "description": "from the previous page's next link",
         },
-        {"in": "query", "name": "_format", "schema": {"type": "string"}},
+        {"in": "query", "name": "_format", "schema": {"type": "string", "maxLength": 40}},
     ],
     responses={
         "200": {"description": "a searchset Bundle of Tasks", "content": _outcome_schema("Bundle")},
