@@ -45,8 +45,12 @@ def load_into_server(paths: list[Path]) -> dict[str, Any]:
 
 
 def test_a_fhir_server_loads_the_registry_and_the_referrals(world: World, tmp_path: Path) -> None:
-    for n in range(2):
-        world.post("clinic", "/api/v1/referrals", {**PPH_REQUEST, "patient": {"ref": f"P{n}"}})
+    ids = [
+        world.post(
+            "clinic", "/api/v1/referrals", {**PPH_REQUEST, "patient": {"ref": f"P{n}"}}
+        ).get_json()["id"]
+        for n in range(2)
+    ]
     files = []
     with world.app.app_context():
         add_facility(db.session, "X_1.a", phone="", capabilities=[])
@@ -58,7 +62,7 @@ def test_a_fhir_server_loads_the_registry_and_the_referrals(world: World, tmp_pa
                 export.export_fhir(facilities, now=NOW, grace=dt.timedelta(hours=4), bundle=kind)
             )
             files.append(path)
-        cases = fhir.load(db.session, [1, 2])
+        cases = fhir.load(db.session, ids)
     for case in cases:
         path = tmp_path / f"task-{case.id}.json"
         path.write_text(json.dumps(fhir.task(case, load_rules())))
