@@ -274,6 +274,8 @@ def test_the_search_pages_with_a_next_link(fhir_world: World) -> None:
         ("_lastUpdated=2026-11-24", "_lastUpdated"),
         ("_lastUpdated=eq2026-11-24", "_lastUpdated"),
         ("_lastUpdated=ge2026-13-01", "_lastUpdated"),
+        ("_lastUpdated=le9999-12-31", "_lastUpdated"),
+        ("_lastUpdated=ge0001-01-01T00:00:00%2B14:00", "_lastUpdated"),
         ("_lastUpdated=ge2026-11-24T08:00:00", "_lastUpdated"),
         ("_count=0", "_count"),
         ("_count=101", "_count"),

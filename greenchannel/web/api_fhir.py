@@ -39,6 +39,7 @@ blp = Blueprint(
 )
 
 MAX_TEXT = 200  # a search value's length
+YEARS = range(1900, 3000)
 MAX_DATES = 2  # _lastUpdated: a bound or a range
 DEFAULT_COUNT = 50
 MAX_COUNT = 100
@@ -228,14 +229,18 @@ def _instant(text: str, field: str) -> tuple[dt.datetime, dt.datetime]:
     try:
         if _DATE.match(text):
             day = dt.date.fromisoformat(text)
-            start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
-            return start, start + dt.timedelta(days=1)
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+            end = moment + dt.timedelta(days=1) if day.year in YEARS else moment
+        else:
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            end = moment
     except ValueError:
         raise _fail(f"{field}: {text[:40]!r} is not a FHIR date or dateTime", field) from None
     if moment.tzinfo is None:
         raise _fail(f"{field}: a dateTime needs its offset (Z or +08:00)", field)
-    return moment, moment
+    if moment.year not in YEARS:  # nor a time the database or UTC could not hold
+        raise _fail(f"{field}: expected a year {YEARS.start}–{YEARS.stop - 1}", field)
+    return moment, end
 
 
 def _last_updated_filters(values: list[str]) -> list[Any]:
