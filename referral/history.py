@@ -89,7 +89,8 @@ class CaseFilters:
     """The filters as given (cleaned), to put back into links and forms."""
 
 
-def _one_of(name: str, value: str, choices: Sequence[str]) -> str:
+def parse_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``; else :class:`Invalid` naming ``name``."""
     if value not in choices:
         raise Invalid(f"{name}: expected one of {', '.join(choices)}", field=name)
     return value
@@ -142,25 +143,28 @@ def parse_filters(
         raise Invalid("to: must come after from", field="to")
     condition = given.get("condition", "").upper() or None
     if condition is not None:
-        _one_of("condition", condition, list(rules.conditions))
+        parse_choice("condition", condition, list(rules.conditions))
         given["condition"] = condition
     q = given.get("q", "").upper() or None
     if q is not None and not _CODE_TEXT.match(q):
         raise Invalid("q: expected (part of) a case code, letters and digits", field="q")
+
+    def choice(name: str, choices: Sequence[str]) -> str | None:
+        return parse_choice(name, given[name], choices) if name in given else None
+
+    def facility(name: str) -> int | None:
+        return _facility_id(session, name, given[name]) if name in given else None
+
     return CaseFilters(
         created_from=start,
         created_to=end,
         condition=condition,
-        colour=_one_of("colour", given["colour"], COLOURS) if "colour" in given else None,
-        urgency=_one_of("urgency", given["urgency"], URGENCIES) if "urgency" in given else None,
-        status=_one_of("status", given["status"], STATUS_CHOICES) if "status" in given else None,
-        origin_id=_facility_id(session, "origin", given["origin"]) if "origin" in given else None,
-        destination_id=(
-            _facility_id(session, "destination", given["destination"])
-            if "destination" in given
-            else None
-        ),
-        outcome=_one_of("outcome", given["outcome"], OUTCOMES) if "outcome" in given else None,
+        colour=choice("colour", COLOURS),
+        urgency=choice("urgency", URGENCIES),
+        status=choice("status", STATUS_CHOICES),
+        origin_id=facility("origin"),
+        destination_id=facility("destination"),
+        outcome=choice("outcome", OUTCOMES),
         q=q,
         given=given,
     )
@@ -190,7 +194,7 @@ def parse_limit(raw: str | int | None, *, cap: int = MAX_LIMIT) -> int:
 
 
 def parse_sort(raw: str | None) -> str:
-    return _one_of("sort", raw or "newest", SORTS)
+    return parse_choice("sort", raw or "newest", SORTS)
 
 
 # ---------------------------------------------------------------------------- the cursor
