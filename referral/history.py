@@ -244,8 +244,10 @@ LINE: Select[*tuple[Any, ...]] = (
         Referral.destination_facility_id,
         Origin.code.label("origin_code"),
         Origin.name.label("origin_name"),
+        Origin.name_en.label("origin_name_en"),
         Destination.code.label("destination_code"),
         Destination.name.label("destination_name"),
+        Destination.name_en.label("destination_name_en"),
         OUTCOME.label("outcome"),
     )
     .select_from(Referral)
@@ -273,8 +275,10 @@ class CaseLine:
     destination_facility_id: int | None
     origin_code: str
     origin_name: str
+    origin_name_en: str | None
     destination_code: str | None
     destination_name: str | None
+    destination_name_en: str | None
     outcome: str
 
 
@@ -358,9 +362,16 @@ def may_identify(actor: Actor, line: CaseLine) -> bool:
     """Whether an export for ``actor`` may carry the patient's register number and the note of
     this case: only the users of the referring or the receiving facility, who care for the
     patient; coordinators and administrators monitor and get the de-identified list."""
+    return may_identify_ids(
+        actor, origin_id=line.origin_facility_id, destination_id=line.destination_facility_id
+    )
+
+
+def may_identify_ids(actor: Actor, *, origin_id: int, destination_id: int | None) -> bool:
+    """:func:`may_identify` for a case's referring and receiving facility ids."""
     if actor.role not in (Role.CLINIC, Role.HOSPITAL) or actor.facility_id is None:
         return False
-    return actor.facility_id in (line.origin_facility_id, line.destination_facility_id)
+    return actor.facility_id in (origin_id, destination_id)
 
 
 def identifying(session: Session, ids: Sequence[int]) -> dict[int, tuple[str, str]]:

@@ -86,10 +86,13 @@ class HistoryQuerySchema(Schema):
 
 EXPORT_RESPONSES = {
     "200": {
+        "description": "a page of cases (JSON), or the export (CSV, Excel)",
         "content": {
+            # The JSON page is written out again: the added types would replace it otherwise.
+            "application/json": {"schema": {"$ref": "#/components/schemas/ReferralList"}},
             "text/csv": {"schema": {"type": "string"}},
             XLSX: {"schema": {"type": "string", "format": "binary"}},
-        }
+        },
     }
 }
 
