@@ -325,13 +325,12 @@ def main() -> None:
     parser.add_argument("--postgres", help="a PostgreSQL URL (its public schema is WIPED)")
     arguments = parser.parse_args()
     import_models()
-    report = []
     with tempfile.TemporaryDirectory() as folder:
         sqlite_url = f"sqlite:///{folder}/history.sqlite"
-        report += measure(sqlite_url, "SQLite", arguments.cases, arguments.repeat)
+        print("\n".join(measure(sqlite_url, "SQLite", arguments.cases, arguments.repeat)))
     if arguments.postgres:
-        report += measure(arguments.postgres, "PostgreSQL", arguments.cases, arguments.repeat)
-    print("\n".join(report))
+        lines = measure(arguments.postgres, "PostgreSQL", arguments.cases, arguments.repeat)
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, aliased
 from core.errors import Invalid
 from facilities.models import Facility, Role
 from referral.access import Actor, visible
+from referral.creation import CODE_LENGTH
 from referral.models import OPEN_STATUSES, Offer, Referral, ReferralStatus
 from referral.rules import COLOURS, URGENCIES, Rules
 
@@ -147,7 +148,7 @@ def parse_filters(
         given["condition"] = condition
     q = given.get("q", "").upper() or None
     if q is not None and not _CODE_TEXT.match(q):
-        raise Invalid("q: expected (part of) a case code, letters and digits", field="q")
+        raise Invalid("q: expected a case code or its start, letters and digits", field="q")
 
     def choice(name: str, choices: Sequence[str]) -> str | None:
         return parse_choice(name, given[name], choices) if name in given else None
@@ -215,7 +216,9 @@ def decode_cursor(cursor: str, sort: str) -> tuple[dt.datetime, int]:
         moment = dt.datetime.fromisoformat(when)
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
         raise bad from None
-    if not isinstance(case_id, int) or cursor_sort != sort or moment.tzinfo is None:
+    if type(case_id) is not int or not 0 < case_id < 2**31 or cursor_sort != sort:
+        raise bad
+    if moment.tzinfo is None:
         raise bad
     return moment, case_id
 
@@ -316,7 +319,11 @@ def filtered(statement: Sel, filters: CaseFilters) -> Sel:
     if filters.outcome is not None:
         clauses.append(OUTCOME == filters.outcome)  # noqa: SIM300 (a SQL expression)
     if filters.q is not None:
-        clauses.append(Referral.code.like(f"%{filters.q}%"))
+        # A whole code (what one reads off an SMS) through its index; a shorter one as a prefix.
+        if len(filters.q) >= CODE_LENGTH:
+            clauses.append(Referral.code == filters.q)
+        else:
+            clauses.append(Referral.code.like(f"{filters.q}%"))
     return statement.where(and_(*clauses)) if clauses else statement
 
 

@@ -160,7 +160,8 @@ def test_a_bad_cursor_or_limit_is_refused_naming_its_field(
     session: Session, place: Placement
 ) -> None:
     filters = history.CaseFilters()
-    for cursor in ("garbage", history.encode_cursor(NOW, 1, "oldest")):
+    too_far = history.encode_cursor(NOW, 2**70, "newest")
+    for cursor in ("garbage", "w6k", history.encode_cursor(NOW, 1, "oldest"), too_far):
         with pytest.raises(Invalid) as refused:
             history.search_cases(session, actor=ADMIN, filters=filters, cursor=cursor)
         assert refused.value.field == "cursor"

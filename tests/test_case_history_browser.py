@@ -41,7 +41,7 @@ def test_the_coordinator_filters_and_pages_the_case_history(
     made = refer(world, 5)
     coordinator = Person(browser, server, "w-coord", phone=phone, lang=lang)
     page = coordinator.page
-    page.click(f"header.top nav a[href='/history']")
+    page.click("header.top nav a[href='/history']")
     expect(page.locator("h1")).to_have_text("病例查询" if lang == "zh" else "Case history")
     assert page.locator("table.history a.code").count() == 5
     page.select_option("select[name=condition]", "ECLAMPSIA")

@@ -60,7 +60,7 @@ class HistoryQuerySchema(Schema):
             "(arrived or completed), accepted (accepted or on the way), pending (no hospital yet)",
         }
     )
-    q = fields.String(metadata={"description": "(part of) a case code"})
+    q = fields.String(metadata={"description": "a case code, or its start"})
     sort = fields.String(
         load_default="newest", metadata={"enum": list(history.SORTS), "default": "newest"}
     )
