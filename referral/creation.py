@@ -25,6 +25,7 @@ from referral.models import (
     OPEN_STATUSES,
     Referral,
     ReferralStatus,
+    conditions_key,
 )
 from referral.offers import offer_next
 from referral.placement import Placement
@@ -145,6 +146,8 @@ def create_referral(
         callback_phone=callback_phone or origin.phone,
         idempotency_key=idempotency_key,
         case=case_record(case),
+        risk_colour=case.risk_colour or "",
+        conditions_key=conditions_key(case.conditions),
         patient={**{k: v for k, v in patient.items() if k != "ref"}, "_request": request_hash},
         patient_ref=patient_ref,
         open_patient_ref=patient_ref,

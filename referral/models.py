@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (
@@ -72,6 +73,13 @@ class CancelReason(enum.StrEnum):
     OTHER = "other"
 
 
+def conditions_key(codes: Iterable[str]) -> str:
+    """``Referral.conditions_key`` of these condition codes: ``|PPH|SEPSIS|`` (``""`` for none),
+    so that one code is ``LIKE '%|PPH|%'`` and never a part of a longer one."""
+    codes = [code for code in codes if code]
+    return "|" + "|".join(codes) + "|" if codes else ""
+
+
 class Referral(Base):
     __tablename__ = "referrals"
     __table_args__ = (
@@ -81,6 +89,12 @@ class Referral(Base):
             "origin_facility_id", "open_patient_ref", name="uq_referrals_open_patient"
         ),
         Index("ix_referrals_status_created", "status", "created_at"),
+        # The case history (referral.history): keyset pages newest first, narrowed by a filter.
+        Index("ix_referrals_created_id", "created_at", "id"),
+        Index("ix_referrals_origin_created", "origin_facility_id", "created_at"),
+        Index("ix_referrals_destination_created", "destination_facility_id", "created_at"),
+        Index("ix_referrals_colour_created", "risk_colour", "created_at"),
+        Index("ix_referrals_urgency_created", "urgency", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -108,6 +122,10 @@ class Referral(Base):
     patient: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     patient_ref: Mapped[str | None] = mapped_column(String(64))
     open_patient_ref: Mapped[str | None] = mapped_column(String(64))
+    # Copies of two fields of ``case`` as plain columns, so the case history filters them in
+    # SQL on every database: the colour, and the condition codes as ``|PPH|SEPSIS|``.
+    risk_colour: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    conditions_key: Mapped[str] = mapped_column(Text, default="", server_default="")
     requirements: Mapped[dict[str, Any]] = mapped_column(JSON)
     reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     window_minutes: Mapped[int | None] = mapped_column(Integer)

@@ -13,13 +13,13 @@ from sqlalchemy.exc import IntegrityError
 from core.errors import Forbidden, NotFoundError
 from facilities import registry
 from facilities.models import Role, User
-from greenchannel.web import clock, observability, responses
+from greenchannel.web import case_history, clock, observability, responses
 from greenchannel.web.auth import channel, require_user
 from greenchannel.web.context import current_placement, current_rules
 from greenchannel.web.db import db
 from greenchannel.web.schemas import E164
-from referral import audit, commands, documents, limits, service, triage
-from referral.models import OPEN_STATUSES, Offer, Referral, ReferralStatus
+from referral import audit, commands, documents, history, limits, service, triage
+from referral.models import Offer, Referral
 from referral.triage import Case, Vitals
 
 Columns = TypeVarTuple("Columns")
@@ -185,14 +185,9 @@ class ReferralOutSchema(Schema):
 
 class ReferralListSchema(Schema):
     referrals = fields.List(fields.Nested(ReferralOutSchema), required=True)
-
-
-class ReferralQuerySchema(Schema):
-    status = fields.String(
-        validate=validate.OneOf(["active", "closed", *[s.value for s in ReferralStatus]]),
-        metadata={"description": "active = every open case"},
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "the next page's `cursor`; null: the last page"}
     )
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
 
 
 class AcceptSchema(Schema):
@@ -320,31 +315,52 @@ def case_from(body: dict[str, Any]) -> Case:
 
 @blp.route("")
 class Referrals(MethodView):
-    @blp.arguments(ReferralQuerySchema, location="query")
+    @blp.arguments(case_history.HistoryQuerySchema, location="query")
     @blp.response(200, ReferralListSchema)
+    @blp.doc(responses=case_history.EXPORT_RESPONSES)
     def get(self, query: dict[str, Any]) -> Response:
-        """The cases this user may see, newest first; ``status=active`` for every open case."""
+        """The cases this user may see, filtered, newest first, a page at a time.
+
+        Follow `next_cursor` for the next page. `status=active` for every open case.
+        `format=csv` or `xlsx` downloads every matching case instead (docs/reports.md).
+        """
         user = require_user()
         actor = actor_for(user)
-        statement = documents.HEADS.order_by(Referral.created_at.desc(), Referral.id.desc())
-        wanted = query.get("status")
-        statuses = set(ReferralStatus)
-        if wanted == "active":
-            statuses = set(OPEN_STATUSES)
-        elif wanted == "closed":
-            statuses -= set(OPEN_STATUSES)
-        elif wanted:
-            statuses = {ReferralStatus(wanted)}
-        if wanted:
-            statement = statement.where(Referral.status.in_(statuses))
-        statement = service.visible(statement, actor)
-        heads = db.session.execute(statement.limit(query["limit"])).all()
+        filters = case_history.filters_from(query)
+        fmt = case_history.check_format(query.get("format"))
+        sort = history.parse_sort(query.get("sort"))
+        if fmt != "json":
+            lines, truncated = case_history.export_lines(actor, filters, sort=sort)
+            audited("export", actor, None, format=fmt, rows=len(lines), filters=filters.given)
+            db.session.commit()
+            return case_history.export_response(actor, lines, fmt=fmt, truncated=truncated)
+        page = history.search_cases(
+            db.session,
+            actor=actor,
+            filters=filters,
+            cursor=query.get("cursor"),
+            limit=query["limit"],
+            sort=sort,
+        )
+        ids = [line.id for line in page.lines]
+        found = {
+            row.id: row for row in db.session.execute(documents.HEADS.where(Referral.id.in_(ids)))
+        }
+        heads = [found[i] for i in ids if i in found]
         cases = documents.cached(db.session, heads, current_rules(), responses.current_cache())
-        # A case rebuilt just now may have closed since the filter read it: filter it again.
+        # A case rebuilt just now may have moved on since the filter read it: filter it again.
+        statuses = history.statuses_for(filters.status)
         cases = [case for case in cases if case.status in statuses and case.visible_to(actor)]
-        audited("list", actor, None, referral_ids=[c.id for c in cases], status=wanted or "")
+        audited(
+            "list",
+            actor,
+            None,
+            referral_ids=[c.id for c in cases],
+            status=filters.status or "",
+            filters=filters.given,
+        )
         db.session.commit()
-        return responses.list_response(cases)
+        return responses.list_response(cases, next_cursor=page.next_cursor)
 
     @blp.arguments(ReferralInSchema)
     @blp.response(201, ReferralOutSchema)

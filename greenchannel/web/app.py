@@ -86,7 +86,7 @@ class GreenchannelApi(Api):  # type: ignore[misc]
 
 RUNTIME = "greenchannel.runtime"
 # The blueprints of the pages that show cases or patients (home, login and static are public).
-PRIVATE_PAGES = frozenset({"cases", "hospital", "board", "links"})
+PRIVATE_PAGES = frozenset({"cases", "hospital", "board", "links", "history"})
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | None = None) -> Flask:
@@ -138,6 +138,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
         api_users,
         page_setup,
         pages_accounts,
+        referral_sheet,
     )
     from greenchannel.web import links as case_links
     from greenchannel.web.webhooks import webhooks
@@ -150,6 +151,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
         api_users.blp,
         api_fhir.blp,  # /fhir: referrals as FHIR Tasks (read only)
         api_have.blp,  # /api/v1/facilities/{code}/have.xml: EDXL-HAVE
+        referral_sheet.blp,  # GET /api/v1/referrals/{id}/referral-form.pdf
     ):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)  # bearer tokens, or the X-CSRFToken header for sessions

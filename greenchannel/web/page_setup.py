@@ -14,8 +14,10 @@ from greenchannel.web import (
     pages,
     pages_board,
     pages_cases,
+    pages_history,
     pages_hospital,
     referral_form,
+    referral_sheet,
 )
 
 
@@ -27,6 +29,7 @@ def init_app(app: Flask) -> None:
     Babel(app, locale_selector=pages.select_locale)
     for blueprint in (pages.bp, pages_cases.bp, pages_hospital.bp, pages_board.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(pages_history.bp)  # the case history and its exports
     app.jinja_env.globals.update(
         lang_url=pages.lang_url,
         language=pages.language,
@@ -38,6 +41,7 @@ def init_app(app: Flask) -> None:
         map_links=case_views.map_links,
         arrival_of=case_views.arrival,
         handover_sections=case_views.handover,
+        referral_sheet=referral_sheet.page_sheet,
         **labels.template_globals(),
     )
     app.jinja_env.filters.update(local_time=pages.local_time, ago=pages.ago)

@@ -26,6 +26,6 @@ def current_cache() -> DocumentCache:
     return cache
 
 
-def list_response(entries: Sequence[Written]) -> Response:
-    """``{"referrals": [...]}`` of written documents, their JSON copied in as it is."""
-    return json_response({"referrals": [orjson.Fragment(entry.body) for entry in entries]})
+def list_response(entries: Sequence[Written], **extra: Any) -> Response:
+    """``{"referrals": [...], **extra}`` of written documents, their JSON copied in as it is."""
+    return json_response({"referrals": [orjson.Fragment(entry.body) for entry in entries], **extra})
