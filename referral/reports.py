@@ -23,6 +23,7 @@ from core.db import UTCDateTime
 from facilities.models import Facility
 from referral.models import Referral, ReferralStatus
 from referral.reports_capacity import capacity_table
+from referral.reports_coverage import coverage_table
 from referral.reports_offers import flows_section, offers_section
 from referral.reports_scope import (
     MAX_LISTED,
@@ -327,4 +328,30 @@ def _interval_card(m: MonthScope, tables: dict[str, Table], summary: dict[str, A
             )
             for code, urgency, created, secs, goal, where in missed_rows
         ],
+    )
+
+
+def report_with_coverage(
+    session: Session,
+    *,
+    place: Any,
+    month: str,
+    area: str | None = None,
+    facility: Facility | None = None,
+    now: dt.datetime,
+) -> MonthlyReport:
+    """:func:`monthly_report` with the coverage of the area's townships (an area's report; a
+    hospital's share has none), as the page, the API and the CLI give it."""
+    parse_month(month, rules=place.rules, now=now)  # a bad month fails before routing
+    coverage = None
+    if facility is None:
+        coverage = coverage_table(session, place=place, area=area, now=now)
+    return monthly_report(
+        session,
+        month=month,
+        area=area,
+        facility=facility,
+        rules=place.rules,
+        now=now,
+        coverage=coverage,
     )

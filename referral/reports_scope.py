@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from core.errors import Invalid
+from core.errors import Forbidden, Invalid
 from facilities.areas import area_clause
-from facilities.models import Facility
+from facilities.models import Facility, Role
 from referral.models import Offer, Referral
 from referral.reports_sql import Spread, seconds_between
 from referral.rules import Rules
@@ -115,3 +115,31 @@ class MonthScope:
             statement = statement.join(target, on)
         statement = statement.where(self.cases()).group_by(column).order_by(func.count().desc())
         return [(key, int(n)) for key, n in self.session.execute(statement)]
+
+
+def _parts(area: str) -> list[str]:
+    return [p for p in area.split("/") if p]
+
+
+def report_scope(
+    session: Session, *, role: Role, own_area: str, own_facility_id: int | None, area: str | None
+) -> tuple[str | None, Facility | None]:
+    """Whose report a user may have: an administrator any area's; a coordinator their area's or
+    a part of it (the single area rule); a hospital user its own hospital's share (no area).
+    Returns (area, facility); raises :class:`Forbidden` naming ``area`` otherwise."""
+    asked = (area or "").strip() or None
+    if asked is not None and len(asked) > 300:
+        raise Invalid("area: at most 300 characters", field="area")
+    if role is Role.ADMIN:
+        return asked, None
+    if role is Role.COORDINATOR:
+        if asked is None:
+            return own_area or None, None
+        if _parts(asked)[: len(_parts(own_area))] != _parts(own_area):
+            raise Forbidden(f"{asked} is outside your area {own_area}", field="area")
+        return asked, None
+    if role is Role.HOSPITAL and own_facility_id is not None:
+        if asked is not None:
+            raise Forbidden("a hospital's report is its own share: no area", field="area")
+        return None, session.get(Facility, own_facility_id)
+    raise Forbidden("monthly reports are for coordinators, hospitals and administrators")

@@ -21,19 +21,26 @@ and the report is made at ``NOW`` (2026-11-24 08:00 UTC). The cases, minutes aft
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from openpyxl import load_workbook
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import Invalid
 from facilities.models import Channel, Facility, FacilityKind
 from facilities.status import report_status
+from greenchannel.cli import main
+from greenchannel.web.db import db
 from referral.models import Offer, OfferStatus, Referral, ReferralEvent, ReferralStatus
 from referral.reports import monthly_report, parse_month
 from referral.reports_coverage import coverage_table
 from referral.rules import load_rules
-from tests.world import NOW, Region, add_facility, placement
+from tests.world import NOW, Region, World, add_facility, placement
 
 RULES = load_rules()
 Z = dt.UTC
@@ -115,7 +122,11 @@ def add_case(
 
 @pytest.fixture
 def month(session: Session, region: Region) -> dict[str, Facility]:
-    f = dict(region.facilities)
+    return build_month(session, dict(region.facilities))
+
+
+def build_month(session: Session, f: dict[str, Facility]) -> dict[str, Facility]:
+    """The month of the module's docstring over the region's facilities ``f``."""
     f["T-2"] = add_facility(
         session,
         "T-2",
@@ -343,3 +354,93 @@ def test_no_name_no_register_number_no_free_text_in_any_table(
     r = monthly_report(session, month="2026-11", rules=RULES, now=NOW)
     text = repr(r.as_dict())
     assert "secret-" not in text and "free text" not in text
+
+
+# ------------------------------------------------------------------------------ API and CLI
+
+
+@pytest.fixture
+def api_world(world: World) -> World:
+    with world.app.app_context():
+        rows = db.session.scalars(select(Facility)).all()
+        build_month(db.session, {f.code: f for f in rows})
+        db.session.commit()
+    return world
+
+
+def test_the_api_answers_the_coordinators_area(api_world: World) -> None:
+    answer = api_world.get("coordinator", "/api/v1/reports/monthly?month=2026-11")
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    assert body["area"] == "云省" and body["summary"]["cases"] == 6
+    assert body["summary"]["median_decision_to_accepted_min"] == 9.0
+    assert body["tables"]["declines_by_reason"]["rows"][0] == ["FULL", 2]
+    assert {row[0] for row in body["tables"]["coverage"]["rows"]} == {"T-1", "T-2"}
+    assert "secret-" not in answer.get_data(as_text=True)
+
+
+def test_the_api_gives_a_hospital_its_share_and_refuses_it_an_area(api_world: World) -> None:
+    mine = api_world.get("H-D", "/api/v1/reports/monthly?month=2026-11").get_json()
+    assert mine["facility"] == "H-D" and mine["summary"]["cases"] == 2
+    assert "coverage" not in mine["tables"]
+    refused = api_world.get("H-D", "/api/v1/reports/monthly?month=2026-11&area=云省")
+    assert refused.status_code == 403 and refused.get_json()["field"] == "area"
+
+
+@pytest.mark.parametrize(
+    ("who", "query", "status", "field"),
+    [
+        ("coordinator", "month=2026-13", 400, "month"),
+        ("coordinator", "", 400, "month"),
+        ("coordinator", "month=2026-11&format=pdf", 400, "format"),
+        ("coordinator", "month=2026-11&format=csv", 400, "table"),
+        ("coordinator", "month=2026-11&format=csv&table=nope", 400, "table"),
+        ("outsider", "month=2026-11&area=云省", 403, "area"),
+        ("clinic", "month=2026-11", 403, None),
+    ],
+)
+def test_a_bad_request_is_a_4xx_naming_the_field(
+    api_world: World, who: str, query: str, status: int, field: str | None
+) -> None:
+    answer = api_world.get(who, f"/api/v1/reports/monthly?{query}")
+    assert answer.status_code == status
+    assert answer.get_json().get("field") == field
+
+
+def test_each_table_downloads_as_csv_and_the_report_as_a_workbook(api_world: World) -> None:
+    got = api_world.get(
+        "admin", "/api/v1/reports/monthly?month=2026-11&area=云省&format=csv&table=missed_targets"
+    )
+    assert got.status_code == 200 and got.mimetype == "text/csv"
+    lines = got.get_data(as_text=True).lstrip("\ufeff").splitlines()
+    assert lines[0].startswith("case,urgency,decided_at") and len(lines) == 3
+    assert lines[1].startswith("C6,critical,2026-11-01 00:30")
+    book = api_world.get("admin", "/api/v1/reports/monthly?month=2026-11&area=云省&format=xlsx")
+    assert book.status_code == 200
+    workbook = load_workbook(io.BytesIO(book.data))
+    assert "declines_by_hospital" in workbook.sheetnames and "summary" in workbook.sheetnames
+    sheet = workbook["declines_by_hospital"]
+    assert [c.value for c in sheet[2]] == ["H-A", "H-A 医院", "FULL", 2]
+
+
+def test_the_report_is_in_the_openapi_description(api_world: World) -> None:
+    spec = api_world.client.get("/api/v1/openapi.json").get_json()
+    assert "/api/v1/reports/monthly" in spec["paths"]
+
+
+def test_the_command_line_report(
+    session: Session, month: dict[str, Facility], database_url: str, monkeypatch: Any
+) -> None:
+    session.commit()
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SECRET_KEY", "x")
+    runner = CliRunner()
+    out = runner.invoke(main, ["report", "--month", "2026-11", "--area", "云省"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["summary"]["missed_target"] == 2
+    out = runner.invoke(
+        main, ["report", "--month", "2026-11", "--format", "csv", "--table", "cases_by_urgency"]
+    )
+    assert out.exit_code == 0 and out.output.splitlines()[0] == "urgency,cases"
+    bad = runner.invoke(main, ["report", "--month", "11-2026"])
+    assert bad.exit_code == 1 and "YYYY-MM" in bad.output

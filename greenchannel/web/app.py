@@ -132,6 +132,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
         api_facilities,
         api_map,
         api_referrals,
+        api_reports,
         api_routing,
         api_users,
         page_setup,
@@ -146,6 +147,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
         api_routing.blp,
         api_map.blp,
         api_users.blp,
+        api_reports.blp,
     ):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)  # bearer tokens, or the X-CSRFToken header for sessions
