@@ -15,6 +15,7 @@ from greenchannel.web import (
     pages_board,
     pages_cases,
     pages_hospital,
+    pages_reports,
     referral_form,
 )
 
@@ -27,6 +28,7 @@ def init_app(app: Flask) -> None:
     Babel(app, locale_selector=pages.select_locale)
     for blueprint in (pages.bp, pages_cases.bp, pages_hospital.bp, pages_board.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(pages_reports.bp)  # the monthly report (#19)
     app.jinja_env.globals.update(
         lang_url=pages.lang_url,
         language=pages.language,
