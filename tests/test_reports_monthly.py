@@ -37,9 +37,10 @@ from core.errors import Invalid
 from facilities.models import Facility
 from greenchannel.cli import main
 from greenchannel.web.db import db
+from referral.models import ReferralStatus
 from referral.reports import monthly_report, parse_month
 from referral.reports_coverage import coverage_table
-from tests.report_month import RULES, at, build_month
+from tests.report_month import RULES, add_case, at, build_month
 from tests.world import NOW, Region, World, login, placement, web_world
 
 
@@ -342,3 +343,49 @@ def test_a_hospital_user_sees_its_share_on_the_page(page_world: World) -> None:
 def test_a_clinic_user_has_no_report_page(page_world: World) -> None:
     login(page_world.client, "w-clinic", lang="en")
     assert page_world.client.get("/reports?month=2026-11").status_code == 403
+
+
+# ------------------------------------------------------------------------ the board's strip
+
+
+def test_the_boards_strip_shows_today_and_the_month(page_world: World) -> None:
+    login(page_world.client, "w-coord", lang="en")
+    text = page_world.client.get("/board").get_data(as_text=True)
+    strip = text[
+        text.index('class="report-strip"') : text.index("</section>", text.index("report-strip"))
+    ]
+    figures = re.findall(r"<strong>([^<]*)</strong>", strip)
+    # today (11-24 local): none; the month: 6 cases, 4 critical; median 9.0; 4 declines,
+    # 2 silent; C6 still unplaced
+    assert figures == ["0", "0", "6", "4", "9.0", "4", "2", "1"]
+    assert "/reports?month=2026-11" in strip
+
+
+def test_the_strip_costs_three_statements_whatever_the_cases(
+    session: Session, month: dict[str, Facility]
+) -> None:
+    from sqlalchemy import event
+
+    from referral.reports_glance import glance
+
+    statements: list[str] = []
+    engine = session.get_bind()
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        first = glance(session, area="云省", rules=RULES, now=NOW)
+        assert len(statements) == 3
+        for n in range(20):
+            add_case(
+                session, f"M{n}", origin=month["T-1"], created=at("2026-11-22T02:00"),
+                urgency="critical", conditions=["PPH"], colour="red",
+                status=ReferralStatus.ACCEPTED, destination=month["H-A"],
+                offers=[(month["H-A"], "accepted", 1, 5 + n, None)],
+                milestones={"accepted_at": 5 + n},
+            )  # fmt: skip
+        statements.clear()
+        second = glance(session, area="云省", rules=RULES, now=NOW)
+        assert len(statements) == 3
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert first["month_cases"] == 6 and second["month_cases"] == 26
