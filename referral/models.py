@@ -81,6 +81,8 @@ class Referral(Base):
             "origin_facility_id", "open_patient_ref", name="uq_referrals_open_patient"
         ),
         Index("ix_referrals_status_created", "status", "created_at"),
+        # The monthly report and the board's strip select cases by decision time (#19).
+        Index("ix_referrals_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from facilities.areas import area_clause
 from facilities.models import Facility
 from referral.models import Offer, OfferStatus, Referral, ReferralStatus
+from referral.reports_scope import not_by_origin_index
 from referral.reports_sql import seconds_between, spreads
 from referral.rules import Rules
 
@@ -27,7 +28,7 @@ def glance(session: Session, *, area: str | None, rules: Rules, now: dt.datetime
     where = [in_month, Referral.created_at <= now]
     if area:
         where.append(
-            Referral.origin_facility_id.in_(select(Facility.id).where(area_clause(area, Facility)))
+            not_by_origin_index().in_(select(Facility.id).where(area_clause(area, Facility)))
         )
     today = Referral.created_at >= day_start.astimezone(dt.UTC)
     critical = Referral.urgency == "critical"

@@ -89,7 +89,7 @@ class MonthScope:
                 or_(Referral.origin_facility_id == self.facility_id, Referral.id.in_(asked)),
             )
         if self.area:
-            return and_(when, Referral.origin_facility_id.in_(self.facilities_here()))
+            return and_(when, not_by_origin_index().in_(self.facilities_here()))
         return when
 
     def offers(self) -> ColumnElement[bool]:
@@ -143,3 +143,11 @@ def report_scope(
             raise Forbidden("a hospital's report is its own share: no area", field="area")
         return None, session.get(Facility, own_facility_id)
     raise Forbidden("monthly reports are for coordinators, hospitals and administrators")
+
+
+def not_by_origin_index() -> Any:
+    """The referring facility's id as an expression (``+ 0``), so that the month's time range
+    leads the plan: an area holds most facilities, and SQLite, given ``origin IN (…)``, would
+    otherwise walk the origin index over every case of every month (0.5 s at 50,000 cases,
+    against a scan of the table in 15 ms)."""
+    return Referral.origin_facility_id + 0
