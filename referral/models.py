@@ -95,6 +95,8 @@ class Referral(Base):
         Index("ix_referrals_destination_created", "destination_facility_id", "created_at"),
         Index("ix_referrals_colour_created", "risk_colour", "created_at"),
         Index("ix_referrals_urgency_created", "urgency", "created_at"),
+        # The monthly report and the board's strip select cases by decision time (#19).
+        Index("ix_referrals_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from greenchannel.cli import demo, registry, roads, serving
+from greenchannel.cli import demo, registry, reports, roads, serving
 from greenchannel.cli.serving import settle_heap
 
 
@@ -30,6 +30,7 @@ for command in (
     serving.serve,
     serving.worker,
     demo.demo,
+    reports.report,
 ):
     main.add_command(command)
 

@@ -134,6 +134,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
         api_have,
         api_map,
         api_referrals,
+        api_reports,
         api_routing,
         api_users,
         page_setup,
@@ -152,6 +153,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
         api_fhir.blp,  # /fhir: referrals as FHIR Tasks (read only)
         api_have.blp,  # /api/v1/facilities/{code}/have.xml: EDXL-HAVE
         referral_sheet.blp,  # GET /api/v1/referrals/{id}/referral-form.pdf
+        api_reports.blp,
     ):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)  # bearer tokens, or the X-CSRFToken header for sessions

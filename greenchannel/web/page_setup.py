@@ -16,6 +16,7 @@ from greenchannel.web import (
     pages_cases,
     pages_history,
     pages_hospital,
+    pages_reports,
     referral_form,
     referral_sheet,
 )
@@ -30,6 +31,7 @@ def init_app(app: Flask) -> None:
     for blueprint in (pages.bp, pages_cases.bp, pages_hospital.bp, pages_board.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(pages_history.bp)  # the case history and its exports
+    app.register_blueprint(pages_reports.bp)  # the monthly report (#19)
     app.jinja_env.globals.update(
         lang_url=pages.lang_url,
         language=pages.language,

@@ -34,6 +34,7 @@ from greenchannel.web.pages import (
 from referral import closures, service
 from referral.locking import case_subject
 from referral.models import OPEN_STATUSES, Offer, Referral
+from referral.reports_glance import glance
 
 bp = Blueprint("board", __name__)
 bp.register_error_handler(HTTPException, page_error)
@@ -89,6 +90,13 @@ def board_context() -> dict[str, Any]:
 def index() -> str:
     context = board_context()
     audit_list(context["user"], context["cases"])
+    # The figures strip (#19): three statements on the full page only, never on the live poll.
+    context["strip"] = glance(
+        db.session,
+        area=context["user"].area if context["user"].role is Role.COORDINATOR else None,
+        rules=current_app.extensions["greenchannel.rules"],
+        now=context["now"],
+    )
     return render_template("board.html", **context)
 
 
