@@ -615,3 +615,14 @@ def test_a_message_too_long_for_its_template_fails_for_good(templates_file: Path
         with pytest.raises(PermanentSmsError, match="at most 200"):
             _hand_over(transport, to="+8613900001234", body="长" * 201)
         assert fake.messages == []
+
+
+def test_the_push_urls_are_in_the_openapi_description(client: FlaskClient) -> None:
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    for path in (
+        "/webhooks/aliyun/{token}/report",
+        "/webhooks/aliyun/{token}/reply",
+        "/webhooks/tencent/{token}/status",
+        "/webhooks/tencent/{token}/reply",
+    ):
+        assert "403" in paths[path]["post"]["responses"]

@@ -248,6 +248,10 @@ def _document_plain_routes(api: Api, app: Flask) -> None:
         },
     )
 
+    from greenchannel.web import webhooks_cn
+
+    webhooks_cn.document(api.spec, rules)
+
 
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(input_guard.BadInput)

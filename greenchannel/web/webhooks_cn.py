@@ -216,3 +216,39 @@ def tencent_reply(token: str) -> Response:
         _replies(entries, now)
 
     return _run(handle, TENCENT_OK)
+
+
+def document(spec: Any, rules: dict[str, Any]) -> None:
+    """The four push URLs in the OpenAPI description (the app's ``_document_plain_routes``)."""
+    token = [
+        {
+            "in": "path",
+            "name": "token",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": "SMS_PUSH_TOKEN: the providers do not sign their pushes",
+        }
+    ]
+    body = {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}
+    for path, summary in (
+        ("/webhooks/aliyun/<token>/report", "Alibaba Cloud SmsReport push (delivery receipts)"),
+        ("/webhooks/aliyun/<token>/reply", "Alibaba Cloud SmsUp push (replies)"),
+        ("/webhooks/tencent/<token>/status", "Tencent Cloud delivery receipt callback"),
+        ("/webhooks/tencent/<token>/reply", "Tencent Cloud reply callback"),
+    ):
+        spec.path(
+            rule=rules[path],
+            operations={
+                "post": {
+                    "summary": summary,
+                    "security": [],
+                    "parameters": token,
+                    "requestBody": {"content": body},
+                    "responses": {
+                        "200": {"description": "recorded (idempotent), in the provider's shape"},
+                        "400": {"description": "not a JSON array of objects, or a bad field"},
+                        "403": {"description": "wrong token, or SMS_PUSH_TOKEN not set"},
+                    },
+                }
+            },
+        )
