@@ -626,3 +626,37 @@ def test_the_push_urls_are_in_the_openapi_description(client: FlaskClient) -> No
         "/webhooks/tencent/{token}/reply",
     ):
         assert "403" in paths[path]["post"]["responses"]
+
+
+def test_without_a_fallback_the_coordinators_are_told_within_the_escalation_time(
+    world: World, templates_file: Path
+) -> None:
+    from alerts.models import Alert, AttentionItem
+
+    with running_fake_aliyun(aliyun_templates(templates_file)) as aliyun:
+        world.app.config.update(
+            SMS_BACKEND="aliyun",
+            SMS_TEMPLATES_FILE=str(templates_file),
+            PUBLIC_BASE_URL=BASE,
+            **aliyun_settings(aliyun),
+        )
+        aliyun.down_for(10_000)  # HTTP 503 until further notice
+        case = world.post("clinic", "/api/v1/referrals", PPH_REQUEST).get_json()
+        with world.app.app_context():
+            alerts = db.session.scalars(select(Alert)).all()
+            deadline = min(a.opened_at + dt.timedelta(seconds=a.step_after_seconds) for a in alerts)
+        told_at = None
+        for _ in range(40):
+            worker_tick(world)
+            with world.app.app_context():
+                items = db.session.scalars(select(AttentionItem)).all()
+            if items:
+                told_at = world.clock.now
+                break
+            world.clock.advance(seconds=30)
+        assert told_at is not None and told_at <= deadline + dt.timedelta(seconds=30)
+        assert {i.reason for i in items} == {"late_alerts"}
+        assert {i.subject for i in items} == {f"referral:{case['id']}"}
+        assert aliyun.messages == []
+        metrics = world.client.get("/metrics").get_data(as_text=True)
+        assert 'greenchannel_sms_provider_up{provider="aliyun"} 0' in metrics

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 SessionFactory = Callable[[], Session]
 
+#: The providers whose health is recorded (the console and the tests' recorder are not).
+TRACKED = frozenset({"twilio", "aliyun", "tencent"})
+
 
 @dataclass(frozen=True)
 class HealthPolicy:
@@ -180,8 +183,22 @@ def send(
 ) -> SendResult:
     """Send through ``transport``; for a pair, through the primary unless it is down."""
     if not isinstance(transport, FailoverTransport):
-        return _send_plain(
-            transport, to=to, body=body, purpose=purpose, status_callback=status_callback
+        name = transport_name(transport)
+        if name not in TRACKED:
+            return _send_plain(
+                transport, to=to, body=body, purpose=purpose, status_callback=status_callback
+            )
+        # Alone, a provider is still watched: the board and /metrics say when it is down.
+        return _tracked(
+            name,
+            transport,
+            HealthPolicy(),
+            to=to,
+            body=body,
+            purpose=purpose,
+            status_callback=status_callback,
+            session_factory=session_factory,
+            now=now,
         )
     with session_factory() as session:
         primary_down = is_down(session, provider=transport.primary_name, now=now)
@@ -190,14 +207,37 @@ def send(
         if primary_down
         else (transport.primary_name, transport.primary)
     )
+    return _tracked(
+        name,
+        chosen,
+        transport.policy,
+        to=to,
+        body=body,
+        purpose=purpose,
+        status_callback=status_callback,
+        session_factory=session_factory,
+        now=now,
+    )
+
+
+def _tracked(
+    name: str,
+    transport: SmsTransport,
+    policy: HealthPolicy,
+    *,
+    to: str,
+    body: str,
+    purpose: str,
+    status_callback: str | None,
+    session_factory: SessionFactory,
+    now: dt.datetime,
+) -> SendResult:
     try:
         result = _send_plain(
-            chosen, to=to, body=body, purpose=purpose, status_callback=status_callback
+            transport, to=to, body=body, purpose=purpose, status_callback=status_callback
         )
     except TransientSmsError as exc:
-        record_failure(
-            session_factory, provider=name, error=str(exc), now=now, policy=transport.policy
-        )
+        record_failure(session_factory, provider=name, error=str(exc), now=now, policy=policy)
         raise
     record_success(session_factory, provider=name, now=now)
     return result
