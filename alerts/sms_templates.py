@@ -77,16 +77,24 @@ class TemplateBook:
     def params_for(self, template: Template, body: str) -> dict[str, str]:
         """The template's variables for one composed message.
 
-        Raises :class:`ValueError` when the message is longer than its variable may be: the
-        provider would refuse it, and a shortened pre-alert could lose how to answer."""
-        content = provider_safe(body)
-        limit = template.params["content"]
-        if len(content) > limit:
-            raise ValueError(
-                f"message of {len(content)} characters; template {template.kind!r} "
-                f"takes at most {limit}"
-            )
-        return {"content": content}
+        Providers refuse a link inside a variable, so the pre-alert's one-time link
+        (``…/l/<token>``) leaves ``content``: its token goes into the ``token`` variable of a
+        template that has one (the region files its own fixed address before it), and is
+        dropped otherwise (the reply grammar still answers the offer). Raises
+        :class:`ValueError` when a variable is longer than declared: the provider would refuse
+        it, and a shortened pre-alert could lose how to answer."""
+        content, token = split_link(provider_safe(body))
+        params = {"content": content}
+        if "token" in template.params:
+            params["token"] = token
+        for name, value in params.items():
+            limit = template.params[name]
+            if len(value) > limit:
+                raise ValueError(
+                    f"{name} of {len(value)} characters; template {template.kind!r} "
+                    f"takes at most {limit}"
+                )
+        return params
 
     def check_codes(self, provider: str) -> None:
         """Every template has a code for ``provider`` (after approval), or a clear error."""
@@ -97,6 +105,18 @@ class TemplateBook:
                 + ", ".join(missing)
                 + " (file the templates, then enter the codes the provider gave you)"
             )
+
+
+_LINK = re.compile(r"(?:[。.]\s*(?:Case:\s*)?|\s+)?https?://\S+/l/([A-Za-z0-9_-]+)\s*$")
+
+
+def split_link(text: str) -> tuple[str, str]:
+    """``(words, token)``: the message without its trailing one-time link, and the link's token
+    ("" when there is none)."""
+    match = _LINK.search(text)
+    if match is None:
+        return text, ""
+    return text[: match.start()].rstrip(), match.group(1)
 
 
 def provider_safe(body: str) -> str:
@@ -162,8 +182,12 @@ def _templates(source: str, raw: Any) -> dict[str, Template]:
             isinstance(v, int) and v > 0 for v in params.values()
         ):
             raise _fail(source, f"{where}.params", "each variable needs a positive length")
-        if set(params) != {"content"}:
-            raise _fail(source, f"{where}.params", "the variable is 'content' (the message)")
+        if "content" not in params or not set(params) <= {"content", "token"}:
+            raise _fail(
+                source,
+                f"{where}.params",
+                "'content' (the message) and optionally 'token' (the case link's token)",
+            )
         if not isinstance(purposes, list) or not all(isinstance(p, str) for p in purposes):
             raise _fail(source, f"{where}.purposes", "expected a list of purposes")
         for purpose in purposes:

@@ -214,6 +214,7 @@ def test_a_referral_is_placed_by_sms_replies_with_every_provider(
         if provider.name != "twilio":  # the approved template, under the signature
             assert prealerts[0].startswith(f"【{SIGN}】危重孕产妇新生儿转诊预警：")
             assert "【绿色通道】" not in prealerts[0][len(SIGN) + 2 :]
+            assert "http" not in prealerts[0]  # no link in a variable: providers refuse them
 
     provider.deliver_receipts(world)
     sent = [m for m in _rows(world) if m.to_phone in (a_team, b_team)]
@@ -660,3 +661,31 @@ def test_without_a_fallback_the_coordinators_are_told_within_the_escalation_time
         assert aliyun.messages == []
         metrics = world.client.get("/metrics").get_data(as_text=True)
         assert 'greenchannel_sms_provider_up{provider="aliyun"} 0' in metrics
+
+
+def test_the_case_link_leaves_the_variable_and_goes_into_a_token_variable_when_filed(
+    tmp_path: Path,
+) -> None:
+    body = "【绿色通道】K7P2：产后出血。请14:05前回复K7P2 Y 接收。https://gc.test/l/Ab3dE6gH9jK"
+    shipped = load_templates()
+    template = shipped.for_purpose("prealert")
+    assert shipped.params_for(template, body) == {
+        "content": "K7P2：产后出血。请14:05前回复K7P2 Y 接收"
+    }
+    raw = yaml.safe_load(DEFAULT_FILE.read_text(encoding="utf-8"))
+    raw["templates"]["prealert"].update(
+        text="危重孕产妇新生儿转诊预警：${content} 病例页 https://gc.example.cn/l/${token}",
+        params={"content": 200, "token": 16},
+    )
+    path = tmp_path / "templates.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    book = load_templates(path)
+    template = book.for_purpose("prealert")
+    params = book.params_for(template, body)
+    assert params == {"content": "K7P2：产后出血。请14:05前回复K7P2 Y 接收", "token": "Ab3dE6gH9jK"}
+    assert template.tencent_text().endswith("病例页 https://gc.example.cn/l/{2}")
+    english = "GREEN CHANNEL pre-alert K7P2: PPH. Reply K7P2 Y. Case: https://gc.test/l/Ab3dE6gH9jK"
+    assert (
+        book.params_for(template, english)["content"]
+        == "GREEN CHANNEL pre-alert K7P2: PPH. Reply K7P2 Y"
+    )
