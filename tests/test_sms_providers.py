@@ -689,3 +689,21 @@ def test_the_case_link_leaves_the_variable_and_goes_into_a_token_variable_when_f
         book.params_for(template, english)["content"]
         == "GREEN CHANNEL pre-alert K7P2: PPH. Reply K7P2 Y"
     )
+
+
+def test_the_settings_accept_the_domestic_backends_and_refuse_a_fallback_like_the_primary(
+    tmp_path: Path,
+) -> None:
+    from core.settings import ConfigError, load_config
+
+    env = {"SMS_BACKEND": "aliyun", "SMS_FALLBACK_BACKEND": "tencent", "SMS_PUSH_TOKEN": " t "}
+    config = load_config(str(tmp_path), env)
+    assert config["SMS_BACKEND"] == "aliyun" and config["SMS_FALLBACK_BACKEND"] == "tencent"
+    assert config["SMS_PUSH_TOKEN"] == "t" and config["TENCENT_SMS_SDK_APP_ID"] == ""
+    for bad in (
+        {"SMS_BACKEND": "aliyun", "SMS_FALLBACK_BACKEND": "aliyun"},
+        {"SMS_BACKEND": "aliyun", "SMS_FALLBACK_BACKEND": "pigeon"},
+        {"SMS_BACKEND": "huawei"},
+    ):
+        with pytest.raises(ConfigError, match="SMS_"):
+            load_config(str(tmp_path), bad)
