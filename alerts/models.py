@@ -213,3 +213,21 @@ class AttentionItem(Base):
     cleared_by: Mapped[str] = mapped_column(String(100), default="")
     # What cleared it: a timeline event of the case ("accepted", "redirected") or "seen".
     clear_reason: Mapped[str] = mapped_column(String(32), default="")
+
+
+class SmsProviderHealth(Base):
+    """How an SMS provider has been doing, shared by every worker (:mod:`alerts.providers.health`).
+
+    ``failures`` counts transient failures since ``window_started_at``; reaching the threshold
+    within the window marks the provider down until ``down_until``, and the fallback carries
+    the messages meanwhile.
+    """
+
+    __tablename__ = "sms_provider_health"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    down_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

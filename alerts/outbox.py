@@ -32,10 +32,10 @@ from sqlalchemy.orm import Session
 
 from alerts._sql import rowcount
 from alerts.models import MessageStatus, OutboundMessage
+from alerts.providers import health
 from alerts.segments import sms_segments
 from alerts.transports import (
     PermanentSmsError,
-    ReconcilingTransport,
     SendResult,
     SmsTransport,
     TransientSmsError,
@@ -282,7 +282,7 @@ def _send_one(
 ) -> bool:
     with session_factory() as session:
         message = session.get_one(OutboundMessage, message_id)
-        to, body = message.to_phone, message.body
+        to, body, purpose = message.to_phone, message.body, message.purpose
         late = (
             on_late is not None
             and not abandoned  # a dead worker's claim may have gone as it stands: keep it
@@ -302,15 +302,31 @@ def _send_one(
     error: TransientSmsError | PermanentSmsError | None = None
     result: SendResult | None = None
     try:
-        if abandoned and isinstance(transport, ReconcilingTransport):
+        if abandoned and health.can_reconcile(transport):
             # The worker that claimed this row died without recording the outcome: it may
             # have handed the message over already. Ask before sending it a second time.
-            found = transport.find_sent(to=to, body=body)
+            found = health.find_sent(
+                transport,
+                to=to,
+                body=body,
+                purpose=purpose,
+                session_factory=session_factory,
+                now=now,
+            )
             if found is not None:
                 log.info("sms %s: already with the provider as %s, not resent", message_id, found)
                 result = SendResult(provider_id=found, status="sent")
         if result is None:
-            result = transport.send(to=to, body=body, status_callback=status_callback_url)
+            # A domestic provider needs the purpose (its template); a pair picks a provider.
+            result = health.send(
+                transport,
+                to=to,
+                body=body,
+                purpose=purpose,
+                status_callback=status_callback_url,
+                session_factory=session_factory,
+                now=now,
+            )
     except (TransientSmsError, PermanentSmsError) as exc:
         error = exc
 

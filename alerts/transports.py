@@ -10,9 +10,29 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO, runtime_checkable
+from typing import Any, TextIO
 
 from alerts.segments import sms_segments
+from alerts.sms_types import (
+    PermanentSmsError,
+    ReconcilingTransport,
+    SendResult,
+    SmsConfigError,
+    SmsError,
+    SmsTransport,
+    TransientSmsError,
+)
+
+__all__ = [
+    "PermanentSmsError",
+    "ReconcilingTransport",
+    "SendResult",
+    "SmsConfigError",
+    "SmsError",
+    "SmsTransport",
+    "TransientSmsError",
+    "transport_from_config",
+]
 
 # Twilio error codes that no retry will cure: the number or the recipient is the problem.
 # https://www.twilio.com/docs/api/errors
@@ -32,47 +52,6 @@ PERMANENT_CODES = frozenset(
         30007,  # carrier filtered
     }
 )
-
-
-class SmsError(Exception):
-    def __init__(self, message: str, *, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class TransientSmsError(SmsError):
-    """Try again later: provider 5xx or 429, timeout, connection refused."""
-
-
-class PermanentSmsError(SmsError):
-    """Retrying will not help: invalid or opted-out number, and the like; ``code`` says which."""
-
-
-class SmsConfigError(ValueError):
-    """The SMS settings are incomplete or contradictory; the message names the setting."""
-
-
-@dataclass(frozen=True)
-class SendResult:
-    provider_id: str
-    status: str
-
-
-class SmsTransport(Protocol):
-    def send(self, *, to: str, body: str, status_callback: str | None) -> SendResult: ...
-
-
-@runtime_checkable
-class ReconcilingTransport(Protocol):
-    """A transport that can tell whether the provider already has a message.
-
-    A worker killed after the provider accepted a message but before it recorded the answer
-    leaves the row claimed; the next worker asks here before sending it again.
-    """
-
-    def send(self, *, to: str, body: str, status_callback: str | None) -> SendResult: ...
-
-    def find_sent(self, *, to: str, body: str) -> str | None: ...
 
 
 def mask_phone(phone: str) -> str:
@@ -246,35 +225,105 @@ class RecordingTransport:
 
 
 def transport_from_config(config: Mapping[str, Any]) -> SmsTransport:
-    """The transport named by ``SMS_BACKEND`` (console by default), checked for completeness."""
+    """The transport named by ``SMS_BACKEND`` (console by default), checked for completeness;
+    with ``SMS_FALLBACK_BACKEND``, the pair (alerts.providers.health) that fails over to it."""
     backend = str(config.get("SMS_BACKEND") or "console").strip().lower()
+    fallback = str(config.get("SMS_FALLBACK_BACKEND") or "").strip().lower()
+    primary = _one_transport(backend, config)
+    if not fallback:
+        return primary
+    if fallback == backend:
+        raise SmsConfigError("SMS_FALLBACK_BACKEND must name another backend than SMS_BACKEND")
+    from alerts.providers.health import FailoverTransport
+
+    return FailoverTransport(
+        primary_name=backend,
+        primary=primary,
+        fallback_name=fallback,
+        fallback=_one_transport(fallback, config),
+    )
+
+
+def _timeout(config: Mapping[str, Any], key: str) -> float:
+    timeout = config.get(key) or 10.0
+    try:
+        return float(timeout)
+    except (TypeError, ValueError) as exc:
+        raise SmsConfigError(f"{key} must be a number of seconds, not {timeout!r}") from exc
+
+
+def _require(config: Mapping[str, Any], backend: str, keys: tuple[str, ...]) -> None:
+    missing = [key for key in keys if not config.get(key)]
+    if missing:
+        raise SmsConfigError(f"SMS_BACKEND={backend} needs {' and '.join(missing)}")
+
+
+def _one_transport(backend: str, config: Mapping[str, Any]) -> SmsTransport:
     if backend == "console":
         return ConsoleTransport()
     if backend == "recording":
         return RecordingTransport()
+    if backend in ("aliyun", "tencent"):
+        return _domestic_transport(backend, config)
     if backend != "twilio":
         raise SmsConfigError(
-            f"SMS_BACKEND must be 'console', 'twilio' or 'recording', not {backend!r}"
+            "SMS_BACKEND must be 'console', 'twilio', 'aliyun', 'tencent' or 'recording', "
+            f"not {backend!r}"
         )
-    missing = [key for key in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN") if not config.get(key)]
-    if missing:
-        raise SmsConfigError(f"SMS_BACKEND=twilio needs {' and '.join(missing)}")
+    _require(config, backend, ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"))
     from_number = config.get("TWILIO_FROM") or None
     service_sid = config.get("TWILIO_MESSAGING_SERVICE_SID") or None
     if not (from_number or service_sid):
         raise SmsConfigError("SMS_BACKEND=twilio needs TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID")
-    timeout = config.get("TWILIO_TIMEOUT", 10.0)
-    try:
-        timeout_seconds = float(timeout)
-    except (TypeError, ValueError) as exc:
-        raise SmsConfigError(
-            f"TWILIO_TIMEOUT must be a number of seconds, not {timeout!r}"
-        ) from exc
     return TwilioTransport(
         account_sid=str(config["TWILIO_ACCOUNT_SID"]),
         auth_token=str(config["TWILIO_AUTH_TOKEN"]),
         from_number=from_number,
         messaging_service_sid=service_sid,
         api_base=config.get("TWILIO_API_BASE") or None,
-        timeout=timeout_seconds,
+        timeout=_timeout(config, "TWILIO_TIMEOUT"),
+    )
+
+
+def _domestic_transport(backend: str, config: Mapping[str, Any]) -> SmsTransport:
+    from alerts.sms_templates import load_templates
+
+    templates = load_templates(config.get("SMS_TEMPLATES_FILE") or None)
+    if backend == "aliyun":
+        from alerts.providers.aliyun import AliyunTransport
+
+        _require(
+            config,
+            backend,
+            ("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET", "ALIYUN_SMS_SIGN_NAME"),
+        )
+        return AliyunTransport(
+            access_key_id=str(config["ALIYUN_ACCESS_KEY_ID"]),
+            access_key_secret=str(config["ALIYUN_ACCESS_KEY_SECRET"]),
+            sign_name=str(config["ALIYUN_SMS_SIGN_NAME"]),
+            templates=templates,
+            endpoint=str(config.get("ALIYUN_SMS_ENDPOINT") or ""),
+            timeout=_timeout(config, "ALIYUN_SMS_TIMEOUT"),
+        )
+    from alerts.providers.tencent import TencentTransport
+
+    _require(
+        config,
+        backend,
+        (
+            "TENCENT_SECRET_ID",
+            "TENCENT_SECRET_KEY",
+            "TENCENT_SMS_SDK_APP_ID",
+            "TENCENT_SMS_SIGN_NAME",
+        ),
+    )
+    return TencentTransport(
+        secret_id=str(config["TENCENT_SECRET_ID"]),
+        secret_key=str(config["TENCENT_SECRET_KEY"]),
+        sdk_app_id=str(config["TENCENT_SMS_SDK_APP_ID"]),
+        sign_name=str(config["TENCENT_SMS_SIGN_NAME"]),
+        templates=templates,
+        endpoint=str(config.get("TENCENT_SMS_ENDPOINT") or ""),
+        region=str(config.get("TENCENT_SMS_REGION") or ""),
+        timeout=_timeout(config, "TENCENT_SMS_TIMEOUT"),
     )

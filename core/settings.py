@@ -58,12 +58,36 @@ def _secret_key(environ: Mapping[str, str], instance: Path) -> str:
     return path.read_text().strip()
 
 
+SMS_BACKENDS = ("console", "twilio", "recording", "aliyun", "tencent")
+SMS_CN_SETTINGS = (
+    "ALIYUN_ACCESS_KEY_ID",
+    "ALIYUN_ACCESS_KEY_SECRET",
+    "ALIYUN_SMS_SIGN_NAME",
+    "ALIYUN_SMS_ENDPOINT",
+    "TENCENT_SECRET_ID",
+    "TENCENT_SECRET_KEY",
+    "TENCENT_SMS_SDK_APP_ID",
+    "TENCENT_SMS_SIGN_NAME",
+    "TENCENT_SMS_ENDPOINT",
+    "TENCENT_SMS_REGION",
+    "SMS_TEMPLATES_FILE",
+    "SMS_PUSH_TOKEN",
+)
+
+
 def load_config(instance_path: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if environ is None else environ
     instance = Path(instance_path)
     backend = env.get("SMS_BACKEND", "console").strip() or "console"
-    if backend not in ("console", "twilio", "recording"):
-        raise ConfigError(f"SMS_BACKEND: expected console or twilio, got {backend!r}")
+    if backend not in SMS_BACKENDS:
+        raise ConfigError(
+            f"SMS_BACKEND: expected console, twilio, aliyun or tencent, got {backend!r}"
+        )
+    fallback = env.get("SMS_FALLBACK_BACKEND", "").strip()
+    if fallback and (fallback not in SMS_BACKENDS or fallback == backend):
+        raise ConfigError(
+            f"SMS_FALLBACK_BACKEND: expected another of {', '.join(SMS_BACKENDS)}, got {fallback!r}"
+        )
     public = env.get("PUBLIC_BASE_URL", "http://localhost:5000").rstrip("/")
     if not public.startswith(("http://", "https://")):
         raise ConfigError(f"PUBLIC_BASE_URL: expected an http(s) URL, got {public!r}")
@@ -95,4 +119,7 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         # (0: none; the client is the address the process sees). Only the last N hops are
         # believed, so a client cannot forge its own address past a trusted proxy.
         "TRUSTED_PROXIES": env_count(env, "GREENCHANNEL_TRUSTED_PROXIES", 0),
+        # The domestic SMS providers (alerts.providers; checked when the transport is built).
+        "SMS_FALLBACK_BACKEND": fallback,
+        **{name: env.get(name, "").strip() for name in SMS_CN_SETTINGS},
     }

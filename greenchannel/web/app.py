@@ -159,6 +159,10 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
         csrf.exempt(blueprint)  # bearer tokens, or the X-CSRFToken header for sessions
     app.register_blueprint(webhooks)
     csrf.exempt(webhooks)  # Twilio signs its requests instead
+    from greenchannel.web.webhooks_cn import webhooks_cn
+
+    app.register_blueprint(webhooks_cn)
+    csrf.exempt(webhooks_cn)  # Aliyun's and Tencent's pushes carry a secret path token
     page_setup.init_app(app)  # Flask-Babel and the page blueprints
     app.register_blueprint(case_links.bp)  # the pre-alert's one-time link to its case
     app.register_blueprint(pages_accounts.bp)  # users (administrators), one's own password
@@ -251,6 +255,10 @@ def _document_plain_routes(api: Api, app: Flask) -> None:
             }
         },
     )
+
+    from greenchannel.web import webhooks_cn
+
+    webhooks_cn.document(api.spec, rules)
 
 
 def _register_error_handlers(app: Flask) -> None:

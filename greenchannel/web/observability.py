@@ -301,9 +301,33 @@ def database_metrics(session: Session) -> list[str]:
     return lines
 
 
-def metrics_text(session: Session) -> str:
+def sms_provider_metrics(
+    session: Session, *, configured: Iterable[str], now: dt.datetime
+) -> list[str]:
+    """1 for each SMS provider in use or with a health record that is up, 0 while it is marked
+    down after repeated failures (alerts.providers.health)."""
+    from alerts.providers.health import provider_states
+
+    states = {name: True for name in configured if name} | provider_states(session, now=now)
+    return _gauge(
+        "greenchannel_sms_provider_up",
+        "SMS providers: 1 up, 0 marked down after repeated failures (the fallback sends).",
+        sorted((name, int(up)) for name, up in states.items()),
+        ["provider"],
+    )
+
+
+def metrics_text(session: Session, *, sms_providers: Iterable[str] = ()) -> str:
+    from greenchannel.web import clock
+
     return (
-        "\n".join([*database_metrics(session), *LATENCY.lines("greenchannel_http_request_seconds")])
+        "\n".join(
+            [
+                *database_metrics(session),
+                *sms_provider_metrics(session, configured=sms_providers, now=clock.now()),
+                *LATENCY.lines("greenchannel_http_request_seconds"),
+            ]
+        )
         + "\n"
     )
 
@@ -317,7 +341,8 @@ def init_app(app: Flask) -> None:
     app.after_request(_end_request)
 
     def metrics() -> Response:
-        body = metrics_text(db.session)
+        configured = [app.config.get("SMS_BACKEND"), app.config.get("SMS_FALLBACK_BACKEND")]
+        body = metrics_text(db.session, sms_providers=[str(c) for c in configured if c])
         return Response(body, mimetype="text/plain", content_type="text/plain; version=0.0.4")
 
     app.add_url_rule("/metrics", "metrics", metrics, methods=["GET"])

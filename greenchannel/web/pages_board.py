@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 
 from alerts import attention as alert_attention
 from alerts.models import AttentionItem
+from alerts.providers.health import provider_states
 from core.errors import ServiceError
 from facilities import status as status_service
 from facilities.models import Role
@@ -82,6 +83,9 @@ def board_context() -> dict[str, Any]:
         "stale": stale,
         "closures": closures.active_closures(db.session),
         "now": now,
+        # SMS providers marked down after repeated failures (alerts.providers.health).
+        "sms_down": sorted(n for n, up in provider_states(db.session, now=now).items() if not up),
+        "sms_fallback": str(current_app.config.get("SMS_FALLBACK_BACKEND") or ""),
     }
 
 
