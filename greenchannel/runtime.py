@@ -19,19 +19,22 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerts import escalation
+from alerts import calls, escalation
 from alerts.handlers import Handlers
 from alerts.models import Alert, OutboundMessage
 from alerts.transports import SmsTransport, transport_from_config
+from alerts.voice import VoiceConfigError, voice_transport_from_config
 from core.db import make_engine, utcnow
 from core.settings import load_config
-from referral import offers, service, sms
+from referral import offers, service, sms, voice
 from referral.placement import router_for
 from referral.rules import Rules, load_rules
 from referral.service import Placement
 
 #: Every timer kind the code can schedule; the start-up check holds the table against it.
-TIMER_KINDS: frozenset[str] = frozenset({escalation.STEP_KIND, service.OFFER_EXPIRY})
+TIMER_KINDS: frozenset[str] = frozenset(
+    {escalation.STEP_KIND, service.OFFER_EXPIRY, calls.CALL_KIND}
+)
 
 
 class WiringError(RuntimeError):
@@ -59,6 +62,20 @@ class Runtime:
     def transport(self) -> SmsTransport:
         return transport_from_config(self.settings)
 
+    def voice(self) -> calls.CallPlacer | None:
+        """The worker's call placer (``VOICE_BACKEND``), or None when calls are off. The
+        provider fetches each call's TwiML from ``PUBLIC_BASE_URL``, so it must be set."""
+        transport = voice_transport_from_config(self.settings)
+        if transport is None:
+            return None
+        base = str(self.settings.get("PUBLIC_BASE_URL") or "")
+        if not base:
+            raise VoiceConfigError(
+                "VOICE_BACKEND=twilio needs PUBLIC_BASE_URL: the provider fetches each call's "
+                "words and posts the keys pressed there"
+            )
+        return calls.CallPlacer(transport=transport, public_base_url=base)
+
 
 def default_settings(instance_path: str | Path | None = None) -> dict[str, Any]:
     """The settings read from the environment once (``instance/`` beside the working directory
@@ -80,6 +97,7 @@ def build_handlers(place: Callable[[], Placement]) -> Handlers:
         Handlers(timers=dict(escalation.TIMER_HANDLERS))
         .merged(sms.handlers(place))
         .merged(Handlers(late=on_late))
+        .merged(Handlers(timers=dict(calls.TIMER_HANDLERS), call=voice.on_call))
     )
     gaps = table.missing(timer_kinds=set(TIMER_KINDS))
     if gaps:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,3 +159,20 @@ class RulesReader:
         if not isinstance(value, bool):
             raise self.fail(node, path, "expected true or false")
         return value
+
+    def voice_call(self, node: Node, path: str, *, within: float) -> dt.timedelta | None:
+        """An urgency's call step ``{enabled, after_minutes}``: the delay, or None when off.
+        The call must come before the offer's answer timeout (``within`` minutes), or it
+        could only ever ring about an offer that has already expired."""
+        items = self.mapping(
+            node, path, allowed={"enabled", "after_minutes"}, required={"enabled", "after_minutes"}
+        )
+        enabled = self.flag(items["enabled"], f"{path}.enabled")
+        after = self.number(items["after_minutes"], f"{path}.after_minutes", low=0.25)
+        if after >= within:
+            raise self.fail(
+                items["after_minutes"],
+                f"{path}.after_minutes",
+                f"{after:g} must be less than the answer timeout ({within:g} minutes)",
+            )
+        return dt.timedelta(minutes=after) if enabled else None
