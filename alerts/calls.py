@@ -13,7 +13,8 @@ recorded the call id leaves a claimed row whose lease runs out; its successor do
 ring again. It first looks for the call's marker, this row's id in the callback URLs: the
 provider's ``initiated`` callback records the call id on the row within a second of the call
 being created; and, if that callback has not come, it asks the provider for a call to that
-number created since the dead worker started (:meth:`VoiceTransport.find_call`).
+number created since the dead worker started (:meth:`VoiceTransport.find_calls`), leaving
+out the calls other rows have recorded.
 
 The call's progress comes back through signed status callbacks (:func:`apply_call_status`,
 never backwards). Keys pressed are an answer to the alert exactly like an SMS reply
@@ -39,7 +40,7 @@ from sqlalchemy.orm import Session
 from alerts import timers
 from alerts._sql import rowcount
 from alerts.escalation import ASKING, close_alert, move_on_from, not_left_yet
-from alerts.handlers import CallHandler, Handlers, ReplyHandler
+from alerts.handlers import CallHandler, Handlers, ReplyHandler, TimerHandler
 from alerts.inbound import _guarded
 from alerts.models import (
     Alert,
@@ -208,8 +209,18 @@ def _on_call_due(session: Session, timer: Timer, now: dt.datetime) -> None:
     log.info("alert %s: call %s queued to %s", alert.id, call.id, mask_phone(contact.phone))
 
 
+def _calls_off(session: Session, timer: Timer, now: dt.datetime) -> None:
+    """Calls are off in this deployment (``VOICE_BACKEND=off``): the step has nothing to ring
+    with, so it queues nothing (a call queued now would ring late, the day calls are on)."""
+
+
 #: The call step's timer kind and its handler, for the runtime's table.
 TIMER_HANDLERS = {CALL_KIND: _on_call_due}
+
+
+def timer_handlers(*, calls_on: bool) -> dict[str, TimerHandler]:
+    """The table's entry for :data:`CALL_KIND`: the step, or a no-op when calls are off."""
+    return {CALL_KIND: _on_call_due if calls_on else _calls_off}
 
 
 # --- placing calls ---------------------------------------------------------------------------
@@ -381,7 +392,7 @@ def _place_one(
     provider_id: str | None = None
     try:
         if abandoned:
-            provider_id = transport.find_call(to=to, since=since)
+            provider_id = _unrecorded(session_factory, transport.find_calls(to=to, since=since))
             if provider_id is not None:
                 log.info(
                     "call %s: found with the provider as %s, not placed again", call_id, provider_id
@@ -423,7 +434,7 @@ def _place_one(
                 # call placed without it rather than let the lease run out and ring again.
                 _mark_placed(session, call, provider_id=None, now=now)
             log.info("call %s placed to %s as %s", call_id, mask_phone(call.to_phone), provider_id)
-            if on_call is not None:
+            if on_call is not None and call.ended_at is None:  # a fast callback may have ended it
                 on_call(session, alert=alert, call=call, now=now)
             return 1
         call.claimed_by = call.claimed_until = None
@@ -440,6 +451,20 @@ def _place_one(
         log.warning("call %s to %s failed (code %s)", call_id, mask_phone(to), error.code)
         _after_end(session, alert=alert, call=call, now=now, on_call=on_call)
         return 0
+
+
+def _unrecorded(session_factory: SessionFactory, found: list[str]) -> str | None:
+    """The newest of the provider's calls that no row of ours has recorded yet. Another alert
+    may have phoned the same person meanwhile: its call, already on its own row, is not this
+    one's. (The provider returns no marker of ours in its list, so when two dead workers' calls
+    to one number are both found, each row takes one of them: nothing rings twice.)"""
+    if not found:
+        return None
+    with session_factory() as session:
+        recorded = set(
+            session.scalars(select(VoiceCall.provider_id).where(VoiceCall.provider_id.in_(found)))
+        )
+    return next((sid for sid in found if sid not in recorded), None)
 
 
 def _mark_placed(

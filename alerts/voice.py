@@ -64,9 +64,9 @@ class VoiceTransport(Protocol):
         self, *, to: str, twiml_url: str, status_callback: str, ring_seconds: int
     ) -> PlacedCall: ...
 
-    def find_call(self, *, to: str, since: dt.datetime) -> str | None:
-        """The provider id of a call to ``to`` created at or after ``since``, if any: a worker
-        that died after placing a call must not make its successor ring a second time."""
+    def find_calls(self, *, to: str, since: dt.datetime) -> list[str]:
+        """The provider ids of the calls to ``to`` created at or after ``since``, newest first:
+        a worker that died after placing a call must not make its successor ring again."""
         ...
 
 
@@ -114,7 +114,7 @@ class TwilioVoiceTransport:
             raise TransientVoiceError(f"Twilio unreachable: {type(exc).__name__}") from exc
         return PlacedCall(provider_id=str(call.sid), status=str(call.status or "queued"))
 
-    def find_call(self, *, to: str, since: dt.datetime) -> str | None:
+    def find_calls(self, *, to: str, since: dt.datetime) -> list[str]:
         import requests
         from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
@@ -122,11 +122,11 @@ class TwilioVoiceTransport:
             recent = self.client.calls.list(to=to, from_=self.from_number, limit=20)
         except (TwilioRestException, TwilioServiceException, requests.RequestException) as exc:
             raise TransientVoiceError(f"Twilio call list unavailable: {exc}") from exc
-        for call in recent:
-            created = call.date_created
-            if created is not None and created >= since:
-                return str(call.sid)
-        return None
+        return [
+            str(call.sid)
+            for call in recent
+            if call.date_created is not None and call.date_created >= since
+        ]
 
 
 def _classify(status: int, code: int | None, message: str) -> VoiceError:
@@ -177,12 +177,13 @@ class RecordingVoiceTransport:
             )
         return PlacedCall(provider_id=provider_id, status="queued")
 
-    def find_call(self, *, to: str, since: dt.datetime) -> str | None:
+    def find_calls(self, *, to: str, since: dt.datetime) -> list[str]:
         with self._lock:
-            for call in reversed(self.calls):
-                if call.to == to and call.placed_at >= since:
-                    return call.provider_id
-        return None
+            return [
+                call.provider_id
+                for call in reversed(self.calls)
+                if call.to == to and call.placed_at >= since
+            ]
 
 
 def voice_transport_from_config(config: Mapping[str, Any]) -> VoiceTransport | None:

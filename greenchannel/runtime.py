@@ -83,7 +83,7 @@ def default_settings(instance_path: str | Path | None = None) -> dict[str, Any]:
     return load_config(str(instance_path or Path(os.getcwd()) / "instance"))
 
 
-def build_handlers(place: Callable[[], Placement]) -> Handlers:
+def build_handlers(place: Callable[[], Placement], *, calls_on: bool = False) -> Handlers:
     """The handler table: the escalation's timers, then the referral's timer, reply and SMS
     command, and the offer's clock that restarts when its pre-alert leaves late. Checked: every
     timer kind the code can schedule, replies and late alerts have a handler."""
@@ -97,7 +97,7 @@ def build_handlers(place: Callable[[], Placement]) -> Handlers:
         Handlers(timers=dict(escalation.TIMER_HANDLERS))
         .merged(sms.handlers(place))
         .merged(Handlers(late=on_late))
-        .merged(Handlers(timers=dict(calls.TIMER_HANDLERS), call=voice.on_call))
+        .merged(Handlers(timers=calls.timer_handlers(calls_on=calls_on), call=voice.on_call))
     )
     gaps = table.missing(timer_kinds=set(TIMER_KINDS))
     if gaps:
@@ -126,5 +126,10 @@ def build_runtime(settings: Mapping[str, Any]) -> Runtime:
         sessions=sessions,
         rules=rules,
         roads_path=roads_path,
-        handlers=build_handlers(place),
+        handlers=build_handlers(place, calls_on=calls_configured(settings)),
     )
+
+
+def calls_configured(settings: Mapping[str, Any]) -> bool:
+    """Whether this deployment places phone calls (``VOICE_BACKEND`` other than off)."""
+    return str(settings.get("VOICE_BACKEND") or "off").strip().lower() != "off"

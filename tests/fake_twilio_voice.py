@@ -4,7 +4,8 @@ The REST side speaks the Calls API as the SDK sends it: ``POST
 /2010-04-01/Accounts/{sid}/Calls.json`` (Basic auth; ``To``, ``From``, ``Url``, ``Method``,
 ``StatusCallback``, ``StatusCallbackEvent`` repeated, ``Timeout``) answers 201 with a call in
 Twilio's shape; ``GET .../Calls.json?To=…`` lists them, newest first. It records every call and
-fails on demand (HTTP 500 for the next N, 400 code 21217 for chosen numbers).
+fails on demand (HTTP 500 for the next N, 400 code 21217 for chosen numbers) or is slow
+(``delay``).
 
 The phone side plays the callee: :meth:`FakeTwilioVoice.pick_up` posts the status callbacks,
 fetches the call's TwiML from its ``Url`` (signed with the auth token as Twilio signs:
@@ -22,6 +23,7 @@ import email.utils
 import itertools
 import json
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +33,8 @@ from typing import Any
 from twilio.request_validator import RequestValidator
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fake_twilio import FakeTwilio
 
 #: (url, form, headers) → (HTTP status, body): how the fake reaches the app under test.
 Deliver = Callable[[str, dict[str, str], dict[str, str]], tuple[int, str]]
@@ -82,6 +86,9 @@ class FakeTwilioVoice:
     calls: list[FakeCall] = field(default_factory=list)
     invalid_numbers: set[str] = field(default_factory=set)
     requests: int = 0
+    #: seconds each new call takes to be accepted (a kill test's window between the provider
+    #: taking a call and the worker recording it)
+    delay: float = 0.0
     _errors_left: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -115,6 +122,8 @@ class FakeTwilioVoice:
             self._errors_left -= int(error)
         if error:
             return _json({"code": 20500, "message": "Internal Server Error", "status": 500}, 500)
+        if self.delay:
+            time.sleep(self.delay)
         form = request.form
         to = form.get("To", "")
         if to in self.invalid_numbers:
@@ -248,5 +257,28 @@ def running_fake_twilio_voice() -> Iterator[FakeTwilioVoice]:
     try:
         yield fake
     finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+@contextmanager
+def running_fake_twilio_sms_and_voice() -> Iterator[tuple[FakeTwilio, FakeTwilioVoice]]:
+    """One fake Twilio account on one loopback port, as the real API is one host: messages
+    go to a :class:`tests.fake_twilio.FakeTwilio`, calls to a :class:`FakeTwilioVoice`."""
+    sms = FakeTwilio()
+    voice = FakeTwilioVoice(account_sid=sms.account_sid, auth_token=sms.auth_token)
+
+    def dispatch(environ: Any, start_response: Any) -> Any:
+        calls = str(environ.get("PATH_INFO", "")).endswith("/Calls.json")
+        return (voice if calls else sms)(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, dispatch, threaded=True)
+    sms.base_url = voice.base_url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield sms, voice
+    finally:
+        sms._release.set()
         server.shutdown()
         thread.join(timeout=5)

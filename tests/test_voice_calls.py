@@ -329,3 +329,39 @@ def test_a_status_never_moves_backwards_and_a_repeat_changes_nothing(
         )
         is None
     )
+
+
+def test_a_successor_does_not_take_another_alerts_call_to_the_same_person_for_its_own(
+    session: Session, session_factory: sessionmaker[Session], hospital: Facility
+) -> None:
+    open_with_call(session, hospital)
+    other = open_alert(
+        session,
+        subject="offer:2",
+        code="B8M3",
+        facility=hospital,
+        teams=[Team.OBSTETRICS],
+        render=render_for("B8M3"),
+        step_after=minutes(10),
+        now=T0,
+    )
+    schedule_call(session, alert=other, after=dt.timedelta(seconds=70), speech=SPEECH, now=T0)
+    session.commit()
+    voice = RecordingVoiceTransport(now=lambda: T0 + minutes(1))
+    worker(session_factory, voice, T0)
+    assert worker(session_factory, voice, T0 + minutes(1)) == 1  # offer:1's call to OBS1
+
+    class DiesBeforePlacing(RecordingVoiceTransport):
+        def place(self, **kwargs: object) -> PlacedCall:  # type: ignore[override]
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        worker(session_factory, DiesBeforePlacing(), T0 + dt.timedelta(seconds=70), worker_id="x")
+    # offer:2's successor finds a call to OBS1 since its claim: offer:1's, recorded on its own
+    # row. Not this one's: offer:2 is phoned now.
+    voice.now = lambda: T0 + minutes(4)
+    assert worker(session_factory, voice, T0 + minutes(4), worker_id="next") == 1
+    assert [c.to for c in voice.calls] == [OBS1, OBS1]
+    session.expire_all()
+    sids = session.scalars(select(VoiceCall.provider_id).order_by(VoiceCall.id)).all()
+    assert sids == [c.provider_id for c in voice.calls]

@@ -5,18 +5,22 @@ TwiML and answers with keys, exactly as an SMS reply would; no answer moves the 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from flask import Flask
+from sqlalchemy import Engine, select
 from twilio.request_validator import RequestValidator
 
-from alerts.calls import CallPlacer
+from alerts import calls
+from alerts.calls import CALL_KIND, CallPlacer
 from alerts.models import CallStatus, OutboundMessage, VoiceCall
 from alerts.timers import WorkerSettings
 from alerts.voice import voice_transport_from_config
 from alerts.worker import TickReport, tick
 from greenchannel.web.db import db
 from referral import audit
+from tests.conftest import _wipe
 from tests.fake_twilio_voice import FakeCall, FakeTwilioVoice, running_fake_twilio_voice
 from tests.world import PPH_REQUEST, World
 
@@ -25,32 +29,69 @@ SWITCHBOARD_H_A = "+862300000010"
 
 
 @pytest.fixture
-def fake(world: World) -> Iterator[FakeTwilioVoice]:
-    with running_fake_twilio_voice() as server:
-        server.now = world.clock
+def server() -> Iterator[FakeTwilioVoice]:
+    with running_fake_twilio_voice() as fake:
+        yield fake
 
-        def deliver(url: str, form: dict[str, str], headers: dict[str, str]) -> tuple[int, str]:
-            assert url.startswith(BASE), url
-            response = world.client.post(url[len(BASE) :], data=form, headers=headers)
-            return response.status_code, response.get_data(as_text=True)
 
-        server.deliver = deliver
-        yield server
+@pytest.fixture
+def app(
+    engine: Engine, database_url: str, tmp_path: Path, server: FakeTwilioVoice
+) -> Iterator[Flask]:
+    """The suite's app with calls on: the real Twilio SDK, pointed at the fake on loopback."""
+    from greenchannel.web.app import create_app
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "test-secret",
+            "SMS_BACKEND": "recording",
+            "PUBLIC_BASE_URL": BASE,
+            "GREENCHANNEL_ROADS": str(tmp_path / "roads.npz"),
+            "VOICE_BACKEND": "twilio",
+            "TWILIO_ACCOUNT_SID": server.account_sid,
+            "TWILIO_AUTH_TOKEN": server.auth_token,
+            "TWILIO_VOICE_FROM": "+8610690001",
+            "TWILIO_API_BASE": server.base_url,
+            "TWILIO_TIMEOUT": 2,
+        }
+    )
+    yield app
+    _wipe(engine)
+
+
+@pytest.fixture
+def fake(world: World, server: FakeTwilioVoice) -> FakeTwilioVoice:
+    """The fake's phone side rings the app through the test client, on the world's clock."""
+    server.now = world.clock
+
+    def deliver(url: str, form: dict[str, str], headers: dict[str, str]) -> tuple[int, str]:
+        assert url.startswith(BASE), url
+        response = world.client.post(url[len(BASE) :], data=form, headers=headers)
+        return response.status_code, response.get_data(as_text=True)
+
+    server.deliver = deliver
+    return server
 
 
 @pytest.fixture
 def voice_world(world: World, fake: FakeTwilioVoice) -> World:
-    """The world phoning through the real Twilio SDK to the fake on loopback."""
-    world.app.config.update(
-        VOICE_BACKEND="twilio",
-        TWILIO_ACCOUNT_SID=fake.account_sid,
-        TWILIO_AUTH_TOKEN=fake.auth_token,
-        TWILIO_VOICE_FROM="+8610690001",
-        TWILIO_API_BASE=fake.base_url,
-        TWILIO_TIMEOUT=2,
-        PUBLIC_BASE_URL=BASE,
-    )
     return world
+
+
+def test_with_calls_off_the_call_step_queues_nothing(tmp_path: Path) -> None:
+    from greenchannel.runtime import build_runtime
+
+    settings = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'off.sqlite'}",
+        "GREENCHANNEL_ROADS": str(tmp_path / "off.npz"),
+        "VOICE_BACKEND": "off",
+    }
+    off = build_runtime(settings).handlers.timers[CALL_KIND]
+    on = build_runtime({**settings, "VOICE_BACKEND": "twilio"}).handlers.timers[CALL_KIND]
+    assert off is not calls.TIMER_HANDLERS[CALL_KIND]
+    assert on is calls.TIMER_HANDLERS[CALL_KIND]
 
 
 def worker_tick(world: World) -> TickReport:
