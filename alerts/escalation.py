@@ -449,20 +449,38 @@ def _on_step(session: Session, timer: Timer, now: dt.datetime) -> None:
 
 def on_message_failed(session: Session, *, message: OutboundMessage, now: dt.datetime) -> None:
     """A pre-alert that will never arrive: try that team's next contact now."""
-    alert = session.get(Alert, message.alert_id)
-    if alert is None or alert.status != AlertStatus.OPEN or message.contact_id is None:
+    if message.alert_id is None or message.contact_id is None:
         return
-    contact = session.get(Contact, message.contact_id)
+    move_on_from(
+        session,
+        alert_id=message.alert_id,
+        contact_id=message.contact_id,
+        now=now,
+        what=f"sms {message.id} undeliverable",
+    )
+
+
+def move_on_from(
+    session: Session, *, alert_id: int, contact_id: int, now: dt.datetime, what: str
+) -> bool:
+    """``contact`` could not be reached about the alert (an SMS that will never arrive, a call
+    not answered): try that team's next contact now, unless the team has already moved past
+    them. Returns whether it moved on."""
+    alert = session.get(Alert, alert_id)
+    if alert is None or alert.status != AlertStatus.OPEN:
+        return False
+    contact = session.get(Contact, contact_id)
     if contact is None or contact.team.value not in alert.teams:
-        return  # a coordinator notice: there is nobody further to try
+        return False  # a coordinator notice: there is nobody further to try
     team = contact.team.value
     team_ids = {c.id for c in contacts_of(session, alert.facility_id, [team])[team]}
     latest = [cid for cid in alert.alerted_contact_ids if cid in team_ids or cid == contact.id]
     if not latest or latest[-1] != contact.id:
-        return  # the team has already moved past this contact
-    log.info("alert %s: sms %s undeliverable, moving on at once", alert.id, message.id)
+        return False  # the team has already moved past this contact
+    log.info("alert %s: %s, moving on at once", alert.id, what)
     alert.step += 1
-    _round(session, alert, teams=[contact.team.value], now=now)
+    _round(session, alert, teams=[team], now=now)
+    return True
 
 
 def open_alerts_for_facilities(session: Session, facility_ids: Iterable[int]) -> list[Alert]:

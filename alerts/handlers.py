@@ -15,7 +15,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from alerts.models import Alert, OutboundMessage, Timer
+from alerts.models import Alert, OutboundMessage, Timer, VoiceCall
 from alerts.replies import OfferReply
 from facilities.models import Contact
 
@@ -48,6 +48,16 @@ class LateHandler(Protocol):
     ) -> None: ...
 
 
+class CallHandler(Protocol):
+    """A call about an alert was placed or has ended (``call.status`` says which): the caller
+    writes it where its people read it (the case's timeline). Runs in the transaction that
+    records the call; it must not commit."""
+
+    def __call__(
+        self, session: Session, *, alert: Alert, call: VoiceCall, now: dt.datetime
+    ) -> None: ...
+
+
 class CommandHandler(Protocol):
     """Takes an SMS its matcher recognised (e.g. ``REF …`` from a clinic phone)."""
 
@@ -72,6 +82,7 @@ class Handlers:
     reply: ReplyHandler | None = None
     commands: tuple[Command, ...] = ()
     late: LateHandler | None = None
+    call: CallHandler | None = None
 
     def merged(self, other: Handlers) -> Handlers:
         """Both tables in one; a timer kind or a command named in both is a mistake."""
@@ -85,11 +96,14 @@ class Handlers:
             raise ValueError("two reply handlers")
         if self.late is not None and other.late is not None:
             raise ValueError("two handlers of late alerts")
+        if self.call is not None and other.call is not None:
+            raise ValueError("two handlers of calls")
         return Handlers(
             timers={**self.timers, **other.timers},
             reply=self.reply or other.reply,
             commands=self.commands + other.commands,
             late=self.late or other.late,
+            call=self.call or other.call,
         )
 
     def missing(self, *, timer_kinds: set[str]) -> list[str]:

@@ -231,3 +231,60 @@ class SmsProviderHealth(Base):
     down_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str] = mapped_column(String(500), default="")
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+class CallStatus(enum.StrEnum):
+    """A voice call's life: ours until the provider has it, then the provider's statuses."""
+
+    QUEUED = "queued"  # waiting for a worker
+    DIALLING = "dialling"  # claimed: a worker is asking the provider to place it
+    PLACED = "placed"  # the provider has it (``provider_id``)
+    RINGING = "ringing"
+    IN_PROGRESS = "in_progress"  # picked up
+    COMPLETED = "completed"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # the alert was answered or closed before the call left
+
+
+class VoiceCall(Base):
+    """One phone call about an alert (:mod:`alerts.calls`): the call log.
+
+    A table of its own rather than a row of ``outbound_messages``: a call has its own life
+    (ringing, picked up, keys pressed, busy, no answer), its own reconcile (by this row's id in
+    the callback URLs, not by a body), and the SMS sender must never see it. One call per alert
+    (a unique ``alert_id``): a second timer or a second worker cannot ring twice.
+    """
+
+    __tablename__ = "voice_calls"
+    __table_args__ = (Index("ix_voice_calls_status_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), unique=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    facility_id: Mapped[int | None] = mapped_column(
+        ForeignKey("facilities.id", ondelete="SET NULL")
+    )
+    to_phone: Mapped[str] = mapped_column(String(32))
+    language: Mapped[str] = mapped_column(String(2), default="zh")
+    # The short spoken pre-alert (no name, no ID number), rendered when the call was queued.
+    script: Mapped[str] = mapped_column(Text)
+    status: Mapped[CallStatus] = mapped_column(
+        str_enum(CallStatus, "call_status"), default=CallStatus.QUEUED
+    )
+    provider_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # What the keys pressed did: "" (nothing yet), accepted, declined, rejected, not_open.
+    answer: Mapped[str] = mapped_column(String(16), default="")
+    digits: Mapped[str] = mapped_column(String(8), default="")
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str] = mapped_column(String(500), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When a worker first asked the provider: a dead worker's successor looks for a call
+    # placed since then before placing another.
+    dialled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    placed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -55,6 +55,8 @@ class OfferReply:
     minutes: int | None = None
     reason: DeclineReason | None = None
     note: str = ""
+    #: how the answer came: "sms" (a text) or "voice" (keys pressed on a call)
+    channel: str = "sms"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from alerts import capacity, escalation
+from alerts.calls import CallPlacer
 from alerts.handlers import Handlers
 from alerts.outbox import SessionFactory, deliver_due
 from alerts.timers import WorkerSettings, default_worker_id, run_due_timers
@@ -32,6 +33,7 @@ class TickReport:
     timers_failed: int = 0
     capacity_reminders: int = 0
     messages_sent: int = 0
+    calls_placed: int = 0
 
 
 def tick(
@@ -43,10 +45,12 @@ def tick(
     worker_id: str | None = None,
     status_callback_url: str | None = None,
     settings: WorkerSettings | None = None,
+    voice: CallPlacer | None = None,
 ) -> TickReport:
     """One pass of the worker: due timers (by the handler table), the capacity sweep, then the
     outbox (a message that will never arrive moves its alert's escalation on; one that leaves
-    late restarts its alert's clocks, through the table's ``late`` handler, before it goes)."""
+    late restarts its alert's clocks, through the table's ``late`` handler, before it goes),
+    then the calls due (``voice``; none when calls are off)."""
     settings = settings or WorkerSettings()
     worker_id = worker_id or default_worker_id()
     report = TickReport()
@@ -74,6 +78,10 @@ def tick(
         on_failed=escalation.on_message_failed,
         on_late=functools.partial(escalation.on_message_late, handler=handlers.late),
     )
+    if voice is not None:
+        report.calls_placed = voice.place_due(
+            session_factory, now=now, worker_id=worker_id, handlers=handlers
+        )
     return report
 
 
@@ -96,6 +104,7 @@ def _add_job(
     public_base_url: str | None,
     settings: WorkerSettings | None,
     interval_seconds: float,
+    voice: CallPlacer | None = None,
 ) -> None:
     worker_id = default_worker_id()
     callback = status_callback_url(public_base_url)
@@ -109,8 +118,9 @@ def _add_job(
             worker_id=worker_id,
             status_callback_url=callback,
             settings=settings,
+            voice=voice,
         )
-        if report.timers_run or report.messages_sent or report.timers_failed:
+        if report.timers_run or report.messages_sent or report.timers_failed or report.calls_placed:
             log.info("tick: %s", report)
         return report
 
@@ -133,6 +143,7 @@ def run_worker(
     public_base_url: str | None,
     settings: WorkerSettings | None = None,
     interval_seconds: float = 5.0,
+    voice: CallPlacer | None = None,
 ) -> None:
     """Run the worker in this process until interrupted (``greenchannel worker``)."""
     scheduler = BlockingScheduler(timezone="UTC")
@@ -144,6 +155,7 @@ def run_worker(
         public_base_url=public_base_url,
         settings=settings,
         interval_seconds=interval_seconds,
+        voice=voice,
     )
     log.info("worker started, tick every %s s", interval_seconds)
     try:
@@ -160,6 +172,7 @@ def start_background_worker(
     public_base_url: str | None,
     settings: WorkerSettings | None = None,
     interval_seconds: float = 5.0,
+    voice: CallPlacer | None = None,
 ) -> BackgroundScheduler:
     """Start the worker in a thread of this process (``greenchannel demo``); call
     ``.shutdown()`` on the result to stop it. Web workers in production never do this."""
@@ -172,6 +185,7 @@ def start_background_worker(
         public_base_url=public_base_url,
         settings=settings,
         interval_seconds=interval_seconds,
+        voice=voice,
     )
     scheduler.start()
     return scheduler

@@ -88,6 +88,9 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         raise ConfigError(
             f"SMS_FALLBACK_BACKEND: expected another of {', '.join(SMS_BACKENDS)}, got {fallback!r}"
         )
+    voice = (env.get("VOICE_BACKEND", "off").strip() or "off").lower()
+    if voice not in ("off", "twilio", "recording"):
+        raise ConfigError(f"VOICE_BACKEND: expected twilio or off, got {voice!r}")
     public = env.get("PUBLIC_BASE_URL", "http://localhost:5000").rstrip("/")
     if not public.startswith(("http://", "https://")):
         raise ConfigError(f"PUBLIC_BASE_URL: expected an http(s) URL, got {public!r}")
@@ -101,6 +104,9 @@ def load_config(instance_path: str, environ: Mapping[str, str] | None = None) ->
         "TWILIO_FROM": env.get("TWILIO_FROM", ""),
         "TWILIO_MESSAGING_SERVICE_SID": env.get("TWILIO_MESSAGING_SERVICE_SID", ""),
         "TWILIO_API_BASE": env.get("TWILIO_API_BASE", ""),
+        # A phone call when a critical pre-alert stays unanswered (alerts/calls.py).
+        "VOICE_BACKEND": voice,
+        "TWILIO_VOICE_FROM": env.get("TWILIO_VOICE_FROM", ""),
         "GREENCHANNEL_RULES": env.get("GREENCHANNEL_RULES", ""),
         "GREENCHANNEL_ROADS": env.get("GREENCHANNEL_ROADS") or str(instance / "roads.npz"),
         "SESSION_COOKIE_SECURE": env_bool(

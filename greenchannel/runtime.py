@@ -19,19 +19,22 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerts import escalation
+from alerts import calls, escalation
 from alerts.handlers import Handlers
 from alerts.models import Alert, OutboundMessage
 from alerts.transports import SmsTransport, transport_from_config
+from alerts.voice import VoiceConfigError, voice_transport_from_config
 from core.db import make_engine, utcnow
 from core.settings import load_config
-from referral import offers, service, sms
+from referral import offers, service, sms, voice
 from referral.placement import router_for
 from referral.rules import Rules, load_rules
 from referral.service import Placement
 
 #: Every timer kind the code can schedule; the start-up check holds the table against it.
-TIMER_KINDS: frozenset[str] = frozenset({escalation.STEP_KIND, service.OFFER_EXPIRY})
+TIMER_KINDS: frozenset[str] = frozenset(
+    {escalation.STEP_KIND, service.OFFER_EXPIRY, calls.CALL_KIND}
+)
 
 
 class WiringError(RuntimeError):
@@ -59,6 +62,20 @@ class Runtime:
     def transport(self) -> SmsTransport:
         return transport_from_config(self.settings)
 
+    def voice(self) -> calls.CallPlacer | None:
+        """The worker's call placer (``VOICE_BACKEND``), or None when calls are off. The
+        provider fetches each call's TwiML from ``PUBLIC_BASE_URL``, so it must be set."""
+        transport = voice_transport_from_config(self.settings)
+        if transport is None:
+            return None
+        base = str(self.settings.get("PUBLIC_BASE_URL") or "")
+        if not base:
+            raise VoiceConfigError(
+                "VOICE_BACKEND=twilio needs PUBLIC_BASE_URL: the provider fetches each call's "
+                "words and posts the keys pressed there"
+            )
+        return calls.CallPlacer(transport=transport, public_base_url=base)
+
 
 def default_settings(instance_path: str | Path | None = None) -> dict[str, Any]:
     """The settings read from the environment once (``instance/`` beside the working directory
@@ -66,7 +83,7 @@ def default_settings(instance_path: str | Path | None = None) -> dict[str, Any]:
     return load_config(str(instance_path or Path(os.getcwd()) / "instance"))
 
 
-def build_handlers(place: Callable[[], Placement]) -> Handlers:
+def build_handlers(place: Callable[[], Placement], *, calls_on: bool = False) -> Handlers:
     """The handler table: the escalation's timers, then the referral's timer, reply and SMS
     command, and the offer's clock that restarts when its pre-alert leaves late. Checked: every
     timer kind the code can schedule, replies and late alerts have a handler."""
@@ -80,6 +97,7 @@ def build_handlers(place: Callable[[], Placement]) -> Handlers:
         Handlers(timers=dict(escalation.TIMER_HANDLERS))
         .merged(sms.handlers(place))
         .merged(Handlers(late=on_late))
+        .merged(Handlers(timers=calls.timer_handlers(calls_on=calls_on), call=voice.on_call))
     )
     gaps = table.missing(timer_kinds=set(TIMER_KINDS))
     if gaps:
@@ -108,5 +126,10 @@ def build_runtime(settings: Mapping[str, Any]) -> Runtime:
         sessions=sessions,
         rules=rules,
         roads_path=roads_path,
-        handlers=build_handlers(place),
+        handlers=build_handlers(place, calls_on=calls_configured(settings)),
     )
+
+
+def calls_configured(settings: Mapping[str, Any]) -> bool:
+    """Whether this deployment places phone calls (``VOICE_BACKEND`` other than off)."""
+    return str(settings.get("VOICE_BACKEND") or "off").strip().lower() != "off"

@@ -49,8 +49,10 @@ def check_origin_scope(actor: Actor, origin: Facility) -> None:
 
 
 def _check_answerer(actor: Actor, offer: Offer) -> None:
-    if actor.channel == "sms" or actor.role is Role.ADMIN:
-        return  # SMS answers are matched to the hospital's registered contacts by alerts
+    if actor.channel in ("sms", "voice") or actor.role is Role.ADMIN:
+        # SMS answers and keys pressed on a call are matched to the hospital's registered
+        # contacts by alerts
+        return
     if actor.role is Role.COORDINATOR:
         # The offered hospital's own coordinator answers for it; so may the case's own
         # coordinator (the area of its referring facility), who agreed it with that hospital by

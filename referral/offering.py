@@ -13,7 +13,7 @@ from sqlalchemy.orm import (
 
 from alerts import escalation, messages, recipients, timers
 from facilities.models import Contact, Facility, Team
-from referral import links
+from referral import links, voice
 from referral.access import Actor
 from referral.locking import _event, _swap_offer, case_subject, subject
 from referral.models import (
@@ -80,7 +80,7 @@ def _make_offer(
             personal[contact.id] = render(language, links.url(place.public_base_url, token))
         session.flush()
 
-    escalation.open_alert(
+    alert = escalation.open_alert(
         session,
         subject=subject(offer),
         code=referral.code,
@@ -92,6 +92,15 @@ def _make_offer(
         case_subject=case_subject(referral),
         callback_phone=referral.callback_phone or referral.origin.phone,
         personal=personal,
+    )
+    voice.schedule(
+        session,
+        place=place,
+        referral=referral,
+        offer=offer,
+        alert=alert,
+        shock=shock_flags(place.rules, referral),
+        now=now,
     )
     timers.schedule(
         session,

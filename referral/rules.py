@@ -96,6 +96,8 @@ class UrgencyPolicy:
     parallel_offers: int
     target: dt.timedelta
     pre_alert: str
+    #: phone the on-call contact after this long without an answer (None: no call step)
+    call_after: dt.timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -265,7 +267,7 @@ def parse_rules(text: str, *, source: str) -> Rules:
             "target_minutes",
             "pre_alert",
         }
-        items = reader.mapping(node, path, allowed=keys, required=keys)
+        items = reader.mapping(node, path, allowed=keys | {"voice_call"}, required=keys)
         timeout = reader.number(
             items["answer_timeout_minutes"],
             f"{path}.answer_timeout_minutes",
@@ -293,6 +295,9 @@ def parse_rules(text: str, *, source: str) -> Rules:
             pre_alert=reader.text(
                 items["pre_alert"], f"{path}.pre_alert", choices=("immediately", "working_hours")
             ),
+            call_after=reader.voice_call(items["voice_call"], f"{path}.voice_call", within=timeout)
+            if "voice_call" in items
+            else None,
         )
 
     working = (dt.time(8), dt.time(18), 8)

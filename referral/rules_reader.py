@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,3 +211,19 @@ class RulesReader:
                 raise self.fail(value, where, f"{code!r} is not a SNOMED CT id (check digit)")
             out[system] = code
         return out
+    def voice_call(self, node: Node, path: str, *, within: float) -> dt.timedelta | None:
+        """An urgency's call step ``{enabled, after_minutes}``: the delay, or None when off.
+        The call must come before the offer's answer timeout (``within`` minutes), or it
+        could only ever ring about an offer that has already expired."""
+        items = self.mapping(
+            node, path, allowed={"enabled", "after_minutes"}, required={"enabled", "after_minutes"}
+        )
+        enabled = self.flag(items["enabled"], f"{path}.enabled")
+        after = self.number(items["after_minutes"], f"{path}.after_minutes", low=0.25)
+        if after >= within:
+            raise self.fail(
+                items["after_minutes"],
+                f"{path}.after_minutes",
+                f"{after:g} must be less than the answer timeout ({within:g} minutes)",
+            )
+        return dt.timedelta(minutes=after) if enabled else None

@@ -52,8 +52,9 @@ def handle_offer_reply(
     if offer is None:
         raise ReplyRejected("this case is no longer open")
     referral = offer.referral
+    channel = "voice" if reply.channel == "voice" else "sms"
     actor = service.Actor(
-        name=f"sms contact {contact.id}", channel="sms", facility_id=contact.facility_id
+        name=f"{channel} contact {contact.id}", channel=channel, facility_id=contact.facility_id
     )
     language = _language(contact.language)
     try:
@@ -61,7 +62,7 @@ def handle_offer_reply(
             arguments: dict[str, Any] = {"offer": offer, "minutes": reply.minutes}
         else:
             reason = reply.reason.value if reply.reason else ""
-            arguments = {"offer": offer, "reason": reason, "note": reply.note or "SMS"}
+            arguments = {"offer": offer, "reason": reason, "note": reply.note or channel.upper()}
         commands.act(
             session,
             "accept" if reply.accept else "decline",

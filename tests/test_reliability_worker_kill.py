@@ -4,8 +4,12 @@ every wanted SMS reaches the provider, and none twice: a kill after the provider
 message and before the worker recorded it leaves a claim that the next worker reconciles with
 the provider's message list instead of sending again).
 
-Real worker processes against the test database and a fake Twilio on loopback; leases are cut
-to two seconds so that a dead worker's claims come free quickly.
+Phone calls too (the call step of critical pre-alerts, issue #20): calls are in flight when
+the workers die, and none rings twice or is lost (a kill after the provider took a call and
+before the worker recorded it is reconciled with the provider's call list).
+
+Real worker processes against the test database and a fake Twilio (SMS and Voice) on loopback;
+leases are cut to two seconds so that a dead worker's claims come free quickly.
 """
 
 from __future__ import annotations
@@ -26,21 +30,25 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from alerts.models import MessageStatus, OutboundMessage, Timer, TimerStatus
+from alerts.models import CallStatus, MessageStatus, OutboundMessage, Timer, TimerStatus, VoiceCall
 from greenchannel.web.db import db
 from referral.models import Offer, ReferralEvent
-from tests.fake_twilio import FakeTwilio, running_fake_twilio
+from tests.fake_twilio import FakeTwilio
+from tests.fake_twilio_voice import FakeTwilioVoice, running_fake_twilio_sms_and_voice
 from tests.world import PPH_REQUEST, World, build_world
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 20
 PARALLEL_SENDS = 4
+RING_EVERY = 4  # every fourth run adds a case whose calls are due
 WORKER = """
 import datetime as dt, time
 from alerts.outbox import DeliveryPolicy
 from alerts.timers import WorkerSettings
 from alerts.worker import tick
 from alerts.transports import transport_from_config
+from alerts.calls import CallPlacer, CallPolicy
+from alerts.voice import voice_transport_from_config
 from core.db import utcnow
 from greenchannel.web.app import create_app
 
@@ -51,6 +59,11 @@ lease = dt.timedelta(seconds=2)
 settings = WorkerSettings(
     timer_lease=lease, delivery=DeliveryPolicy(lease=lease, parallel_sends=4), capacity_grace=None
 )
+voice = CallPlacer(
+    transport=voice_transport_from_config(app.config),
+    public_base_url="https://gc.test",
+    policy=CallPolicy(lease=lease, reconcile_slack=dt.timedelta(seconds=1)),
+)
 print("ready", flush=True)
 while True:
     tick(
@@ -59,18 +72,30 @@ while True:
         transport=transport,
         settings=settings,
         handlers=app.extensions["greenchannel.handlers"],
+        voice=voice,
     )
     time.sleep(0.02)
 """
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with running_fake_twilio() as server:
-        yield server
+def fakes() -> Iterator[tuple[FakeTwilio, FakeTwilioVoice]]:
+    with running_fake_twilio_sms_and_voice() as (sms, voice):
+        voice.delay = 0.05  # each call takes a moment to be accepted: kills land in between
+        yield sms, voice
 
 
-def _environment(app: Flask, fake: FakeTwilio) -> dict[str, str]:
+@pytest.fixture
+def fake(fakes: tuple[FakeTwilio, FakeTwilioVoice]) -> FakeTwilio:
+    return fakes[0]
+
+
+@pytest.fixture
+def fake_voice(fakes: tuple[FakeTwilio, FakeTwilioVoice]) -> FakeTwilioVoice:
+    return fakes[1]
+
+
+def _environment(app: Flask, fake: FakeTwilio, voice: FakeTwilioVoice) -> dict[str, str]:
     return {
         **os.environ,
         "DATABASE_URL": app.config["DATABASE_URL"],
@@ -80,6 +105,10 @@ def _environment(app: Flask, fake: FakeTwilio) -> dict[str, str]:
         "TWILIO_AUTH_TOKEN": fake.auth_token,
         "TWILIO_FROM": "+8610690000",
         "TWILIO_API_BASE": fake.base_url,
+        # The calls go to the voice fake: another account on another port. The worker's SDK
+        # client for calls is built from these.
+        "VOICE_BACKEND": "twilio",
+        "TWILIO_VOICE_FROM": "+8610690001",
         "GREENCHANNEL_ROADS": app.config["GREENCHANNEL_ROADS"],
         "PYTHONPATH": str(ROOT),
     }
@@ -109,12 +138,17 @@ def _unfinished(world: World) -> int:
                 Timer.status.in_([TimerStatus.PENDING, TimerStatus.CLAIMED]), Timer.due_at <= now
             )
         ).all()
-        return len(messages) + len(timers)
+        calls = s.scalars(
+            select(VoiceCall.id).where(
+                VoiceCall.status.in_([CallStatus.QUEUED, CallStatus.DIALLING])
+            )
+        ).all()
+        return len(messages) + len(timers) + len(calls)
 
 
 @pytest.mark.long
 def test_a_worker_killed_at_random_moments_loses_and_repeats_nothing(
-    app: Flask, client: FlaskClient, fake: FakeTwilio
+    app: Flask, client: FlaskClient, fake: FakeTwilio, fake_voice: FakeTwilioVoice
 ) -> None:
     app.config["GREENCHANNEL_RATE_LIMIT_TOKEN"] = 0
     world = build_world(app, client)
@@ -122,13 +156,21 @@ def test_a_worker_killed_at_random_moments_loses_and_repeats_nothing(
     # worker sent them on time): every first offer's timeout (3 min) and every escalation step
     # are due when the workers start on the real clock. (A pre-alert that had not left would
     # restart its offer's clock instead: tests/test_reliability_late_alerts.py.)
-    world.clock.now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    ten_minutes_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
     ids: list[int] = []
+    voice_ids: list[int] = []
     sent_before: set[int] = set()
 
-    def new_case() -> None:
-        body = {**PPH_REQUEST, "patient": {"ref": f"kill-{len(ids)}"}}
-        ids.append(world.post("clinic", "/api/v1/referrals", body).get_json()["id"])
+    def new_case(*, ringing: bool = False) -> None:
+        # A ringing case was made 90 s ago: its call step (1 min) is due, its offers' timeout
+        # (3 min) is not, so the workers place its calls (and are killed while doing it).
+        world.clock.now = (
+            dt.datetime.now(dt.UTC) - dt.timedelta(seconds=90) if ringing else ten_minutes_ago
+        )
+        ref = f"ring-{len(voice_ids)}" if ringing else f"kill-{len(ids)}"
+        body = {**PPH_REQUEST, "patient": {"ref": ref}}
+        made = world.post("clinic", "/api/v1/referrals", body).get_json()["id"]
+        (voice_ids if ringing else ids).append(made)
         with app.app_context():
             for message in db.session.scalars(
                 select(OutboundMessage).where(OutboundMessage.status == MessageStatus.QUEUED)
@@ -139,11 +181,13 @@ def test_a_worker_killed_at_random_moments_loses_and_repeats_nothing(
                 sent_before.add(message.id)
             db.session.commit()
 
-    environment = _environment(app, fake)
+    environment = _environment(app, fake, fake_voice)
     rng = random.Random(20261124)
     for _run in range(RUNS):
         new_case()  # fresh due work for every run
         new_case()
+        if _run % RING_EVERY == 0:
+            new_case(ringing=True)
         worker = _start(environment)
         assert worker.stdout is not None and worker.stdout.readline() == b"ready\n"
         time.sleep(rng.uniform(0.0, 0.4))  # somewhere in the middle of its work
@@ -152,7 +196,8 @@ def test_a_worker_killed_at_random_moments_loses_and_repeats_nothing(
     # A last worker is left to finish: claims of the dead ones expire after their 2 s lease.
     survivor = _start(environment)
     try:
-        deadline = time.monotonic() + 60
+        # Generous: on a loaded machine the survivor has every dead worker's work to do.
+        deadline = time.monotonic() + 180
         while _unfinished(world) and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(0.5)
@@ -200,3 +245,18 @@ def test_a_worker_killed_at_random_moments_loses_and_repeats_nothing(
     # A kill between the provider's acceptance and our commit leaves an abandoned claim; the
     # next worker finds the message at the provider instead of sending it again.
     assert duplicates == 0
+
+    # Every call was placed once or, its alert answered or expired first, cancelled; the
+    # provider rang each placed call's marker once and nothing else.
+    with app.app_context():
+        rows = list(db.session.scalars(select(VoiceCall)))
+    ringing = {r.id for r in rows if r.status is not CallStatus.CANCELLED}
+    assert {r.status for r in rows} <= {CallStatus.PLACED, CallStatus.CANCELLED}
+    markers = Counter(int(call.url.rsplit("call=", 1)[1]) for call in fake_voice.calls)
+    assert set(markers.values()) <= {1}, markers
+    assert set(markers) == ringing
+    assert {r.provider_id for r in rows if r.id in ringing} == {c.sid for c in fake_voice.calls}
+    # each ringing case's two on-call obstetricians, at least
+    assert len(ringing) >= 2 * len(voice_ids)
+    retried = sum(1 for r in rows if r.attempts > 1)
+    print(f"{len(ringing)} calls placed, {retried} after a dead worker's claim, none twice")

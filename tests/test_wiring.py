@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts import escalation
+from alerts import calls, escalation
 from alerts.handlers import Handlers
 from greenchannel.runtime import TIMER_KINDS, WiringError, build_handlers, build_runtime
 from greenchannel.web.app import create_app
@@ -86,5 +86,5 @@ def test_every_timer_kind_the_code_schedules_is_in_the_checked_list() -> None:
             if "timers.schedule(" in text:
                 scheduled.add(path.relative_to(root).as_posix())
     # the modules that schedule timers, each with its kinds in TIMER_KINDS
-    assert scheduled == {"alerts/escalation.py", "referral/offering.py"}
-    assert {escalation.STEP_KIND, service.OFFER_EXPIRY} == set(TIMER_KINDS)
+    assert scheduled == {"alerts/escalation.py", "referral/offering.py", "alerts/calls.py"}
+    assert {escalation.STEP_KIND, service.OFFER_EXPIRY, calls.CALL_KIND} == set(TIMER_KINDS)

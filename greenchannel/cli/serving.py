@@ -11,6 +11,7 @@ from flask import Flask
 
 from alerts.timers import WorkerSettings
 from alerts.transports import SmsConfigError
+from alerts.voice import VoiceConfigError
 from core.db import utcnow
 from core.settings import ConfigError
 from greenchannel.cli.common import open_runtime, session_scope, web_app
@@ -112,9 +113,11 @@ def worker_settings(rt: Runtime) -> WorkerSettings:
 def worker_arguments(rt: Runtime) -> dict[str, Any]:
     try:
         transport = rt.transport()
-    except SmsConfigError as exc:
+        voice = rt.voice()
+    except (SmsConfigError, VoiceConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     return {
+        "voice": voice,
         "session_factory": rt.sessions,
         "transport": transport,
         "handlers": rt.handlers,

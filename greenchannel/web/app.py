@@ -193,6 +193,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
         return {"status": "ok", "database": "ok"}, 200
 
     _document_plain_routes(api, app)
+    from greenchannel.web import webhooks_voice
+
+    webhooks_voice.init_app(app, api, csrf)  # phone calls (Twilio Voice): TwiML, keys, status
     return app
 
 

@@ -93,6 +93,8 @@ EVENTS = {
     "arrived": _l("Arrived"),
     "completed": _l("Completed"),
     "cancelled": _l("Cancelled"),
+    "call_placed": _l("Phoning the on-call contact"),
+    "call_ended": _l("Phone call ended"),
 }
 CAPABILITY = {
     "caesarean_24h": _l("24-hour caesarean section"),
