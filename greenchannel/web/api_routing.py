@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -18,6 +18,7 @@ from greenchannel.web.auth import require_user
 from greenchannel.web.context import current_placement
 from greenchannel.web.db import db
 from greenchannel.web.observability import request_id
+from greenchannel.web.responses import json_response
 from referral import closures
 from referral.decision import condition_need, decide
 from referral.limits import FACILITY_CODE_LENGTH, MAX_CAPABILITIES
@@ -181,11 +182,29 @@ def answer_language(query: dict[str, Any]) -> str:
     return best or "en"
 
 
+# The answer's fields as RouteOutSchema would dump them; the answer is written by orjson
+# straight from the decision's dict (the schema documents it), so marshmallow's per-field dump
+# and the standard library's encoder are not on the path of the busiest request.
+ROUTE_FIELDS: frozenset[str] = frozenset(
+    field.data_key or name for name, field in RouteOutSchema().dump_fields.items()
+)
+
+
+def route_answer(answer: dict[str, Any]) -> Response:
+    """The route answer as JSON: the schema's fields only, integers where it says so."""
+    out = {key: value for key, value in answer.items() if key in ROUTE_FIELDS}
+    for key in ("window_minutes", "more_candidates"):
+        value = out.get(key)
+        if isinstance(value, float):
+            out[key] = int(value)
+    return json_response(out)
+
+
 @blp.route("/route", methods=["POST"])
 @blp.arguments(RouteInSchema)
 @blp.arguments(RouteQuerySchema, location="query")
 @blp.response(200, RouteOutSchema)
-def route(body: dict[str, Any], query: dict[str, Any]) -> dict[str, Any]:
+def route(body: dict[str, Any], query: dict[str, Any]) -> Response:
     """The ranked destinations for a case from an origin, with ETA and reasons.
 
     With a ``case`` the answer is the service's one clinical decision (the same as a referral's):
@@ -211,7 +230,7 @@ def route(body: dict[str, Any], query: dict[str, Any]) -> dict[str, Any]:
             now=clock.now(),
             origin_facility=facility,
         )
-        return decision.to_dict(language)
+        return route_answer(decision.to_dict(language))
     given = body["requirements"]
     need = Need(
         maternal_level=parse_level(given["maternal_level"], prefix="M", field="maternal_level"),
@@ -240,7 +259,7 @@ def route(body: dict[str, Any], query: dict[str, Any]) -> dict[str, Any]:
         safety_net=None,
         language="en",
     )
-    return answer
+    return route_answer(answer)
 
 
 def closure_out(row: RoadClosure) -> dict[str, Any]:
