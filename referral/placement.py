@@ -170,6 +170,7 @@ def rank_case(
     only: Sequence[str] | None = None,
     partial_k: int = 0,
     stay: bool = False,
+    excluded_limit: int | None = None,
 ) -> routing.Ranking:
     state = live.live_state(session)
     return routing.rank(
@@ -182,6 +183,7 @@ def rank_case(
         stabilise=requirements(stabilise, patient) if stabilise else None,
         partial_k=partial_k,
         stay=stay,
+        excluded_limit=excluded_limit,
     )
 
 

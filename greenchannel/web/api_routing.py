@@ -87,7 +87,15 @@ class RouteOutSchema(Schema):
     )
     more_candidates = fields.Integer()
     excluded = fields.List(
-        fields.Dict(), required=True, metadata={"description": "each: facility, name, reasons"}
+        fields.Dict(),
+        required=True,
+        metadata={
+            "description": "each: facility, name, eta_minutes, reasons; the nearest first "
+            "(all of them with ?excluded=all)"
+        },
+    )
+    more_excluded = fields.Integer(
+        metadata={"description": "facilities that are out and not listed in excluded"}
     )
     warnings = fields.List(fields.String(), required=True)
     beyond_window = fields.Boolean()
@@ -167,10 +175,22 @@ class CoverageOutSchema(Schema):
     )
 
 
+#: How many facilities that are out the route answer lists by default, the nearest first.
+EXCLUDED_SHOWN = 50
+
+
 class RouteQuerySchema(Schema):
     lang = fields.String(
         validate=validate.OneOf(["zh", "en"]),
         metadata={"description": "language of the reasons (default: Accept-Language, else en)"},
+    )
+    excluded = fields.String(
+        load_default="nearest",
+        validate=validate.OneOf(["nearest", "all"]),
+        metadata={
+            "description": f"nearest (default): the {EXCLUDED_SHOWN} nearest facilities that "
+            "are out, with more_excluded counting the rest; all: every one of them"
+        },
     )
 
 
@@ -193,7 +213,7 @@ ROUTE_FIELDS: frozenset[str] = frozenset(
 def route_answer(answer: dict[str, Any]) -> Response:
     """The route answer as JSON: the schema's fields only, integers where it says so."""
     out = {key: value for key, value in answer.items() if key in ROUTE_FIELDS}
-    for key in ("window_minutes", "more_candidates"):
+    for key in ("window_minutes", "more_candidates", "more_excluded"):
         value = out.get(key)
         if isinstance(value, float):
             out[key] = int(value)
@@ -220,6 +240,7 @@ def route(body: dict[str, Any], query: dict[str, Any]) -> Response:
     else:
         point = (origin["lat"], origin["lon"])
     language = answer_language(query)
+    limit = None if query["excluded"] == "all" else EXCLUDED_SHOWN
     if "case" in body:
         decision = decide(
             db.session,
@@ -229,6 +250,7 @@ def route(body: dict[str, Any], query: dict[str, Any]) -> Response:
             case=case_from(body["case"]),
             now=clock.now(),
             origin_facility=facility,
+            excluded_limit=limit,
         )
         return route_answer(decision.to_dict(language))
     given = body["requirements"]
@@ -248,6 +270,7 @@ def route(body: dict[str, Any], query: dict[str, Any]) -> Response:
         stabilise=place.rules.clinical.stabilise_default[given["patient"]],
         now=clock.now(),
         partial_k=place.rules.clinical.partial_matches,
+        excluded_limit=limit,
     )
     answer = ranking.to_dict()
     answer.update(
