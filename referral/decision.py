@@ -360,8 +360,10 @@ def decide(
     now: dt.datetime,
     origin_facility: Facility | None = None,
     result: Triage | None = None,
+    excluded_limit: int | None = None,
 ) -> Decision:
-    """Triage the case and rank the facilities for it from ``origin``, with every fallback."""
+    """Triage the case and rank the facilities for it from ``origin``, with every fallback
+    (``excluded_limit``: list only the nearest facilities that are out)."""
     result = result or triage(rules, case, now=now)
     return decide_for(
         session,
@@ -371,6 +373,7 @@ def decide(
         result=result,
         now=now,
         origin_facility=origin_facility,
+        excluded_limit=excluded_limit,
     )
 
 
@@ -383,6 +386,7 @@ def decide_for(
     result: Triage,
     now: dt.datetime,
     origin_facility: Facility | None = None,
+    excluded_limit: int | None = None,
 ) -> Decision:
     window = result.window
     left = None if window is None else max(0.0, window.minutes_left(now))
@@ -398,6 +402,7 @@ def decide_for(
         now=now,
         partial_k=rules.clinical.partial_matches + 1,
         stay=result.do_not_move,
+        excluded_limit=excluded_limit,
     )
     own = origin_facility.code if origin_facility is not None else None
     area_of = origin_facility or areas.nearest_facility(session, *origin)

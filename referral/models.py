@@ -281,3 +281,14 @@ class CaseLink(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class RoutingRevision(Base):
+    """One row whose ``revision`` the database's triggers move on every write to what the router
+    reads (the registry, the live status, the road closures), so each web process can keep its
+    facility table and closures until the revision moves (``referral.live``, migration 0010)."""
+
+    __tablename__ = "routing_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(BigInteger, server_default="0")

@@ -2,8 +2,9 @@
 
 The compiled road network is a file (``GREENCHANNEL_ROADS``); each process loads it once and
 reloads it when the file changes, so a new ``greenchannel roads import`` reaches every web process
-and worker without a restart. Closures and live status are read from the database on every
-query, so any process answers with what any other process has just written.
+and worker without a restart. Closures and live status are kept per process under the routing
+revision the database's triggers move on every write (``referral.live``): each query reads that
+one number, so any process answers with what any other process has just written.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 import routing
 from facilities.models import Facility, FacilityKind, FacilityStatus
 from facilities.status import STATUS_COLUMNS, view_of
+from referral import live
 from referral.rules import Need, Rules
 
 log = logging.getLogger(__name__)
@@ -168,17 +170,20 @@ def rank_case(
     only: Sequence[str] | None = None,
     partial_k: int = 0,
     stay: bool = False,
+    excluded_limit: int | None = None,
 ) -> routing.Ranking:
+    state = live.live_state(session)
     return routing.rank(
         origin,
-        snapshots(session, rules=rules, now=now, only=only),
+        state.table(router, now=now, grace=rules.stale_grace, only=only),
         requirements(need, patient),
         router=router,
         policy=policy(rules, window_minutes=window_minutes),
-        closures=active_closures(session),
+        closures=state.closures,
         stabilise=requirements(stabilise, patient) if stabilise else None,
         partial_k=partial_k,
         stay=stay,
+        excluded_limit=excluded_limit,
     )
 
 

@@ -56,6 +56,7 @@ class FacilityTable:
     snap_m: np.ndarray  # distance to it (inf without network)
     slot: np.ndarray  # index of the node in ``slot_nodes``
     slot_nodes: np.ndarray  # unique nodes, sorted: the router's bucket key
+    code_rank: np.ndarray  # position of each facility in code order (ties of ETA go by code)
 
     def __len__(self) -> int:
         return len(self.facilities)
@@ -146,6 +147,8 @@ def prepare_facilities(
         snap_m = np.full(n, np.inf)
         slot_nodes = np.empty(0, np.int64)
         slot = np.full(n, -1, np.int64)
+    code_rank = np.empty(n, np.int64)
+    code_rank[np.asarray(sorted(range(n), key=lambda i: items[i].code), np.int64)] = np.arange(n)
     return FacilityTable(
         facilities=items,
         network=network,
@@ -163,4 +166,5 @@ def prepare_facilities(
         snap_m=snap_m,
         slot=np.asarray(slot, np.int64).reshape(n),
         slot_nodes=np.asarray(slot_nodes, np.int64),
+        code_rank=code_rank,
     )

@@ -366,7 +366,10 @@ class Ranking:
     outreach
         When ``beyond_window`` and a candidate exists: the suggestion to bring its team.
     excluded
-        Every facility not proposed, with its reasons (built on first access; ordered by ETA).
+        Every facility not proposed, with its reasons (built on first access; ordered by ETA),
+        or the nearest of them when :func:`routing.rank` was given ``excluded_limit``.
+    more_excluded
+        Facilities not proposed and not listed in ``excluded`` (0 without a limit).
     """
 
     requirements: Requirements
@@ -380,6 +383,7 @@ class Ranking:
     outreach: Outreach | None
     _exclusions: Callable[[], tuple[Exclusion, ...]] = field(repr=False, compare=False)
     partial: tuple[Partial, ...] = ()
+    more_excluded: int = 0
 
     @cached_property
     def excluded(self) -> tuple[Exclusion, ...]:
@@ -400,6 +404,7 @@ class Ranking:
             "candidates": [c.to_dict() for c in self.candidates],
             "more_candidates": self.more_candidates,
             "excluded": _exclusions_to_dicts(self.excluded),
+            "more_excluded": self.more_excluded,
             "warnings": [w.text for w in self.warnings],
             "warning_details": [w.to_dict() for w in self.warnings],
             "beyond_window": self.beyond_window,

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from routing.closures import Closure
+from routing.errors import InvalidInputError
 from routing.facility_table import CAP_BIT, FacilityTable, capability_mask
 from routing.model import (
     BED_LABELS,
@@ -42,6 +43,7 @@ def rank(
     stabilise: Requirements | None = None,
     partial_k: int = 0,
     stay: bool = False,
+    excluded_limit: int | None = None,
 ) -> Ranking:
     """Rank the facilities able to take a case by road travel time from the origin.
 
@@ -70,6 +72,10 @@ def rank(
     stay
         The patient must not be moved: always propose the outreach of the best capable (or,
         when none, the best partial) facility's team.
+    excluded_limit
+        List only this many exclusions, the nearest first (None: every facility that is out;
+        ``Ranking.more_excluded`` counts the rest). A province has thousands of facilities that
+        are out; a person asks why not the nearer ones.
 
     Returns
     -------
@@ -123,18 +129,21 @@ def rank(
         _outreach(router, table, team, (olat, olon), state, policy) if beyond or stay else None
     )
     warnings = _warnings(q, table, candidates, top.hits, requirements, policy, state, beyond)
-    listed = {h.index for h in top.hits}
     unreachable = set(top.unreachable)
+    out_count = int(len(table) - int(np.count_nonzero(eligible))) + len(unreachable)
+    if excluded_limit is not None and excluded_limit < 0:
+        raise InvalidInputError("excluded_limit must be >= 0 or None", field="excluded_limit")
+    shown = out_count if excluded_limit is None else min(out_count, excluded_limit)
 
     def exclusions() -> tuple[Exclusion, ...]:
         return _exclusions(
             table,
             requirements,
             eligible,
-            listed,
             unreachable,
             base_s if base_known else None,
             policy,
+            shown,
         )
 
     return Ranking(
@@ -149,6 +158,7 @@ def rank(
         outreach=outreach,
         _exclusions=exclusions,
         partial=partial,
+        more_excluded=out_count - shown,
     )
 
 
@@ -451,50 +461,63 @@ def _exclusions(
     table: FacilityTable,
     req: Requirements,
     eligible: np.ndarray,
-    listed: set[int],
     unreachable: set[int],
     base_s: np.ndarray | None,
     policy: Policy,
+    shown: int,
 ) -> tuple[Exclusion, ...]:
+    """The ``shown`` nearest facilities that are out, by ETA then code, each with its reasons.
+
+    No search is run for them: their ETAs are the base times of the one-to-many query already
+    done for the candidates (unknown under closures, or off the road). The order is taken on
+    arrays; objects are made only for the rows shown.
+    """
     need = capability_mask(req.capabilities)
-    excluded = np.flatnonzero(~eligible).tolist() + sorted(unreachable)
-    sel = np.asarray(excluded, np.int64)
-    # plain lists: a province has thousands of excluded facilities and numpy scalars are slow
+    every = np.concatenate(
+        [np.flatnonzero(~eligible), np.asarray(sorted(unreachable), np.int64)]
+    ).astype(np.int64)
+    if base_s is None:
+        eta_all = np.full(every.shape[0], np.nan)
+    else:
+        eta_all = np.where(table.snap_m[every] <= policy.max_snap_m, base_s[every] / 60.0, np.nan)
+    sort_eta = np.where(np.isnan(eta_all), np.inf, eta_all)
+    near = np.arange(every.shape[0])
+    if 0 < shown < every.shape[0]:  # sort only the nearest (and those tied with the last)
+        kth = np.partition(sort_eta, shown - 1)[shown - 1]
+        near = np.flatnonzero(sort_eta <= kth)
+    order = near[np.lexsort((table.code_rank[every[near]], sort_eta[near]))][:shown]
+    sel = every[order]
+    picked = sel.tolist()
+    is_unreachable = (order >= every.shape[0] - len(unreachable)).tolist()
+    # plain lists: numpy scalars are slow one by one
     active = table.active[sel].tolist()
     maternal = table.maternal[sel].tolist()
     neonatal = table.neonatal[sel].tolist()
     missing = ((table.caps[sel] & need) ^ need).tolist()
     unav = (table.unavailable[sel] & need).tolist()
     closed = (table.diversion[sel] == _CLOSED).tolist()
+    etas = eta_all[order].tolist()
     beds = sorted(req.beds)
-    zero_beds = [tuple(b for b in beds if table.beds[i, BED_TYPES.index(b)] == 0) for i in excluded]
-    if base_s is None:
-        etas: list[float | None] = [None] * len(excluded)
-    else:
-        on_road = table.snap_m[sel] <= policy.max_snap_m
-        etas = [
-            e if ok else None
-            for e, ok in zip((base_s[sel] / 60.0).tolist(), on_road.tolist(), strict=True)
-        ]
+    columns = [BED_TYPES.index(b) for b in beds]
+    free = table.beds[sel][:, columns].tolist() if columns else [[] for _ in picked]
     caps = sorted(req.capabilities)
     memo: dict[tuple[object, ...], tuple[Reason, ...]] = {}
-    rows: list[tuple[float, str, Exclusion]] = []
-    for j, i in enumerate(excluded):
+    rows: list[Exclusion] = []
+    for j, i in enumerate(picked):
         f = table.facilities[i]
         why = f.diversion_reason if closed[j] else ""
+        zero_beds = tuple(b for b, n in zip(beds, free[j], strict=True) if n == 0)
         sig = (
-            i in unreachable, active[j], maternal[j], neonatal[j], missing[j], unav[j],
-            closed[j], why, zero_beds[j],
+            is_unreachable[j], active[j], maternal[j], neonatal[j], missing[j], unav[j],
+            closed[j], why, zero_beds,
         )  # fmt: skip
         reasons = memo.get(sig)
         if reasons is None:
             reasons = _exclusion_reasons(req, caps, *sig)
             memo[sig] = reasons
         eta = etas[j]
-        sort_eta = eta if eta is not None and eta == eta else float("inf")
-        rows.append((sort_eta, f.code, Exclusion(f.code, f.name, reasons, eta)))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    return tuple(r[2] for r in rows)
+        rows.append(Exclusion(f.code, f.name, reasons, None if eta != eta else eta))
+    return tuple(rows)
 
 
 def _exclusion_reasons(

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
 
 from alerts.timers import WorkerSettings
 from alerts.transports import SmsConfigError
@@ -51,13 +52,32 @@ def retention(days: int | None) -> None:
     type=click.IntRange(min=1),
     help="open client connections kept at once (phones keep theirs open between polls)",
 )
-def serve(host: str, port: int, threads: int, connection_limit: int) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="processes (gunicorn, gthread): one per core; omitted or 1: one waitress process",
+)
+def serve(host: str, port: int, threads: int, connection_limit: int, workers: int | None) -> None:
     """Serve the web app and the API (no scheduler: run `greenchannel worker` beside it)."""
     rt = open_runtime()
-    warm_up(rt)
-    click.echo(f"greenchannel web on http://{host}:{port}/")
-    run_waitress(
-        web_app(rt), host=host, port=port, threads=threads, connection_limit=connection_limit
+    app = web_app(rt)
+    prime_routing(rt)
+    warm_up(rt)  # after the app is built: the frozen heap holds it too
+    if workers is None or workers == 1:
+        click.echo(f"greenchannel web on http://{host}:{port}/")
+        run_waitress(app, host=host, port=port, threads=threads, connection_limit=connection_limit)
+        return
+    from greenchannel.cli.gunicorn_server import run_gunicorn
+
+    click.echo(f"greenchannel web on http://{host}:{port}/ ({workers} processes, gunicorn)")
+    run_gunicorn(
+        app,
+        rt,
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        connection_limit=connection_limit,
     )
 
 
@@ -88,6 +108,26 @@ def warm_up(rt: Runtime) -> None:
         seconds = router.warm_up()
         click.echo(f"routing ready in {seconds:.1f} s", err=True)
     settle_heap()
+
+
+def prime_routing(rt: Runtime) -> None:
+    """Prepare the facility table and its road buckets once, before any worker is forked: the
+    first route request of every worker then finds them (a process reloads them only when the
+    routing revision moves)."""
+    from referral.live import live_state
+    from referral.placement import router_for
+
+    router = router_for(rt.settings["GREENCHANNEL_ROADS"])
+    if router.network is None:
+        return
+    try:
+        with session_scope(rt) as session:
+            table = live_state(session).table(router, now=utcnow(), grace=rt.rules.stale_grace)
+    except SQLAlchemyError as exc:  # not migrated yet: the requests will say so
+        click.echo(f"routing not primed: {type(exc).__name__}", err=True)
+        return
+    if len(table):
+        router.buckets(table)
 
 
 def settle_heap() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -18,6 +18,7 @@ from greenchannel.web.auth import require_user
 from greenchannel.web.context import current_placement
 from greenchannel.web.db import db
 from greenchannel.web.observability import request_id
+from greenchannel.web.responses import json_response
 from referral import closures
 from referral.decision import condition_need, decide
 from referral.limits import FACILITY_CODE_LENGTH, MAX_CAPABILITIES
@@ -86,7 +87,15 @@ class RouteOutSchema(Schema):
     )
     more_candidates = fields.Integer()
     excluded = fields.List(
-        fields.Dict(), required=True, metadata={"description": "each: facility, name, reasons"}
+        fields.Dict(),
+        required=True,
+        metadata={
+            "description": "each: facility, name, eta_minutes, reasons; the nearest first "
+            "(all of them with ?excluded=all)"
+        },
+    )
+    more_excluded = fields.Integer(
+        metadata={"description": "facilities that are out and not listed in excluded"}
     )
     warnings = fields.List(fields.String(), required=True)
     beyond_window = fields.Boolean()
@@ -166,10 +175,22 @@ class CoverageOutSchema(Schema):
     )
 
 
+#: How many facilities that are out the route answer lists by default, the nearest first.
+EXCLUDED_SHOWN = 50
+
+
 class RouteQuerySchema(Schema):
     lang = fields.String(
         validate=validate.OneOf(["zh", "en"]),
         metadata={"description": "language of the reasons (default: Accept-Language, else en)"},
+    )
+    excluded = fields.String(
+        load_default="nearest",
+        validate=validate.OneOf(["nearest", "all"]),
+        metadata={
+            "description": f"nearest (default): the {EXCLUDED_SHOWN} nearest facilities that "
+            "are out, with more_excluded counting the rest; all: every one of them"
+        },
     )
 
 
@@ -181,11 +202,29 @@ def answer_language(query: dict[str, Any]) -> str:
     return best or "en"
 
 
+# The answer's fields as RouteOutSchema would dump them; the answer is written by orjson
+# straight from the decision's dict (the schema documents it), so marshmallow's per-field dump
+# and the standard library's encoder are not on the path of the busiest request.
+ROUTE_FIELDS: frozenset[str] = frozenset(
+    field.data_key or name for name, field in RouteOutSchema().dump_fields.items()
+)
+
+
+def route_answer(answer: dict[str, Any]) -> Response:
+    """The route answer as JSON: the schema's fields only, integers where it says so."""
+    out = {key: value for key, value in answer.items() if key in ROUTE_FIELDS}
+    for key in ("window_minutes", "more_candidates", "more_excluded"):
+        value = out.get(key)
+        if isinstance(value, float):
+            out[key] = int(value)
+    return json_response(out)
+
+
 @blp.route("/route", methods=["POST"])
 @blp.arguments(RouteInSchema)
 @blp.arguments(RouteQuerySchema, location="query")
 @blp.response(200, RouteOutSchema)
-def route(body: dict[str, Any], query: dict[str, Any]) -> dict[str, Any]:
+def route(body: dict[str, Any], query: dict[str, Any]) -> Response:
     """The ranked destinations for a case from an origin, with ETA and reasons.
 
     With a ``case`` the answer is the service's one clinical decision (the same as a referral's):
@@ -201,6 +240,7 @@ def route(body: dict[str, Any], query: dict[str, Any]) -> dict[str, Any]:
     else:
         point = (origin["lat"], origin["lon"])
     language = answer_language(query)
+    limit = None if query["excluded"] == "all" else EXCLUDED_SHOWN
     if "case" in body:
         decision = decide(
             db.session,
@@ -210,8 +250,9 @@ def route(body: dict[str, Any], query: dict[str, Any]) -> dict[str, Any]:
             case=case_from(body["case"]),
             now=clock.now(),
             origin_facility=facility,
+            excluded_limit=limit,
         )
-        return decision.to_dict(language)
+        return route_answer(decision.to_dict(language))
     given = body["requirements"]
     need = Need(
         maternal_level=parse_level(given["maternal_level"], prefix="M", field="maternal_level"),
@@ -229,6 +270,7 @@ def route(body: dict[str, Any], query: dict[str, Any]) -> dict[str, Any]:
         stabilise=place.rules.clinical.stabilise_default[given["patient"]],
         now=clock.now(),
         partial_k=place.rules.clinical.partial_matches,
+        excluded_limit=limit,
     )
     answer = ranking.to_dict()
     answer.update(
@@ -240,7 +282,7 @@ def route(body: dict[str, Any], query: dict[str, Any]) -> dict[str, Any]:
         safety_net=None,
         language="en",
     )
-    return answer
+    return route_answer(answer)
 
 
 def closure_out(row: RoadClosure) -> dict[str, Any]:

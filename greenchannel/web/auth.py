@@ -11,6 +11,7 @@ work begins, so that a page that only reads still keeps its session alive.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from wtforms import ValidationError
 
 from core.errors import Forbidden, ServiceError
-from facilities.accounts import token_use, user_for_session
+from facilities.accounts import TOUCH_EVERY, token_use, user_for_session
 from facilities.areas import area_covers
 from facilities.models import Facility, Role, User
 from greenchannel.web import clock, observability
@@ -42,13 +43,38 @@ def _bookkeeping_session() -> Session:
     return cast(Session, current_app.extensions["greenchannel.runtime"].sessions())
 
 
+_touch_lock = threading.Lock()
+
+
+def _first_touch(token_id: int, now: dt.datetime) -> bool:
+    """Whether this request is the one of this process that writes the token's last use now.
+
+    When a busy token's minute is up, every request in flight sees it; without this each would
+    write the token's row and an audit row, one after another on the row's lock, and the
+    requests would queue behind them. One thread per process writes; the others only read.
+    """
+    touches: dict[int, dt.datetime] = current_app.extensions.setdefault(
+        "greenchannel.token_touches", {}
+    )
+    with _touch_lock:
+        last = touches.get(token_id)
+        if last is not None and last <= now < last + TOUCH_EVERY:
+            return False
+        if len(touches) >= 10_000:
+            touches.clear()
+        touches[token_id] = now
+        return True
+
+
 def _token_user_id(token: str) -> int | None:
     now = clock.now()
     with _bookkeeping_session() as own:
         use = token_use(own, token, now=now)
         if use is None:
             return None
-        if use.recorded:  # at most once a minute per token: the trail without the flood
+        # at most once a minute per token (and one request of a process): the trail without
+        # the flood; otherwise the session closes without writing
+        if use.recorded and _first_touch(use.token_id, now):
             audit.record(
                 own,
                 action="token_use",

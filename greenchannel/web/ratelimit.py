@@ -1,16 +1,25 @@
 """Rate limits on API token use and on the inbound SMS webhook, counted in the database.
 
-A fixed one-minute window per key: one ``INSERT … ON CONFLICT DO UPDATE SET count = count + 1
+A fixed one-minute window per key: one ``INSERT … ON CONFLICT DO UPDATE SET count = count + n
 RETURNING count`` (PostgreSQL and SQLite both have it) is atomic, so every web process counts
-against the same row and no process keeps state of its own. The counter commits on its own
-connection before the request's work starts: a request that is refused, or that fails later,
-still counts. Old windows are deleted by ``greenchannel retention``.
+against the same row. The counter commits on its own connection before the request's work
+starts: a request that fails later still counts. Old windows are deleted by ``greenchannel
+retention``.
 
 Only an authenticated caller is counted, after it has proved who it is: an API token that
 belongs to an active user, an SMS whose Twilio signature is right. Counted before, anyone could
 spend someone else's allowance: thirty unsigned posts naming a hospital's phone made its genuine
 "Y" answer a 429 (issue 22); and every made-up token would leave a counter row behind.
 Unauthenticated requests are refused by the views (401, 403) without touching the counters.
+
+A busy token does not write once per request: each process claims units of the window's count
+in blocks (:class:`Allowance`) and spends them in memory. A block is at most a sixteenth of what
+is left of the limit (one unit near the limit, and always one for a limit under 32), and a
+request is allowed only out of units the database counted under the limit, so the limit still
+holds across every process; what a block costs is that another process may refuse a little
+early, by at most the units the others still hold (a sixteenth of what was left when they were
+claimed). The first request of a window always writes; once a process has seen the window's
+count reach the limit, it refuses that key until the next window without writing again.
 
 Limits (per minute) come from the environment: ``GREENCHANNEL_RATE_LIMIT_TOKEN`` (default 600,
 per API token) and ``GREENCHANNEL_RATE_LIMIT_SMS`` (default 30, per sending phone); ``0`` turns
@@ -23,6 +32,7 @@ import datetime as dt
 import hashlib
 import math
 import os
+import threading
 from collections.abc import Callable, Mapping
 
 from flask import Flask, Response, current_app, request
@@ -62,22 +72,55 @@ def window_start(now: dt.datetime) -> dt.datetime:
     return now.astimezone(dt.UTC).replace(second=0, microsecond=0)
 
 
-def hit(engine: Engine, *, key: str, now: dt.datetime) -> int:
-    """Count one request for ``key`` in the current window; returns the count so far."""
+def hit(engine: Engine, *, key: str, now: dt.datetime, amount: int = 1) -> int:
+    """Count ``amount`` requests for ``key`` in the current window; returns the count so far."""
     start = window_start(now)
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     statement = (
         dialect.insert(RateCounter)
-        .values(key=key[:100], window_start=start, count=1)
+        .values(key=key[:100], window_start=start, count=amount)
         .on_conflict_do_update(
             index_elements=["key", "window_start"],
-            set_={"count": RateCounter.__table__.c.count + 1},
+            set_={"count": RateCounter.__table__.c.count + amount},
         )
         .returning(RateCounter.__table__.c.count)
     )
     # One atomic statement in autocommit: a single round trip, no BEGIN and COMMIT around it.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         return int(conn.execute(statement).scalar_one())
+
+
+SHARE = 16  # a block is at most this fraction of what is left of the limit
+_KEYS_KEPT = 10_000
+
+
+class Allowance:
+    """The units of each key's window count this process has claimed and not used yet."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # key -> (window start, units left, the window's count when they were claimed)
+        self._held: dict[str, tuple[dt.datetime, int, int]] = {}
+
+    def take(self, engine: Engine, *, key: str, now: dt.datetime, limit: int) -> bool:
+        """Whether one more request of ``key`` is within ``limit`` in this window."""
+        start = window_start(now)
+        with self._lock:
+            held = self._held.get(key)
+            if held is not None and held[0] == start and held[1] > 0:
+                self._held[key] = (start, held[1] - 1, held[2])
+                return True
+            known = held[2] if held is not None and held[0] == start else 0
+            if known >= limit:  # this window is spent: refused without another write
+                return False
+        claim = max(1, (limit - known) // SHARE)
+        total = hit(engine, key=key, now=now, amount=claim)
+        granted = min(claim, limit - (total - claim))  # the units counted under the limit
+        with self._lock:
+            if len(self._held) >= _KEYS_KEPT:
+                self._held = {k: v for k, v in self._held.items() if v[0] == start}
+            self._held[key] = (start, max(granted - 1, 0), total)
+        return granted > 0
 
 
 def prune(engine: Engine, *, now: dt.datetime) -> int:
@@ -120,7 +163,8 @@ def _check() -> Response | None:
     if limit <= 0 or not authenticated():
         return None
     now = clock.now()
-    if hit(db.engine, key=key, now=now) <= limit:
+    allowance: Allowance = current_app.extensions["greenchannel.ratelimit"]
+    if allowance.take(db.engine, key=key, now=now, limit=limit):
         return None
     retry_after = max(1, math.ceil((window_start(now) + WINDOW - now).total_seconds()))
     response = error_response(
@@ -135,4 +179,5 @@ def _check() -> Response | None:
 def init_app(app: Flask) -> None:
     for name, value in limits_from_env().items():
         app.config.setdefault(name, value)
+    app.extensions["greenchannel.ratelimit"] = Allowance()
     app.before_request(_check)

@@ -1,0 +1,71 @@
+"""The excluded list: the nearest facilities that are out, from the one query already done, bounded
+on the API unless every one is asked for (``?excluded=all``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from routing import Closure, Policy, Requirements, Router, rank
+from tests.routing_helpers import grid_network, random_facilities
+from tests.world import World
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_a_limited_excluded_list_is_the_head_of_the_full_one(closed: bool) -> None:
+    net = grid_network(30, 30, seed=3)
+    router = Router(net)
+    table = router.prepare(random_facilities(net, 300, seed=4))
+    req = Requirements(maternal_level=3, capabilities=frozenset({"adult_icu"}))
+    policy = Policy(top_k=5)
+    lat, lon = float(net.lat[400]), float(net.lon[400])
+    closures = (
+        [Closure("c", float(net.lat[410]), float(net.lon[410]), radius_m=400)] if closed else []
+    )
+    full = rank((lat, lon), table, req, router=router, policy=policy, closures=closures)
+    for limit in (0, 1, 7, 50, 10_000):
+        some = rank(
+            (lat, lon),
+            table,
+            req,
+            router=router,
+            policy=policy,
+            closures=closures,
+            excluded_limit=limit,
+        )
+        assert some.excluded == full.excluded[:limit]
+        assert some.more_excluded == len(full.excluded) - len(some.excluded)
+        assert some.candidates == full.candidates
+    assert full.more_excluded == 0
+    known = [e.eta_minutes for e in full.excluded if e.eta_minutes is not None]
+    assert known == sorted(known)
+
+
+def test_a_negative_limit_names_the_field() -> None:
+    net = grid_network(5, 5, seed=1)
+    router = Router(net)
+    with pytest.raises(ValueError, match="excluded_limit"):
+        rank(
+            (float(net.lat[0]), float(net.lon[0])),
+            random_facilities(net, 5, seed=1),
+            Requirements(),
+            router=router,
+            excluded_limit=-1,
+        )
+
+
+def test_the_api_lists_the_nearest_excluded_and_all_on_request(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenchannel.web import api_routing
+
+    body = {"origin": {"facility": "T-1"}, "case": {"conditions": ["PPH"]}}
+    every = world.post("clinic", "/api/v1/route?excluded=all", body).get_json()
+    assert every["more_excluded"] == 0 and len(every["excluded"]) >= 1
+    default = world.post("clinic", "/api/v1/route", body).get_json()
+    assert default == every  # the region is smaller than the default bound
+    monkeypatch.setattr(api_routing, "EXCLUDED_SHOWN", 0)
+    bounded = world.post("clinic", "/api/v1/route", body).get_json()
+    assert bounded["excluded"] == []
+    assert bounded["more_excluded"] == len(every["excluded"])
+    bad = world.post("clinic", "/api/v1/route?excluded=some", body)
+    assert bad.status_code == 422 and bad.get_json()["field"] == "excluded"
