@@ -17,8 +17,9 @@ from alerts import attention as alert_attention
 from alerts.models import AttentionItem
 from core.errors import ServiceError
 from facilities import status as status_service
-from facilities.models import Role
-from greenchannel.web import clock
+from facilities.models import Role, User
+from greenchannel.web import clock, http_cache
+from greenchannel.web.api_map import geometry_url
 from greenchannel.web.api_referrals import actor_for
 from greenchannel.web.db import db
 from greenchannel.web.labels import attention, board_order
@@ -26,17 +27,19 @@ from greenchannel.web.observability import request_id
 from greenchannel.web.pages import (
     area_facilities,
     audit_list,
+    language,
     page_error,
     page_for,
     page_user,
     report_failure,
 )
-from referral import closures, service
+from referral import closures, live_state, service
 from referral.locking import case_subject
 from referral.models import OPEN_STATUSES, Offer, Referral
 
 bp = Blueprint("board", __name__)
 bp.register_error_handler(HTTPException, page_error)
+bp.context_processor(lambda: {"geometry_url": geometry_url})
 COORDINATORS = (Role.COORDINATOR, Role.ADMIN)
 
 
@@ -92,10 +95,34 @@ def index() -> str:
     return render_template("board.html", **context)
 
 
+def board_tag(user: User) -> str:
+    """The live fragment's ETag: what it is made of, read as light rows (``referral.live_state``,
+    four statements), and the minute for the words that follow the clock (past the target,
+    capacity reported so long ago). Anything added to ``_board_live.html`` belongs here too."""
+    heads = live_state.open_heads(db.session, actor_for(user))
+    return http_cache.key(
+        "board",
+        user.id,
+        user.role.value,
+        user.area,
+        language(),
+        heads,
+        live_state.open_attention(db.session, [case_id for case_id, _ in heads]),
+        live_state.registry(db.session),
+        live_state.closures(db.session),
+        http_cache.minute(),
+    )
+
+
 @bp.get("/board/live")
 @page_for(*COORDINATORS)
-def live() -> str:
-    return render_template("_board_live.html", **board_context())
+def live() -> Response:
+    # The tag is read before the fragment: a write in between makes the next poll render again.
+    tag = board_tag(page_user())
+    unchanged = http_cache.not_modified(tag)
+    if unchanged is not None:
+        return unchanged
+    return http_cache.tagged(render_template("_board_live.html", **board_context()), tag)
 
 
 @bp.post("/board/attention/<int:item_id>/seen")
