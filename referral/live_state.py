@@ -53,8 +53,9 @@ def open_attention(session: Session, case_ids: Sequence[int]) -> Rows:
 
 
 def registry(session: Session) -> Rows:
-    """Every facility's shown columns and live status (names, phones, area, levels, where to
-    go, beds and diversion with their times): what a page names or marks unconfirmed."""
+    """Every facility's shown columns and live status (names, place, phones, area, levels,
+    where to go, beds and diversion with their times): what a page or the board's map names,
+    draws or marks unconfirmed."""
     statement = (
         select(
             Facility.id,
@@ -62,6 +63,8 @@ def registry(session: Session) -> Rows:
             Facility.name,
             Facility.name_en,
             Facility.kind,
+            Facility.lat,
+            Facility.lon,
             Facility.phone,
             Facility.active,
             Facility.province,

@@ -18,7 +18,8 @@ from greenchannel.web.pages import language
 from referral import live_state
 from referral.models import ReferralStatus
 
-CLOSED = (ReferralStatus.COMPLETED, ReferralStatus.CANCELLED)
+# The states in which a coordinator's case page lists where to redirect (pages_cases.py).
+REDIRECTABLE = ("requested", "offered", "unplaced", "accepted")
 
 
 def _who(user: User) -> tuple[object, ...]:
@@ -30,14 +31,16 @@ def case_tag(user: User, referral_id: int) -> str | None:
     head = live_state.case_head(db.session, actor_for(user), referral_id)
     if head is None:
         return None
+    status = head[2]
     parts: list[object] = ["case", *_who(user), head, live_state.registry(db.session)]
-    if head[2] not in CLOSED:
-        # "Arrival if she leaves now" follows the clock; a coordinator's redirect list ranks
-        # the hospitals by road (closures, the network) and beds (the registry rows above).
+    if status is ReferralStatus.ACCEPTED:
+        parts.append(http_cache.minute())  # "arrival if she leaves now" follows the clock
+    if user.role in (Role.COORDINATOR, Role.ADMIN) and status.value in REDIRECTABLE:
+        # The redirect list ranks the hospitals by road (closures, the network) and by beds
+        # (the registry rows above), whose figures go stale with the clock.
+        parts.append(live_state.closures(db.session))
+        parts.append(network_version(current_app.config.get("GREENCHANNEL_ROADS", "")))
         parts.append(http_cache.minute())
-        if user.role in (Role.COORDINATOR, Role.ADMIN):
-            parts.append(live_state.closures(db.session))
-            parts.append(network_version(current_app.config.get("GREENCHANNEL_ROADS", "")))
     return http_cache.key(*parts)
 
 

@@ -147,13 +147,23 @@
       .bindTooltip(esc(t("picked"))).addTo(map);
   });
 
-  var MAP_MS = window.greenchannelPollMs ? window.greenchannelPollMs * 1.2 : 3000;
-  refresh().then(function () {
-    // Slower while the tab is hidden, at once when it is seen again (live.js).
+  // The board's live fragment is tagged with everything the map draws (the cases, the
+  // registry with its places and live status, the closures): the map asks again when that
+  // fragment has changed, and otherwise only every 30 s in case (live.js's schedule: slower in
+  // a hidden tab).
+  var MAP_MS = window.greenchannelPollMs ? window.greenchannelPollMs * 10 : 30000;
+  var asking = false;
+  function again() {
+    if (asking) return Promise.resolve();
+    asking = true;
+    return refresh().then(function () { asking = false; });
+  }
+  document.addEventListener("live:updated", function () { again(); });
+  again().then(function () {
     if (window.greenchannelEvery) {
-      window.greenchannelEvery(MAP_MS, function (done) { refresh().then(done, done); });
+      window.greenchannelEvery(MAP_MS, function (done) { again().then(done, done); });
     } else {
-      window.setInterval(refresh, MAP_MS);
+      window.setInterval(again, MAP_MS);
     }
   });
 })();

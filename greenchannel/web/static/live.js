@@ -164,10 +164,12 @@
   // are no-store, so a shared computer's cache keeps no copy of a case.
   function poll(region) {
     var url = region.getAttribute("data-live");
+    // A region may ask less often (data-live-every, ms): a case page on a phone's paid data.
+    var period = window.greenchannelPollMs || parseInt(region.getAttribute("data-live-every"), 10) || POLL_MS;
     var last = null;
     var tag = null;
     var offline = document.getElementById("offline");
-    var stop = every(POLL_MS, function (done) {
+    var stop = every(period, function (done) {
       var headers = { "X-Requested-With": "fetch" };
       if (tag) headers["If-None-Match"] = tag;
       fetch(url, { credentials: "same-origin", cache: "no-store", headers: headers })
