@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
-from flask import current_app
+from flask import Response, current_app, request, url_for
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
@@ -92,11 +94,42 @@ def road_geometry(network: Any, limit: int = MAX_SEGMENTS) -> dict[str, Any]:
     }
 
 
+def network_version(path: str) -> str:
+    """The compiled network's identity as this process loads it (``router_for`` reloads a file
+    whose modification time moved): its path, modification time and size, hashed."""
+    try:
+        found = os.stat(path) if path else None
+    except OSError:
+        found = None
+    stamp = f"{path}:{found.st_mtime_ns}:{found.st_size}" if found else f"{path}:none"
+    return hashlib.blake2b(f"{stamp}:{MAX_SEGMENTS}".encode(), digest_size=8).hexdigest()
+
+
+def geometry_url() -> str:
+    """The geometry's URL with the network's version in it (cached by the browser for good)."""
+    return url_for("map.geometry", v=network_version(current_app.config["GREENCHANNEL_ROADS"]))
+
+
+@blp.after_request
+def _cache_versioned(response: Response) -> Response:
+    # Asked with the network's current version, the geometry never changes: the browser keeps
+    # it (private: it is served to logged-in users only). Any other version or none: no-store.
+    path = current_app.config["GREENCHANNEL_ROADS"]
+    if (
+        request.endpoint == "map.geometry"
+        and response.status_code == 200
+        and request.args.get("v") == network_version(path)
+    ):
+        response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
+
+
 @blp.route("/roads/geometry", methods=["GET"])
 @blp.response(200, GeometrySchema)
 def geometry() -> dict[str, Any]:
     """The road network for drawing: the fastest roads (at most 6000 segments) as polylines of
-    ``[lat, lon]`` points. Any logged-in user."""
+    ``[lat, lon]`` points. Any logged-in user. Asked with ``?v=`` the network's current version
+    (the board's link), the answer may be kept by the browser for a year."""
     require_user()
     network = router_for(current_app.config["GREENCHANNEL_ROADS"]).network
     with _lock:

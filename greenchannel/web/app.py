@@ -18,7 +18,7 @@ from werkzeug.routing import IntegerConverter
 from core.errors import ServiceError
 from core.settings import load_config
 from greenchannel.runtime import Runtime, build_runtime
-from greenchannel.web import input_guard, observability, ratelimit
+from greenchannel.web import http_cache, input_guard, observability, ratelimit
 from greenchannel.web.db import db
 from greenchannel.web.errors import error_response
 from greenchannel.web.schemas import ErrorSchema
@@ -173,6 +173,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
     observability.init_app(app)  # request ids, JSON logs, /metrics
     input_guard.init_app(app)  # NUL, lone surrogates, deep JSON: a 400 naming the field
     ratelimit.init_app(app)  # per-token and per-phone limits: 429 with Retry-After
+    http_cache.init_app(app)  # compression, ETags and 304s, versioned static files
 
     @app.after_request
     def security_headers(response: Response) -> Response:

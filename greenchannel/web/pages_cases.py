@@ -17,7 +17,7 @@ from alerts.recipients import area_coordinators
 from core.errors import NotFoundError, ServiceError
 from facilities import registry
 from facilities.models import FacilityKind, Role
-from greenchannel.web import case_views, clock, observability, referral_form
+from greenchannel.web import case_views, clock, http_cache, live_tags, observability, referral_form
 from greenchannel.web.api_referrals import actor_for, audited, case_from, create_committed
 from greenchannel.web.context import current_placement, current_rules
 from greenchannel.web.db import db
@@ -121,11 +121,16 @@ def clinic() -> tuple[str, int]:
 
 @bp.get("/clinic/live")
 @page_for(Role.CLINIC)
-def clinic_live() -> str:
+def clinic_live() -> Response:
     user = page_user()
     assert user.facility_id is not None
+    tag = live_tags.clinic_tag(user)  # before the fragment: see greenchannel/web/http_cache.py
+    unchanged = http_cache.not_modified(tag)
+    if unchanged is not None:
+        return unchanged
     open_cases, recent = clinic_cases(user.facility_id)
-    return render_template("_clinic_cases.html", open_cases=open_cases, recent=recent)
+    page = render_template("_clinic_cases.html", open_cases=open_cases, recent=recent)
+    return http_cache.tagged(page, tag)
 
 
 @bp.post("/clinic/referrals")
@@ -315,8 +320,14 @@ def case(referral_id: int) -> str:
 
 @bp.get("/cases/<int:referral_id>/live")
 @page_for(*ALL_ROLES)
-def case_live(referral_id: int) -> str:
-    return render_template("_case_live.html", **case_context(visible_case(referral_id)))
+def case_live(referral_id: int) -> Response:
+    tag = live_tags.case_tag(page_user(), referral_id)
+    if tag is not None:
+        unchanged = http_cache.not_modified(tag)
+        if unchanged is not None:
+            return unchanged
+    page = render_template("_case_live.html", **case_context(visible_case(referral_id)))
+    return http_cache.tagged(page, tag) if tag is not None else Response(page, mimetype="text/html")
 
 
 def _back(referral: Referral) -> Response:

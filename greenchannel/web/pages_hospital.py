@@ -15,7 +15,7 @@ from core.errors import ServiceError
 from core.vocabulary import VocabularyError
 from facilities import status as status_service
 from facilities.models import Channel, Diversion, Facility, Role
-from greenchannel.web import clock
+from greenchannel.web import clock, http_cache, live_tags
 from greenchannel.web.db import db
 from greenchannel.web.pages import audit_list, page_error, page_for, page_user
 from referral.models import Offer, OfferStatus, Referral, ReferralStatus
@@ -89,8 +89,12 @@ def _page(form: Any = None, error: tuple[str, str] | None = None) -> str:
 
 @bp.get("/hospital/live")
 @page_for(Role.HOSPITAL)
-def live() -> str:
-    return render_template("_hospital_live.html", **hospital_context())
+def live() -> Response:
+    tag = live_tags.hospital_tag(page_user())  # before the fragment (http_cache.py)
+    unchanged = http_cache.not_modified(tag)
+    if unchanged is not None:
+        return unchanged
+    return http_cache.tagged(render_template("_hospital_live.html", **hospital_context()), tag)
 
 
 def _count(name: str) -> int | None:

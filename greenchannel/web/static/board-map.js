@@ -22,9 +22,24 @@
   var facilities = {};
   var fitted = false;
 
+  // The lists are asked with the tag of the copy held here (If-None-Match): a 304 while
+  // nothing changed, and the map is not drawn again.
+  var tags = {};
+  var held = {};
   function getJSON(url) {
-    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); });
+    var headers = { Accept: "application/json" };
+    if (tags[url]) headers["If-None-Match"] = tags[url];
+    return fetch(url, { credentials: "same-origin", cache: "no-store", headers: headers })
+      .then(function (r) {
+        if (r.status === 304) return { data: held[url], changed: false };
+        if (!r.ok) throw new Error(String(r.status));
+        var etag = r.headers.get("ETag");
+        return r.json().then(function (data) {
+          tags[url] = etag;
+          held[url] = data;
+          return { data: data, changed: true };
+        });
+      });
   }
 
   var COLOURS = { normal: "#1b7f3b", advisory: "#b35c00", closed: "#b00020", stale: "#6b6b6b" };
@@ -91,23 +106,34 @@
   }
 
   function refresh() {
+    var placesMoved = false;
     return getJSON(el.getAttribute("data-facilities"))
-      .then(function (data) { drawFacilities(data.facilities); })
+      .then(function (answer) {
+        placesMoved = answer.changed;
+        if (answer.changed) drawFacilities(answer.data.facilities);
+      })
       .then(function () { return getJSON(el.getAttribute("data-referrals")); })
-      .then(function (data) { drawCases(data.referrals); })
+      .then(function (answer) {
+        if (answer.changed || placesMoved) drawCases(answer.data.referrals);
+      })
       .then(function () { return getJSON(el.getAttribute("data-closures")); })
-      .then(function (data) { drawClosures(data.closures); })
+      .then(function (answer) { if (answer.changed) drawClosures(answer.data.closures); })
       .catch(function () { /* the lists beside the map say the same; try again next time */ });
   }
 
-  getJSON(el.getAttribute("data-geometry")).then(function (data) {
-    data.polylines.forEach(function (line) {
-      L.polyline(line, { color: "#8a8f98", weight: 2, opacity: 0.8, interactive: false }).addTo(roads);
-    });
-    if (!fitted && data.polylines.length) {
-      map.fitBounds(L.polyline(data.polylines).getBounds(), { padding: [10, 10] });
-    }
-  }).catch(function () {});
+  // The geometry's URL carries the network's version: the browser keeps it for good.
+  var asJSON = { credentials: "same-origin", headers: { Accept: "application/json" } };
+  fetch(el.getAttribute("data-geometry"), asJSON)
+    .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); })
+    .then(function (data) {
+      data.polylines.forEach(function (line) {
+        L.polyline(line, { color: "#8a8f98", weight: 2, opacity: 0.8, interactive: false }).addTo(roads);
+      });
+      if (!fitted && data.polylines.length) {
+        map.fitBounds(L.polyline(data.polylines).getBounds(), { padding: [10, 10] });
+      }
+    })
+    .catch(function () {});
 
   map.on("click", function (event) {
     var lat = document.getElementById("closure-lat");
@@ -121,6 +147,23 @@
       .bindTooltip(esc(t("picked"))).addTo(map);
   });
 
-  refresh();
-  window.setInterval(refresh, 3000);
+  // The board's live fragment is tagged with everything the map draws (the cases, the
+  // registry with its places and live status, the closures): the map asks again when that
+  // fragment has changed, and otherwise only every 30 s in case (live.js's schedule: slower in
+  // a hidden tab).
+  var MAP_MS = window.greenchannelPollMs ? window.greenchannelPollMs * 10 : 30000;
+  var asking = false;
+  function again() {
+    if (asking) return Promise.resolve();
+    asking = true;
+    return refresh().then(function () { asking = false; });
+  }
+  document.addEventListener("live:updated", function () { again(); });
+  again().then(function () {
+    if (window.greenchannelEvery) {
+      window.greenchannelEvery(MAP_MS, function (done) { again().then(done, done); });
+    } else {
+      window.setInterval(again, MAP_MS);
+    }
+  });
 })();

@@ -3,7 +3,8 @@
    Without JavaScript the page is complete as served; forms post to the server either way. */
 (function () {
   "use strict";
-  var POLL_MS = 2500;
+  // A test may ask for a shorter period before the page loads (window.greenchannelPollMs).
+  var POLL_MS = window.greenchannelPollMs || 2500;
   var body = document.body;
   var offset = 0; // server clock minus browser clock, in ms (the server's clock is the truth)
 
@@ -122,37 +123,91 @@
     return region.querySelector("details[open]:not(.timeline)") !== null;
   }
 
+  // Asks `run(done)` again `period` ms after each answer while the tab is seen, four times
+  // slower while it is hidden (a phone in a pocket, a board behind another window), at once
+  // when it is seen again; each wait is drawn ±20% so that pages opened together drift apart.
+  // Returns a function that stops it for good.
+  var HIDDEN_SLOWER = 4;
+  function every(period, run) {
+    var timer = null;
+    var running = false;
+    var stopped = false;
+    function wait() {
+      var base = period * (document.hidden ? HIDDEN_SLOWER : 1);
+      return base * (0.8 + Math.random() * 0.4);
+    }
+    function fire() {
+      timer = null;
+      if (stopped) return;
+      running = true;
+      run(function () {
+        running = false;
+        if (!stopped) timer = window.setTimeout(fire, wait());
+      });
+    }
+    document.addEventListener("visibilitychange", function () {
+      if (stopped || document.hidden || running) return;
+      if (timer !== null) window.clearTimeout(timer);
+      fire();
+    });
+    timer = window.setTimeout(fire, wait());
+    return function stop() {
+      stopped = true;
+      if (timer !== null) window.clearTimeout(timer);
+      timer = null;
+    };
+  }
+  window.greenchannelEvery = every; // the board's map polls on the same schedule
+
+  // Each region asks with the tag of what it shows (If-None-Match): the server answers 304,
+  // with no body, while nothing in it has changed. The tag lives here, in memory: the answers
+  // are no-store, so a shared computer's cache keeps no copy of a case.
   function poll(region) {
     var url = region.getAttribute("data-live");
+    // A region may ask less often (data-live-every, ms): a case page on a phone's paid data.
+    var period = window.greenchannelPollMs || parseInt(region.getAttribute("data-live-every"), 10) || POLL_MS;
     var last = null;
+    var tag = null;
     var offline = document.getElementById("offline");
-    function once() {
-      if (document.hidden) return schedule();
-      fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+    var stop = every(period, function (done) {
+      var headers = { "X-Requested-With": "fetch" };
+      if (tag) headers["If-None-Match"] = tag;
+      fetch(url, { credentials: "same-origin", cache: "no-store", headers: headers })
         .then(function (response) {
           if (response.status === 401 || response.status === 403 || response.redirected) {
             window.location.reload(); // logged out or role changed: the server decides
             return null;
           }
+          if (response.status === 304) return null; // nothing new
           if (!response.ok) throw new Error(String(response.status));
-          return response.text();
+          var etag = response.headers.get("ETag");
+          return response.text().then(function (html) { return { html: html, etag: etag }; });
         })
-        .then(function (html) {
+        .then(function (answer) {
           if (offline) offline.hidden = true;
-          if (html === null) return;
+          if (answer === null) return;
+          var html = answer.html;
           showAttention(attentionIn(html)); // even while the region is left alone (busy)
-          if (html !== last && !busy(region)) {
-            var openTimeline = region.querySelector("details.timeline");
-            var keepOpen = openTimeline ? openTimeline.open : null;
-            region.innerHTML = html;
-            last = html;
-            var timeline = region.querySelector("details.timeline");
-            if (timeline && keepOpen !== null) timeline.open = keepOpen;
-            syncClock(region);
-            tick();
-            region.dispatchEvent(new CustomEvent("live:updated", { bubbles: true }));
-            // A closed case changes no more: stop asking (and stop its timers).
-            if (region.querySelector("[data-final]")) region.setAttribute("data-stopped", "1");
+          if (html === last) {
+            tag = answer.etag;
+            return;
+          }
+          // Someone is busy in the region: keep the old tag, so the next poll brings it again.
+          if (busy(region)) return;
+          var openTimeline = region.querySelector("details.timeline");
+          var keepOpen = openTimeline ? openTimeline.open : null;
+          region.innerHTML = html;
+          last = html;
+          tag = answer.etag;
+          var timeline = region.querySelector("details.timeline");
+          if (timeline && keepOpen !== null) timeline.open = keepOpen;
+          syncClock(region);
+          tick();
+          region.dispatchEvent(new CustomEvent("live:updated", { bubbles: true }));
+          // A closed case changes no more: stop asking.
+          if (region.querySelector("[data-final]")) {
+            region.setAttribute("data-stopped", "1");
+            stop();
           }
         })
         .catch(function () {
@@ -161,12 +216,12 @@
             offline.hidden = false;
           }
         })
-        .then(schedule, schedule);
+        .then(done, done);
+    });
+    if (region.querySelector("[data-final]")) {
+      region.setAttribute("data-stopped", "1"); // served closed: nothing will change
+      stop();
     }
-    function schedule() {
-      if (!region.hasAttribute("data-stopped")) window.setTimeout(once, POLL_MS);
-    }
-    schedule();
   }
 
   // Logging out on a shared computer leaves no half-typed case behind (see draft.js).

@@ -1,0 +1,140 @@
+"""Polling in a real browser (Chromium): an unchanged board is answered 304, a closed case
+stops asking, a hidden tab asks four times less often and at once when it is seen again.
+
+The pages poll every 2.5 s in service; here a page is told to poll every 300 ms
+(``window.greenchannelPollMs``, set before it loads) so the schedule shows in seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.browser import WAIT_MS, Person, browser, server
+from tests.world import PPH_REQUEST, World, web_world
+
+__all__ = ["browser", "server"]  # the fixtures this module's tests use
+
+pytestmark = pytest.mark.slow
+POLL_MS = 300
+
+
+class Polls:
+    """The answers a page received, by path, in order."""
+
+    def __init__(self, person: Person) -> None:
+        self.seen: list[tuple[float, str, int]] = []
+        person.page.on("response", self._record)
+
+    def _record(self, response: Any) -> None:
+        self.seen.append((time.monotonic(), urlparse(response.url).path, response.status))
+
+    def of(self, path: str, since: float = 0.0) -> list[int]:
+        return [status for at, seen, status in self.seen if seen == path and at >= since]
+
+
+def fast(person: Person, path: str) -> Polls:
+    """The person's page at ``path``, polling every POLL_MS, its answers recorded."""
+    person.context.add_init_script(f"window.greenchannelPollMs = {POLL_MS};")
+    polls = Polls(person)
+    person.page.goto(person.base + path)
+    return polls
+
+
+def wait(person: Person, seconds: float) -> float:
+    person.page.wait_for_timeout(seconds * 1000)
+    return time.monotonic()
+
+
+def new_case(world: World, ref: str) -> dict[str, Any]:
+    response = world.post("clinic", "/api/v1/referrals", {**PPH_REQUEST, "patient": {"ref": ref}})
+    assert response.status_code == 201
+    case: dict[str, Any] = response.get_json()
+    return case
+
+
+def test_an_unchanged_board_is_answered_304_and_a_change_arrives(
+    app: Flask, client: FlaskClient, server: str, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    world = web_world(app, client)
+    new_case(world, "T1-0001")
+    coordinator = Person(browser, server, "w-coord", phone=False, lang="zh")
+    polls = fast(coordinator, "/board")
+    start = wait(coordinator, 3)
+    live = polls.of("/board/live")
+    assert len(live) >= 4, live
+    assert live.count(200) <= 1 and live.count(304) >= len(live) - 1, live
+    assert set(polls.of("/api/v1/referrals", since=start - 1.5)) == {304}, polls.seen
+    # A new case: one full answer, then 304s again.
+    code = new_case(world, "T1-0002")["code"]
+    expect(coordinator.page.locator("table.cases")).to_contain_text(code, timeout=WAIT_MS)
+    changed = wait(coordinator, 0)
+    wait(coordinator, 2)
+    after = polls.of("/board/live", since=changed)
+    assert after and set(after) == {304}, after
+    assert not coordinator.errors, coordinator.errors
+
+
+def test_a_closed_case_page_stops_polling(
+    app: Flask, client: FlaskClient, server: str, browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    world = web_world(app, client)
+    case = new_case(world, "T1-0003")
+    clinic = Person(browser, server, "w-clinic", phone=True, lang="zh")
+    path = f"/cases/{case['id']}/live"
+    polls = fast(clinic, f"/cases/{case['id']}")
+    wait(clinic, 1.5)
+    assert len(polls.of(path)) >= 2
+    cancelled = world.post(
+        "clinic", f"/api/v1/referrals/{case['id']}/cancel", {"reason": "duplicate"}
+    )
+    assert cancelled.status_code == 200, cancelled.get_json()
+    expect(clinic.page.locator(".live-root[data-final]")).to_be_attached(timeout=WAIT_MS)
+    closed = wait(clinic, 0.2)
+    wait(clinic, 2.5)
+    assert polls.of(path, since=closed) == []
+    assert clinic.page.locator("section[data-live][data-stopped]").count() == 1
+    assert not clinic.errors, clinic.errors
+
+
+HIDE = """hidden => {
+  const state = hidden ? "hidden" : "visible";
+  Object.defineProperty(document, "visibilityState", {configurable: true, get: () => state});
+  Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def test_a_hidden_tab_polls_four_times_slower_and_at_once_when_seen_again(
+    app: Flask, client: FlaskClient, server: str, browser: Any
+) -> None:
+    world = web_world(app, client)
+    new_case(world, "T1-0004")
+    coordinator = Person(browser, server, "w-coord", phone=False, lang="zh")
+    polls = fast(coordinator, "/board")
+    begin = wait(coordinator, 1)
+    seen = len(polls.of("/board/live", since=begin))
+    wait(coordinator, 4)
+    visible = len(polls.of("/board/live", since=begin)) - seen
+    coordinator.page.evaluate(HIDE, True)
+    hidden_from = wait(coordinator, 1.5)  # a poll already on its way may still land
+    wait(coordinator, 4)
+    hidden = len(polls.of("/board/live", since=hidden_from))
+    # ~13 at 300 ms ± 20% (fewer on a loaded machine: the next wait starts at each answer)
+    assert visible >= 5, visible
+    assert hidden <= visible / 3, (visible, hidden)  # ~3 at 1200 ms ± 20%
+    # Seen again: it asks at once, not after its long wait.
+    shown = wait(coordinator, 0)
+    coordinator.page.evaluate(HIDE, False)
+    wait(coordinator, 0.6)  # less than the shortest hidden wait (960 ms)
+    assert polls.of("/board/live", since=shown), "no poll right after the tab was seen again"
+    assert not coordinator.errors, coordinator.errors
