@@ -149,20 +149,22 @@ def contract_chains(
     nch = chain_kind.shape[0]
     interior = seq.shape[0] - 2 * nch
     cap = 4 * interior + 2 * nch + 2
-    a_tail = np.empty(cap, np.int64)
-    a_head = np.empty(cap, np.int64)
+    # int32 throughout: a province's arcs and nodes stay below 2**31, and the build's peak
+    # memory is mostly these records
+    a_tail = np.empty(cap, np.int32)
+    a_head = np.empty(cap, np.int32)
     a_w = np.empty(cap, np.float64)
     a_ln = np.empty(cap, np.float64)
-    a_c1 = np.full(cap, -1, np.int64)
-    a_c2 = np.full(cap, -1, np.int64)
-    a_orig = np.full(cap, -1, np.int64)
+    a_c1 = np.full(cap, -1, np.int32)
+    a_c2 = np.full(cap, -1, np.int32)
+    a_orig = np.full(cap, -1, np.int32)
     ecap = 2 * interior + 1
-    up_node = np.empty(ecap, np.int64)
-    up_nb = np.empty(ecap, np.int64)
-    up_arc = np.empty(ecap, np.int64)
-    dn_node = np.empty(ecap, np.int64)
-    dn_nb = np.empty(ecap, np.int64)
-    dn_arc = np.empty(ecap, np.int64)
+    up_node = np.empty(ecap, np.int32)
+    up_nb = np.empty(ecap, np.int32)
+    up_arc = np.empty(ecap, np.int32)
+    dn_node = np.empty(ecap, np.int32)
+    dn_nb = np.empty(ecap, np.int32)
+    dn_arc = np.empty(ecap, np.int32)
     top_f = np.full(nch, -1, np.int64)
     top_b = np.full(nch, -1, np.int64)
     order = np.empty(interior, np.int64)  # the chain nodes in contraction order
@@ -256,19 +258,19 @@ def contract_chains(
         if two:
             top_b[c] = bl[0]
     return (
-        a_tail[:na],
-        a_head[:na],
-        a_w[:na],
-        a_ln[:na],
-        a_c1[:na],
-        a_c2[:na],
-        a_orig[:na],
-        up_node[:nu],
-        up_nb[:nu],
-        up_arc[:nu],
-        dn_node[:nd],
-        dn_nb[:nd],
-        dn_arc[:nd],
+        a_tail[:na].copy(),
+        a_head[:na].copy(),
+        a_w[:na].copy(),
+        a_ln[:na].copy(),
+        a_c1[:na].copy(),
+        a_c2[:na].copy(),
+        a_orig[:na].copy(),
+        up_node[:nu].copy(),
+        up_nb[:nu].copy(),
+        up_arc[:nu].copy(),
+        dn_node[:nd].copy(),
+        dn_nb[:nd].copy(),
+        dn_arc[:nd].copy(),
         top_f,
         top_b,
         order,
@@ -364,13 +366,13 @@ def build_ch_collapsed(
     k_orig2 = np.full(k_orig.shape[0], -1, np.int64)
     k_orig2[is_input & ~via_chain] = src_orig[k_orig[is_input & ~via_chain]]
     arcs = {
-        "arc_tail": np.concatenate([a_tail, core[ch["arc_tail"]]]).astype(np.int32),
-        "arc_head": np.concatenate([a_head, core[ch["arc_head"]]]).astype(np.int32),
+        "arc_tail": np.concatenate([a_tail, core[ch["arc_tail"]].astype(np.int32)]),
+        "arc_head": np.concatenate([a_head, core[ch["arc_head"]].astype(np.int32)]),
         "arc_w": np.concatenate([a_w, ch["arc_w"]]),
         "arc_len": np.concatenate([a_ln, ch["arc_len"]]),
-        "arc_c1": np.concatenate([a_c1, k_c1]).astype(np.int32),
-        "arc_c2": np.concatenate([a_c2, k_c2]).astype(np.int32),
-        "arc_orig": np.concatenate([a_orig, k_orig2]).astype(np.int32),
+        "arc_c1": np.concatenate([a_c1, k_c1.astype(np.int32)]),
+        "arc_c2": np.concatenate([a_c2, k_c2.astype(np.int32)]),
+        "arc_orig": np.concatenate([a_orig, k_orig2.astype(np.int32)]),
     }
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(order.shape[0])
@@ -382,15 +384,15 @@ def build_ch_collapsed(
     ):
         k_ptr = ch[f"{side}_ptr"]
         k_node = core[np.repeat(np.arange(nc), np.diff(k_ptr))]
-        node = np.concatenate([c_node, k_node])
-        nb = np.concatenate([c_nb, core[ch[f"{side}_nb"]]])
-        arc = np.concatenate([c_arc, ch[f"{side}_arc"].astype(np.int64) + shift])
+        node = np.concatenate([c_node, k_node.astype(np.int32)])
+        nb = np.concatenate([c_nb, core[ch[f"{side}_nb"]].astype(np.int32)])
+        arc = np.concatenate([c_arc, (ch[f"{side}_arc"] + shift).astype(np.int32)])
         by = np.argsort(node, kind="stable")
         s_ptr = np.zeros(n + 1, np.int64)
         np.cumsum(np.bincount(node, minlength=n), out=s_ptr[1:])
         out[f"{side}_ptr"] = s_ptr
-        out[f"{side}_nb"] = nb[by].astype(np.int32)
+        out[f"{side}_nb"] = nb[by]
         out[f"{side}_w"] = arcs["arc_w"][arc[by]]
-        out[f"{side}_arc"] = arc[by].astype(np.int32)
+        out[f"{side}_arc"] = arc[by]
     out.update(arcs)
     return out, nc
