@@ -167,7 +167,13 @@ def child_build(nodes: int, path: str, collapse: bool) -> None:
     build_s = time.perf_counter() - t1
     del arcs
     t2 = time.perf_counter()
-    size = net.save(path) if path else 0
+    figures = {
+        "build_s": build_s,
+        "gen_s": gen_s,
+        "gen_peak_mb": gen_peak,
+        "peak_mb": peak_rss_mb(),
+    }
+    size = net.save(path, build={"bench": figures}) if path else 0
     save_s = time.perf_counter() - t2
     r = net.report
     print(
@@ -188,6 +194,25 @@ def child_build(nodes: int, path: str, collapse: bool) -> None:
         ),
         flush=True,
     )
+
+
+def _recorded(path: str) -> dict[str, Any]:
+    """The build figures a previous run stored in the file's manifest."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+    r = manifest["report"]
+    return {
+        **manifest["build"]["bench"],
+        "ch_s": r["ch_seconds"],
+        "save_s": float("nan"),
+        "nodes": r["nodes"],
+        "arcs": r["arcs"],
+        "ch_nodes": r["ch_nodes"],
+        "ch_arcs": manifest["arrays"]["ch_arc_w"]["shape"][0],
+        "size": os.path.getsize(path),
+    }
 
 
 def _copy_load(path: str) -> RoadNetwork:
@@ -220,24 +245,40 @@ def child_serve(path: str, how: str, queries: int) -> None:
     t1 = time.perf_counter()
     rank(origins[0], table, REQ, router=router, policy=policy)  # builds the facility buckets
     first_s = time.perf_counter() - t1
-    times = []
-    cpu = []
-    for origin in origins[1:]:
-        t1 = time.perf_counter()
-        c1 = time.thread_time()
-        rank(origin, table, REQ, router=router, policy=policy)
-        cpu.append(time.thread_time() - c1)
-        times.append(time.perf_counter() - t1)
-    ms = np.asarray(times) * 1000
-    cpu_ms = np.asarray(cpu) * 1000
+
+    def timed() -> tuple[float, float, float]:
+        wall, cpu = [], []
+        for origin in origins[1:]:
+            t1 = time.perf_counter()
+            c1 = time.thread_time()
+            rank(origin, table, REQ, router=router, policy=policy)
+            cpu.append(time.thread_time() - c1)
+            wall.append(time.perf_counter() - t1)
+        ms, cpu_ms = np.asarray(wall) * 1000, np.asarray(cpu) * 1000
+        return (
+            float(np.percentile(ms, 50)),
+            float(np.percentile(ms, 99)),
+            float(np.percentile(cpu_ms, 99)),
+        )
+
+    cold = timed()  # straight after the load: pages fault in as the searches reach them
+    prefault_s = net.prefault()
+    rng2 = np.random.default_rng(SEED + 3)
+    picks = rng2.integers(0, net.node_count, queries + 1)
+    origins = [(float(net.lat[i]) + 3e-4, float(net.lon[i]) - 3e-4) for i in picks.tolist()]
+    warm = timed()  # new origins, every page mapped
     print(
         json.dumps(
             {
                 "load_s": load_s,
                 "first_ms": first_s * 1000,
-                "p50_ms": float(np.percentile(ms, 50)),
-                "p99_ms": float(np.percentile(ms, 99)),
-                "cpu_p99_ms": float(np.percentile(cpu_ms, 99)),
+                "prefault_s": prefault_s,
+                "cold_p50_ms": cold[0],
+                "cold_p99_ms": cold[1],
+                "cold_cpu_p99_ms": cold[2],
+                "p50_ms": warm[0],
+                "p99_ms": warm[1],
+                "cpu_p99_ms": warm[2],
                 "mapped": net.mapped,
             }
         ),
@@ -300,7 +341,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=15_000_000, help="OSM-like nodes to generate")
     parser.add_argument("--queries", type=int, default=1000, help="ranking queries per process")
-    parser.add_argument("--dir", help="where to write the compiled file (default: a temp dir)")
+    parser.add_argument("--file", help="compiled file to reuse (built there when missing)")
     parser.add_argument("--baseline-build", action="store_true", help="also build uncollapsed")
     parser.add_argument("--child", choices=["build", "serve"], help=argparse.SUPPRESS)
     parser.add_argument("--path", default="", help=argparse.SUPPRESS)
@@ -314,10 +355,14 @@ def main() -> None:
         child_serve(opts.path, opts.how, opts.queries)
         return
 
-    with tempfile.TemporaryDirectory(dir=opts.dir) as tmp:
-        path = os.path.join(tmp, "roads.npz")
-        print(f"building a generated province of ~{opts.nodes:,} nodes (progress below)")
-        b = _run(["--child", "build", "--nodes", str(opts.nodes), "--path", path])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = opts.file or os.path.join(tmp, "roads.npz")
+        if opts.file and os.path.exists(opts.file):
+            print(f"reusing {path} (the build figures below are those of the build it recorded)")
+            b = _recorded(path)
+        else:
+            print(f"building a generated province of ~{opts.nodes:,} nodes (progress below)")
+            b = _run(["--child", "build", "--nodes", str(opts.nodes), "--path", path])
         base_build = None
         if opts.baseline_build or opts.nodes <= 2_000_000:
             print("baseline: the same build without collapsing shape nodes")
@@ -356,6 +401,27 @@ def main() -> None:
             f"≪ 1 s ({TARGET_LOAD_S * 1000:.0f} ms)",
             f"{max(r['load_s'] for r in cp):.2f} s copy + k-d tree",
             mark(max(r["load_s"] for r in mm) <= TARGET_LOAD_S),
+        ),
+        (
+            "ranking p99 right after the load",
+            f"{max(r['cold_p99_ms'] for r in mm):.2f} ms",
+            f"≤ {TARGET_P99_MS:g} ms",
+            f"{max(r['cold_p99_ms'] for r in cp):.2f} ms on the copy",
+            mark(max(r["cold_p99_ms"] for r in mm) <= TARGET_P99_MS),
+        ),
+        (
+            "  the same, CPU time of the process",
+            f"{max(r['cold_cpu_p99_ms'] for r in mm):.2f} ms",
+            f"≤ {TARGET_P99_MS:g} ms",
+            f"{max(r['cold_cpu_p99_ms'] for r in cp):.2f} ms on the copy",
+            mark(max(r["cold_cpu_p99_ms"] for r in mm) <= TARGET_P99_MS),
+        ),
+        (
+            "pages touched (prefault)",
+            f"{max(r['prefault_s'] for r in mm):.1f} s",
+            "-",
+            "-",
+            "",
         ),
         (
             "ranking query p99 (300 of 2,000)",
