@@ -1,10 +1,14 @@
-"""The road network: import (OSM PBF, GraphML, networkx), the compiled ``.npz`` format, snapping.
+"""The road network: import (OSM PBF, GraphML, networkx), the compiled file, snapping.
 
 A :class:`RoadNetwork` is a directed graph in CSR form (arcs sorted by tail) restricted to its
 largest strongly connected component, with travel time (seconds) and length (metres) per arc, node
 coordinates, and the Contraction Hierarchy (CH) that the router queries. networkx is the model and
 the interchange format (:meth:`RoadNetwork.to_networkx`, :meth:`RoadNetwork.to_graphml`); the arrays
 do the work.
+
+The compiled file (:mod:`routing._store`) is mapped read-only by every process that loads it, so a
+machine holds one copy of a province's arrays however many workers serve it; snapping uses a grid
+saved in the same file (:mod:`routing._snap`) rather than a k-d tree built per process.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ import networkx as nx
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
 
+from routing import _snap, _store
 from routing._ch_build import build_ch
+from routing._collapse import build_ch_collapsed
 from routing.errors import RoadNetworkError
-from routing.geo import EARTH_RADIUS_M, chord_to_arc_m, haversine_m, to_xyz
+from routing.geo import haversine_m
 from routing.speeds import (
     DEFAULT_FERRY_SPEED_KMH,
     DEFAULT_SPEEDS,
@@ -38,8 +43,11 @@ from routing.speeds import (
 
 ProgressFn = Callable[[str, float], None]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2: one aligned, memory-mapped ``.npy`` member per array (see :mod:`routing._store`).
+Version 1 (``np.savez``, copied into each process) is still read."""
 _ARRAYS = ("node_id", "lat", "lon", "ptr", "head", "travel_time", "length")
+_SNAP_ARRAYS = ("snap_order", "snap_ptr")
 _CH_ARRAYS = (
     "rank",
     "up_ptr",
@@ -82,6 +90,9 @@ class ImportReport:
         OSM ways (and ferry routes among them) that contributed arcs (0 for other sources).
     import_seconds, ch_seconds
         Wall time of reading/cleaning and of building the Contraction Hierarchy.
+    ch_nodes
+        Nodes left for the witness-searching contraction once the chains of degree-two (shape)
+        nodes were collapsed (``nodes`` when nothing was collapsed; 0 in files of version 1).
     """
 
     source: str
@@ -98,6 +109,7 @@ class ImportReport:
     ferries: int = 0
     import_seconds: float = 0.0
     ch_seconds: float = 0.0
+    ch_nodes: int = 0
 
 
 class RoadNetwork:
@@ -108,7 +120,12 @@ class RoadNetwork:
         arrays: Mapping[str, np.ndarray],
         ch: Mapping[str, np.ndarray],
         report: ImportReport,
+        *,
+        snap: Mapping[str, Any] | None = None,
+        max_arc_m: float | None = None,
     ) -> None:
+        """``arrays`` may hold ``tail`` and the snapping grid (``snap_order``, ``snap_ptr`` with
+        ``snap`` its parameters), as a loaded file does; else they are computed here."""
         self.node_id: np.ndarray = arrays["node_id"]
         self.lat: np.ndarray = arrays["lat"]
         self.lon: np.ndarray = arrays["lon"]
@@ -116,13 +133,24 @@ class RoadNetwork:
         self.head: np.ndarray = arrays["head"]
         self.travel_time: np.ndarray = arrays["travel_time"]
         self.length: np.ndarray = arrays["length"]
-        self.tail: np.ndarray = np.repeat(
-            np.arange(self.node_count, dtype=np.int32), np.diff(self.ptr)
+        self.tail: np.ndarray = (
+            arrays["tail"]
+            if "tail" in arrays
+            else np.repeat(np.arange(self.node_count, dtype=np.int32), np.diff(self.ptr))
         )
         self.ch: dict[str, np.ndarray] = dict(ch)
         self.report = report
-        self._tree: cKDTree | None = None
-        self.max_arc_m = float(self.length.max()) if self.length.size else 0.0
+        if snap is not None and all(k in arrays for k in _SNAP_ARRAYS):
+            self.snap_grid = _snap.GridParams(**snap)
+            self.snap_order: np.ndarray = arrays["snap_order"]
+            self.snap_ptr: np.ndarray = arrays["snap_ptr"]
+        else:
+            self.snap_grid, self.snap_order, self.snap_ptr = _snap.build_grid(self.lat, self.lon)
+        if max_arc_m is None:
+            max_arc_m = float(self.length.max()) if self.length.size else 0.0
+        self.max_arc_m = max_arc_m
+        self.path: str | None = None
+        """The file this network was loaded from (``None`` when built in memory)."""
 
     # -- basic facts ---------------------------------------------------------------------------
     @property
@@ -137,6 +165,11 @@ class RoadNetwork:
 
     def __repr__(self) -> str:
         return f"RoadNetwork(nodes={self.node_count}, arcs={self.arc_count})"
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the arrays are read-only maps of the compiled file (shared between processes)."""
+        return isinstance(self.ch["up_nb"], np.memmap)
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -154,11 +187,14 @@ class RoadNetwork:
         ways: int = 0,
         ferries: int = 0,
         progress: ProgressFn | None = None,
+        collapse_chains: bool = True,
     ) -> RoadNetwork:
         """Build from plain arrays: nodes ``0..n-1`` and directed arcs ``tail[i] -> head[i]``.
 
         Parallel arcs are merged (the fastest wins), self-loops dropped, and only the largest
-        strongly connected component is kept; then the Contraction Hierarchy is built.
+        strongly connected component is kept; then the Contraction Hierarchy is built, with the
+        chains of degree-two nodes contracted in bulk first unless ``collapse_chains`` is false
+        (same travel times either way; see :mod:`routing._collapse`).
 
         Raises
         ------
@@ -244,7 +280,10 @@ class RoadNetwork:
             if progress is not None:
                 progress(msg, 0.35 + 0.65 * frac)
 
-        ch = build_ch(n2, tail, head, tt, ln, progress=ch_progress)
+        if collapse_chains:
+            ch, ch_nodes = build_ch_collapsed(n2, tail, head, tt, ln, progress=ch_progress)
+        else:
+            ch, ch_nodes = build_ch(n2, tail, head, tt, ln, progress=ch_progress), n2
         t2 = time.perf_counter()
         report = ImportReport(
             source=source,
@@ -261,6 +300,7 @@ class RoadNetwork:
             ferries=ferries,
             import_seconds=t1 - t0,
             ch_seconds=t2 - t1,
+            ch_nodes=ch_nodes,
         )
         if progress is not None:
             progress("done", 1.0)
@@ -429,48 +469,108 @@ class RoadNetwork:
         )
 
     # -- compiled file -------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the compiled network (uncompressed ``.npz``: loads fast; ``.npz`` is appended by
-        numpy when the name lacks it)."""
-        payload: dict[str, Any] = {k: getattr(self, k) for k in _ARRAYS}
+    def save(self, path: str | os.PathLike[str], *, build: Mapping[str, Any] | None = None) -> int:
+        """Write the compiled network to ``path`` atomically (a temporary file beside it, then a
+        rename: a process reading the old file keeps its map); returns the size in bytes.
+
+        ``build`` (e.g. the speeds table) is recorded in the manifest beside the import report.
+        """
+        payload: dict[str, np.ndarray] = {k: getattr(self, k) for k in _ARRAYS}
+        payload["tail"] = self.tail
+        payload.update({k: getattr(self, k) for k in _SNAP_ARRAYS})
         payload.update({f"ch_{k}": self.ch[k] for k in _CH_ARRAYS})
-        meta = {"format": "greenchannel-roads", "version": FORMAT_VERSION}
-        meta["report"] = asdict(self.report)
-        payload["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-        np.savez(os.fspath(path), **payload)
+        meta = {
+            "format": "greenchannel-roads",
+            "version": FORMAT_VERSION,
+            "report": asdict(self.report),
+            "build": dict(build or {}),
+            "snap": self.snap_grid.to_dict(),
+            "max_arc_m": self.max_arc_m,
+            "nodes": self.node_count,
+            "arcs": self.arc_count,
+        }
+        return _store.write(path, payload, meta)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> RoadNetwork:
-        """Read a file written by :meth:`save` and build the snapping index.
+    def load(cls, path: str | os.PathLike[str], *, verify: bool = False) -> RoadNetwork:
+        """Map a file written by :meth:`save` read-only (no copy: the page cache is shared by every
+        process that maps it). ``verify`` also checks every array's CRC (reads the whole file).
+        A version-1 file (``np.savez``) is read into memory as before.
 
         Raises
         ------
         RoadNetworkError
-            Missing file, not a compiled network, or a different format version.
+            Missing file, not a compiled network, a truncated or altered file, an unknown version.
         """
         p = os.fspath(path)
         if not os.path.isfile(p):
             raise RoadNetworkError(f"compiled road network not found: {p}", field="path")
         try:
-            with np.load(p, allow_pickle=False) as data:
-                meta = json.loads(bytes(data["meta"]).decode())
-                if meta.get("format") != "greenchannel-roads":
+            manifest = _store.read_manifest(p)
+            if manifest is None:
+                net = cls._load_v1(p)
+            else:
+                if manifest.get("format") != "greenchannel-roads":
                     raise RoadNetworkError(f"{p} is not a compiled road network", field="path")
-                if meta.get("version") != FORMAT_VERSION:
+                if manifest.get("version") != FORMAT_VERSION:
                     raise RoadNetworkError(
-                        f"{p} has format version {meta.get('version')}, expected "
-                        f"{FORMAT_VERSION}: import the roads again",
+                        f"{p} has format version {manifest.get('version')}, expected "
+                        f"{FORMAT_VERSION}: import the roads again (greenchannel roads import)",
                         field="path",
                     )
-                arrays = {k: data[k] for k in _ARRAYS}
-                ch = {k: data[f"ch_{k}"] for k in _CH_ARRAYS}
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+                if verify:
+                    _store.verify(p)
+                mapped = _store.map_arrays(p, manifest)
+                arrays = {k: mapped[k] for k in (*_ARRAYS, "tail", *_SNAP_ARRAYS)}
+                ch = {k: mapped[f"ch_{k}"] for k in _CH_ARRAYS}
+                net = cls(
+                    arrays,
+                    ch,
+                    ImportReport(**manifest["report"]),
+                    snap=manifest["snap"],
+                    max_arc_m=float(manifest["max_arc_m"]),
+                )
+        except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
             if isinstance(exc, RoadNetworkError):
                 raise
-            raise RoadNetworkError(f"cannot read compiled road network {p}: {exc}") from exc
-        net = cls(arrays, ch, ImportReport(**meta["report"]))
-        net.snap_index()
+            raise RoadNetworkError(
+                f"cannot read compiled road network {p}: {exc}: import the roads again "
+                "(greenchannel roads import)",
+                field="path",
+            ) from exc
+        net.path = p
         return net
+
+    def prefault(self) -> float:
+        """Read one byte of every page of the mapped arrays, so that the first queries do not
+        wait on page faults; returns the seconds it took. The pages are the machine's page
+        cache: the first process reads them from disk, the others only map them."""
+        t0 = time.perf_counter()
+        page = 4096
+        for array in (*self.ch.values(), self.snap_ptr, self.snap_order, self.lat, self.lon,
+                      self.ptr, self.head, self.travel_time, self.length, self.tail):  # fmt: skip
+            if isinstance(array, np.memmap) and array.nbytes:
+                np.asarray(array).reshape(-1).view(np.uint8)[::page].max()
+        return time.perf_counter() - t0
+
+    @classmethod
+    def _load_v1(cls, p: str) -> RoadNetwork:
+        """A version-1 file: arrays copied into this process, the grid built here."""
+        with np.load(p, allow_pickle=False) as data:
+            if "meta" not in data.files:
+                raise RoadNetworkError(f"{p} is not a compiled road network", field="path")
+            meta = json.loads(bytes(data["meta"]).decode())
+            if meta.get("format") != "greenchannel-roads":
+                raise RoadNetworkError(f"{p} is not a compiled road network", field="path")
+            if meta.get("version") != 1:
+                raise RoadNetworkError(
+                    f"{p} has format version {meta.get('version')}, expected "
+                    f"{FORMAT_VERSION}: import the roads again (greenchannel roads import)",
+                    field="path",
+                )
+            arrays = {k: data[k] for k in _ARRAYS}
+            ch = {k: data[f"ch_{k}"] for k in _CH_ARRAYS}
+        return cls(arrays, ch, ImportReport(**meta["report"]))
 
     # -- interchange ---------------------------------------------------------------------------
     def to_networkx(self) -> nx.DiGraph[int]:
@@ -496,27 +596,29 @@ class RoadNetwork:
         nx.write_graphml(self.to_networkx(), os.fspath(path))
 
     # -- snapping ------------------------------------------------------------------------------
-    def snap_index(self) -> cKDTree:
-        """The k-d tree over node positions on the sphere (built once, on first use)."""
-        if self._tree is None:
-            self._tree = cKDTree(to_xyz(self.lat, self.lon), balanced_tree=False)
-        return self._tree
-
     def nearest_nodes(
         self, lat: Iterable[float] | np.ndarray, lon: Iterable[float] | np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Nearest node of each point and its great-circle distance in metres."""
         la = np.atleast_1d(np.asarray(lat, np.float64))
         lo = np.atleast_1d(np.asarray(lon, np.float64))
-        if la.shape[0] == 1:  # the per-query case: skip the array machinery
-            p, q = math.radians(float(la[0])), math.radians(float(lo[0]))
-            c = math.cos(p) * EARTH_RADIUS_M
-            point = (c * math.cos(q), c * math.sin(q), math.sin(p) * EARTH_RADIUS_M)
-            chord1, idx1 = self.snap_index().query(point)
-            arc = 2 * EARTH_RADIUS_M * math.asin(min(1.0, float(chord1) / (2 * EARTH_RADIUS_M)))
-            return np.array([int(idx1)], np.int64), np.array([arc])
-        chord, idx = self.snap_index().query(to_xyz(la, lo))
-        return np.asarray(idx, np.int64), chord_to_arc_m(chord)
+        g = self.snap_grid
+        idx, metres = _snap.nearest(
+            la,
+            lo,
+            self.lat,
+            self.lon,
+            self.snap_order,
+            self.snap_ptr,
+            g.lat0,
+            g.lon0,
+            g.dlat,
+            g.dlon,
+            g.rows,
+            g.cols,
+            g.cos_min,
+        )
+        return idx, metres
 
 
 def _with_seconds(report: ImportReport, read_seconds: float) -> ImportReport:
