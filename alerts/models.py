@@ -231,6 +231,8 @@ class SmsProviderHealth(Base):
     down_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str] = mapped_column(String(500), default="")
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class CallStatus(enum.StrEnum):
     """A voice call's life: ours until the provider has it, then the provider's statuses."""
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,6 +211,7 @@ class RulesReader:
                 raise self.fail(value, where, f"{code!r} is not a SNOMED CT id (check digit)")
             out[system] = code
         return out
+
     def voice_call(self, node: Node, path: str, *, within: float) -> dt.timedelta | None:
         """An urgency's call step ``{enabled, after_minutes}``: the delay, or None when off.
         The call must come before the offer's answer timeout (``within`` minutes), or it
