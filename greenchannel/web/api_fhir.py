@@ -55,7 +55,8 @@ ISSUE_CODE = {
 }
 
 
-def _outcome_schema(resource_type: str) -> dict[str, Any]:
+def _resource_schema(resource_type: str) -> dict[str, Any]:
+    """The OpenAPI content of a FHIR answer: a JSON object of that resourceType."""
     return {
         "application/fhir+json": {
             "schema": {
@@ -68,7 +69,7 @@ def _outcome_schema(resource_type: str) -> dict[str, Any]:
 
 
 ERRORS = {
-    str(status): {"description": text, "content": _outcome_schema("OperationOutcome")}
+    str(status): {"description": text, "content": _resource_schema("OperationOutcome")}
     for status, text in (
         (400, "a search parameter is not understood (OperationOutcome)"),
         (401, "no or a wrong token (OperationOutcome)"),
@@ -134,7 +135,7 @@ def _check_format() -> None:
     responses={
         "200": {
             "description": "the CapabilityStatement",
-            "content": _outcome_schema("CapabilityStatement"),
+            "content": _resource_schema("CapabilityStatement"),
         },
         "400": ERRORS["400"],
     },
@@ -205,7 +206,7 @@ def metadata() -> Response:
 @blp.doc(
     parameters=[{"in": "query", "name": "_format", "schema": {"type": "string", "maxLength": 40}}],
     responses={
-        "200": {"description": "the Task of the case", "content": _outcome_schema("Task")},
+        "200": {"description": "the Task of the case", "content": _resource_schema("Task")},
         **ERRORS,
     },
 )
@@ -327,7 +328,10 @@ def _whole(name: str, low: int, high: int) -> int | None:
         {"in": "query", "name": "_format", "schema": {"type": "string", "maxLength": 40}},
     ],
     responses={
-        "200": {"description": "a searchset Bundle of Tasks", "content": _outcome_schema("Bundle")},
+        "200": {
+            "description": "a searchset Bundle of Tasks",
+            "content": _resource_schema("Bundle"),
+        },
         **ERRORS,
     },
 )

@@ -1,6 +1,6 @@
 # mypy: disable-error-code="untyped-decorator"
 # flask-smorest ships no type information (as for the other API modules in setup.cfg).
-"""A facility's live status as EDXL-HAVE XML (``facilities.have``), for regional dashboards."""
+"""A facility's live status as EDXL-HAVE 2.0 XML (``facilities.have``), for regional dashboards."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ blp = Blueprint(
     "have",
     __name__,
     url_prefix="/api/v1/facilities",
-    description="Hospital status as EDXL-HAVE (OASIS Hospital AVailability Exchange)",
+    description="Hospital status as EDXL-HAVE 2.0 (OASIS Hospital AVailability Exchange)",
 )
 
 
@@ -24,14 +24,14 @@ blp = Blueprint(
 @blp.doc(
     responses={
         "200": {
-            "description": "the HospitalStatus document",
+            "description": "the EDXL-HAVE 2.0 ``HAVE`` document, one ``facility``",
             "content": {have.HAVE_XML: {"schema": {"type": "string"}}},
         },
         "404": {"description": "no such facility"},
     }
 )
 def have_xml(code: str) -> Response:
-    """The facility's beds, EMS traffic status and services as EDXL-HAVE. Any logged-in user,
+    """The facility's beds, EMS traffic status and services as EDXL-HAVE 2.0. Any logged-in user,
     as ``GET /api/v1/facilities/{code}``."""
     require_user()
     facility = registry.get_facility(db.session, code)
