@@ -57,6 +57,7 @@ INDEXES = (
     "ix_referrals_destination_created",
     "ix_referrals_colour_created",
     "ix_referrals_urgency_created",
+    "ix_offers_facility_referral",
 )
 
 

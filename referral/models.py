@@ -170,7 +170,12 @@ class Referral(Base):
 
 class Offer(Base):
     __tablename__ = "offers"
-    __table_args__ = (Index("ix_offers_referral_status", "referral_id", "status"),)
+    __table_args__ = (
+        Index("ix_offers_referral_status", "referral_id", "status"),
+        # The cases offered to a facility (the scope of a hospital, of a coordinator's area),
+        # read from the index alone (migration 0010).
+        Index("ix_offers_facility_referral", "facility_id", "referral_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     referral_id: Mapped[int] = mapped_column(ForeignKey("referrals.id", ondelete="CASCADE"))

@@ -104,7 +104,13 @@ def test_each_filter_narrows_the_history_to_the_matching_cases(
     assert codes(session, {"outcome": "unplaced"}, place=place) == [newborn.code]
     assert codes(session, {"outcome": "pending"}, place=place) == [waiting.code]
     assert codes(session, {"outcome": "arrived"}, place=place) == []
+    every = history.search_cases(session, actor=ADMIN, filters=history.CaseFilters()).lines
+    for outcome in history.OUTCOMES:  # the filter and the column say the same
+        shown = [line.code for line in every if line.outcome == outcome]
+        assert codes(session, {"outcome": outcome}, place=place) == shown, outcome
     assert codes(session, {"q": pph.code.lower()}, place=place) == [pph.code]
+    by_start = codes(session, {"q": pph.code[:2]}, place=place)
+    assert pph.code in by_start and all(c.startswith(pph.code[:2]) for c in by_start)
     assert codes(session, {"condition": "PPH", "status": "closed"}, place=place) == []
     assert codes(session, {}, place=place, sort="oldest") == everyone[::-1]
 

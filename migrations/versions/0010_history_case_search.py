@@ -8,7 +8,8 @@ Create Date: 2026-12-03 13:20:00
 case's colour and condition codes as plain columns, so the case history (``referral.history``)
 filters them in SQL on SQLite and PostgreSQL alike; existing cases are filled from their
 ``case``. Indexes lead with each filter and end with ``created_at``, so a filtered page newest
-first reads the index in order and stops after a page.
+first reads the index in order and stops after a page; ``offers`` gains (facility_id,
+referral_id) for the cases offered to a facility or an area (the scope rule).
 """
 
 from __future__ import annotations
@@ -79,9 +80,13 @@ def upgrade() -> None:
                 )
     for name, columns in INDEXES:
         op.create_index(name, "referrals", columns, unique=False)
+    op.create_index(
+        "ix_offers_facility_referral", "offers", ["facility_id", "referral_id"], unique=False
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_offers_facility_referral", table_name="offers")
     for name, _ in reversed(INDEXES):
         op.drop_index(name, table_name="referrals")
     # Not batch mode: recreating ``referrals`` on SQLite would drop its revision triggers (0004);
