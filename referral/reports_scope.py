@@ -86,7 +86,8 @@ class MonthScope:
             asked = select(Offer.referral_id).where(Offer.facility_id == self.facility_id)
             return and_(
                 when,
-                or_(Referral.origin_facility_id == self.facility_id, Referral.id.in_(asked)),
+                # ``+ 0``: the month leads the plan, not the hospital's cases of every month
+                or_(not_by_origin_index() == self.facility_id, (Referral.id + 0).in_(asked)),
             )
         if self.area:
             return and_(when, not_by_origin_index().in_(self.facilities_here()))
