@@ -379,8 +379,7 @@ def test_a_failing_primary_is_marked_down_and_the_fallback_carries_every_pre_ale
         assert "BUSINESS_LIMIT_CONTROL" in health.last_error
 
     # Ten minutes later Aliyun is tried again; it has recovered, and takes the traffic back.
-    aliyun.fail_next(0)
-    aliyun._next_codes.clear()
+    aliyun.recover()
     world.clock.advance(minutes=11)
     world.post("clinic", "/api/v1/referrals", PPH_REQUEST)
     worker_tick(world)
