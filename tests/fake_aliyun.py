@@ -56,6 +56,12 @@ class FakeAliyun:
         with self._lock:
             self._next_codes.extend([code] * count)
 
+    def recover(self) -> None:
+        """Forget every failure asked for: the next requests succeed."""
+        with self._lock:
+            self._next_codes.clear()
+            self._server_errors_left = 0
+
     def down_for(self, count: int) -> None:
         """Answer HTTP 503 ``ServiceUnavailable`` to the next ``count`` requests."""
         with self._lock:

@@ -66,7 +66,7 @@ def aliyun_settings(fake: FakeAliyun) -> dict[str, Any]:
         "ALIYUN_ACCESS_KEY_SECRET": fake.access_key_secret,
         "ALIYUN_SMS_SIGN_NAME": SIGN,
         "ALIYUN_SMS_ENDPOINT": fake.endpoint,
-        "ALIYUN_SMS_TIMEOUT": 2,
+        "ALIYUN_SMS_TIMEOUT": 10,
     }
 
 
@@ -77,7 +77,7 @@ def tencent_settings(fake: FakeTencent) -> dict[str, Any]:
         "TENCENT_SMS_SDK_APP_ID": fake.sdk_app_id,
         "TENCENT_SMS_SIGN_NAME": SIGN,
         "TENCENT_SMS_ENDPOINT": fake.endpoint,
-        "TENCENT_SMS_TIMEOUT": 2,
+        "TENCENT_SMS_TIMEOUT": 10,
     }
 
 
@@ -110,7 +110,7 @@ def provider(
                 TWILIO_AUTH_TOKEN=twilio.auth_token,
                 TWILIO_FROM="+8610690000",
                 TWILIO_API_BASE=twilio.base_url,
-                TWILIO_TIMEOUT=2,
+                TWILIO_TIMEOUT=10,
             )
             yield _twilio(twilio)
         return
@@ -192,6 +192,12 @@ def _rows(world: World) -> list[OutboundMessage]:
         return list(db.session.scalars(select(OutboundMessage).order_by(OutboundMessage.id)))
 
 
+def _inbound(world: World) -> list[tuple[str, str, str, str]]:
+    with world.app.app_context():
+        rows = db.session.scalars(select(InboundMessage).order_by(InboundMessage.id))
+        return [(m.from_phone, m.body, m.outcome, m.answer) for m in rows]
+
+
 def _offers(world: World, rid: int) -> dict[str, str]:
     case = world.get("coordinator", f"/api/v1/referrals/{rid}").get_json()
     return {o["facility"]: o["status"] for o in case["offers"]}
@@ -225,7 +231,7 @@ def test_a_referral_is_placed_by_sms_replies_with_every_provider(
 
     world.clock.advance(minutes=1)
     provider.reply(world, a_team, f"{code} N FULL")
-    assert _offers(world, case["id"])["H-A"] == "declined"
+    assert _offers(world, case["id"])["H-A"] == "declined", _inbound(world)
     world.clock.advance(minutes=1)
     provider.reply(world, b_team, f"{code} Y 20")
     after = world.get("coordinator", f"/api/v1/referrals/{case['id']}").get_json()
@@ -373,8 +379,7 @@ def test_a_failing_primary_is_marked_down_and_the_fallback_carries_every_pre_ale
         assert "BUSINESS_LIMIT_CONTROL" in health.last_error
 
     # Ten minutes later Aliyun is tried again; it has recovered, and takes the traffic back.
-    aliyun.fail_next(0)
-    aliyun._next_codes.clear()
+    aliyun.recover()
     world.clock.advance(minutes=11)
     world.post("clinic", "/api/v1/referrals", PPH_REQUEST)
     worker_tick(world)

@@ -21,6 +21,7 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerts import escalation
@@ -109,10 +110,14 @@ def _reply(session: Session, *, phone: str, body: str, provider_id: str, now: dt
 def _run(handle: Any, ok: dict[str, Any]) -> Response:
     try:
         handle()
+        db.session.commit()
     except _BadPush as exc:
         db.session.rollback()
         return error_response(400, "invalid", str(exc), field=exc.field)
-    db.session.commit()
+    except IntegrityError:
+        # The same push delivered twice at once: the other copy recorded it.
+        db.session.rollback()
+        log.info("push to %s: a concurrent copy was recorded first", request.path.split("/")[2])
     return jsonify(ok)
 
 
