@@ -85,8 +85,10 @@ def default_settings(instance_path: str | Path | None = None) -> dict[str, Any]:
 
 def build_handlers(place: Callable[[], Placement], *, calls_on: bool = False) -> Handlers:
     """The handler table: the escalation's timers, then the referral's timer, reply and SMS
-    command, and the offer's clock that restarts when its pre-alert leaves late. Checked: every
-    timer kind the code can schedule, replies and late alerts have a handler."""
+    command, the offer's clock that restarts when its pre-alert leaves late, and the call step
+    with the case's record of its calls (``calls_on``: a deployment with ``VOICE_BACKEND`` set;
+    otherwise the step queues nothing). Checked: every timer kind the code can schedule,
+    replies and late alerts have a handler."""
 
     def on_late(
         session: Session, *, alert: Alert, message: OutboundMessage, now: dt.datetime
