@@ -67,11 +67,12 @@ def test_an_unchanged_board_is_answered_304_and_a_change_arrives(
     new_case(world, "T1-0001")
     coordinator = Person(browser, server, "w-coord", phone=False, lang="zh")
     polls = fast(coordinator, "/board")
-    start = wait(coordinator, 3)
+    wait(coordinator, 4.5)  # the map asks again every 3 s ± 20% (10 polls' time) here
     live = polls.of("/board/live")
     assert len(live) >= 4, live
     assert live.count(200) <= 1 and live.count(304) >= len(live) - 1, live
-    assert set(polls.of("/api/v1/referrals", since=start - 1.5)) == {304}, polls.seen
+    listed = polls.of("/api/v1/referrals")
+    assert len(listed) >= 2 and listed[0] == 200 and set(listed[1:]) == {304}, listed
     # A new case: one full answer, then 304s again.
     code = new_case(world, "T1-0002")["code"]
     expect(coordinator.page.locator("table.cases")).to_contain_text(code, timeout=WAIT_MS)
