@@ -53,7 +53,8 @@ def write(
                 info = zipfile.ZipInfo(f"{name}.npy", date_time=(2020, 1, 1, 0, 0, 0))
                 info.compress_type = zipfile.ZIP_STORED
                 info.file_size = size
-                zip64 = size > 0x7FFF_FFFF  # zipfile adds a 20-byte zip64 extra past this
+                # zipfile's own rule for adding a 20-byte zip64 extra to the local header
+                zip64 = size * 1.05 > zipfile.ZIP64_LIMIT
                 fixed = _LOCAL_HEADER.size + len(info.filename.encode()) + (20 if zip64 else 0)
                 pad = (-(raw.tell() + fixed)) % ALIGN
                 if 0 < pad < 4:  # an extra field needs 4 bytes of its own header
