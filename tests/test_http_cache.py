@@ -4,6 +4,7 @@ road geometry carry a version in their URL and are kept by the browser for good.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 
@@ -12,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text, update
 
+from alerts.models import SmsProviderHealth
 from facilities.models import Facility
 from greenchannel.web.app import SECURITY_HEADERS
 from greenchannel.web.db import db
@@ -57,6 +59,20 @@ def sql(app: Flask, statement: str, **params: object) -> None:
         db.session.commit()
 
 
+def provider_down(site: World) -> None:
+    """What alerts.providers.health writes after repeated failures: the board's banner."""
+    with site.app.app_context():
+        db.session.add(
+            SmsProviderHealth(
+                provider="twilio",
+                failures=3,
+                window_started_at=site.clock.now,
+                down_until=site.clock.now + dt.timedelta(minutes=10),
+            )
+        )
+        db.session.commit()
+
+
 def test_the_board_fragment_answers_304_until_any_write_it_shows(site: World) -> None:
     case = site.post("clinic", "/api/v1/referrals", PPH_REQUEST).get_json()
     client = site.client
@@ -91,6 +107,7 @@ def test_the_board_fragment_answers_304_until_any_write_it_shows(site: World) ->
         "a new case": lambda: site.post(
             "clinic", "/api/v1/referrals", {**PPH_REQUEST, "patient": {"ref": "T1-2026-0099"}}
         ),
+        "an SMS provider marked down": lambda: provider_down(site),
         "a minute of the clock": lambda: site.clock.advance(minutes=1),
     }
     for what, write in writes.items():

@@ -137,6 +137,8 @@ def board_tag(user: User) -> str:
         live_state.open_attention(db.session, [case_id for case_id, _ in heads]),
         live_state.registry(db.session),
         live_state.closures(db.session),
+        # The banner of SMS providers marked down (alerts.providers.health).
+        sorted(provider_states(db.session, now=clock.now()).items()),
         http_cache.minute(),
     )
 
