@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,7 +27,9 @@ from tests.world import NOW, PPH_REQUEST, World, add_facility
 
 CHECK = Path(__file__).parent / "fhir_server"
 pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (CHECK / "node_modules" / "@medplum").is_dir(),
+    # .ci/run installs the tools and sets GREENCHANNEL_REQUIRE_TOOLS: there, missing ones fail.
+    not os.environ.get("GREENCHANNEL_REQUIRE_TOOLS")
+    and (shutil.which("node") is None or not (CHECK / "node_modules" / "@medplum").is_dir()),
     reason="the FHIR server check needs node and `npm ci --prefix tests/fhir_server`",
 )
 
