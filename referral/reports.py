@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, aliased
 
 from core.db import UTCDateTime
 from facilities.models import Facility
+from referral.history import OUTCOME
 from referral.models import Referral, ReferralStatus
 from referral.reports_capacity import capacity_table
 from referral.reports_coverage import coverage_table
@@ -180,11 +181,12 @@ def _counts(m: MonthScope, tables: dict[str, Table], summary: dict[str, Any]) ->
         [(c, nm, int(n)) for c, nm, n in m.session.execute(statement)],
     )
 
-    # The outcome is the case's state, with the cancel reason (a code) for cancelled cases:
-    # the free-text outcome note is never counted or exported.
+    # The outcome is the one definition the case history filters by (referral.history.OUTCOME),
+    # with the cancel reason (a code) for cancelled cases: the free-text outcome note is never
+    # counted or exported.
     outcome = case(
         (Referral.status == ReferralStatus.CANCELLED, "cancelled:" + Referral.cancel_reason),
-        else_=Referral.status,
+        else_=OUTCOME,
     )
     tables["cases_by_outcome"] = Table(
         "cases_by_outcome",
