@@ -41,6 +41,21 @@ def test_an_api_token_over_its_limit_gets_429_with_retry_after_until_the_minute_
     assert world.get("clinic", "/api/v1/facilities").status_code == 200
 
 
+def test_the_fhir_endpoint_shares_the_token_count_and_answers_429_as_an_operation_outcome(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.config["GREENCHANNEL_RATE_LIMIT_TOKEN"] = 4
+    world = build_world(app, client)
+    world.clock.now = world.clock.now.replace(second=30)
+    for path in ("/api/v1/facilities", "/api/v1/facilities", "/fhir/Task", "/fhir/Task"):
+        assert world.get("clinic", path).status_code == 200, path
+    refused = world.get("clinic", "/fhir/Task")
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "30"
+    assert refused.get_json()["resourceType"] == "OperationOutcome"
+    assert world.get("clinic", "/api/v1/facilities").status_code == 429
+
+
 def test_the_count_is_shared_by_every_web_process(
     app: Flask, client: FlaskClient, database_url: str, tmp_path: Path
 ) -> None:

@@ -52,6 +52,7 @@ ISSUE_CODE = {
     403: "forbidden",
     404: "not-found",
     406: "not-supported",
+    429: "throttled",
 }
 
 

@@ -141,7 +141,7 @@ def _token_is_known() -> bool:
 
 def _key_for_request() -> tuple[str, str, Callable[[], bool]] | None:
     """(key, setting name, authentication check) of the limit that applies to this request."""
-    if request.path.startswith("/api/"):
+    if request.path.startswith(("/api/", "/fhir/")):  # one count per token for both APIs
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
@@ -167,11 +167,13 @@ def _check() -> Response | None:
     if allowance.take(db.engine, key=key, now=now, limit=limit):
         return None
     retry_after = max(1, math.ceil((window_start(now) + WINDOW - now).total_seconds()))
-    response = error_response(
-        429,
-        "too_many_requests",
-        f"more than {limit} requests a minute: retry in {retry_after} seconds",
-    )
+    message = f"more than {limit} requests a minute: retry in {retry_after} seconds"
+    if request.path.startswith("/fhir/"):
+        from greenchannel.web.api_fhir import operation_outcome  # a FHIR client reads FHIR
+
+        response = operation_outcome(429, message)
+    else:
+        response = error_response(429, "too_many_requests", message)
     response.headers["Retry-After"] = str(retry_after)
     return response
 
