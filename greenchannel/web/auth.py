@@ -2,7 +2,10 @@
 
 Both are checked against the database on every request (``facilities.accounts``): a token may
 be revoked or expired, a web session revoked (logout, password reset, deactivation) or timed
-out (idle, absolute). The signed cookie holds only the session's random id (``SESSION_ID``).
+out (idle, absolute). A token this process has verified is taken again with one read of the
+auth revision instead of a lookup, until any write to the users or tokens moves that revision
+or the token expires (``facilities.token_cache``). The signed cookie holds only the session's
+random id (``SESSION_ID``).
 The once-a-minute bookkeeping (a token's last use and its audit row, a session's last request,
 a timed-out session's end) is written in a short transaction of its own, before the view's
 work begins, so that a page that only reads still keeps its session alive.
