@@ -127,6 +127,11 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def token_hash(token: str) -> str:
+    """The SHA-256 a token is stored and looked up by (hex)."""
+    return _token_hash(token)
+
+
 def create_user(
     session: Session,
     *,

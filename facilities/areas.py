@@ -4,7 +4,8 @@ centre answers for. Access, notices and the safety net all ask here."""
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, String, and_, cast, false, select, true
 from sqlalchemy.orm import Session
@@ -38,7 +39,19 @@ _PROVINCE_KINDS = {FacilityKind.PROVINCE_HOSPITAL, FacilityKind.PROVINCE_MCH_CEN
 _CITY_KINDS = {FacilityKind.CITY_HOSPITAL, FacilityKind.CITY_MCH_CENTRE}
 
 
-def centre_area(centre: Facility) -> str:
+class PlacedCentre(Placed, Protocol):
+    """A facility that may be a designated centre (a Facility, or a snapshot of one)."""
+
+    @property
+    def kind(self) -> FacilityKind: ...
+    @property
+    def designated(self) -> list[str] | None: ...
+
+
+C = TypeVar("C", bound=PlacedCentre)
+
+
+def centre_area(centre: PlacedCentre) -> str:
     """The area a designated centre answers for: a province's centre its province, a city's
     its city, any other (a county hospital) its county."""
     parts = [centre.province, centre.city, centre.county]
@@ -63,9 +76,15 @@ def designated_centres(session: Session, origin: Placed, designation: str) -> li
         .where(Facility.active.is_(True), cast(Facility.designated, String) != "[]")
         .order_by(Facility.code)
     ).all()
+    return most_local(rows, origin, designation)
+
+
+def most_local(centres: Iterable[C], origin: Placed, designation: str) -> list[C]:
+    """Of ``centres`` (active, by code), those designated for ``designation`` whose area
+    covers ``origin``, the most local first (the rule of :func:`designated_centres`)."""
     found = [
         (len(_area_parts(centre_area(f))), f)
-        for f in rows
+        for f in centres
         if designation in (f.designated or []) and area_covers(centre_area(f), origin)
     ]
     found.sort(key=lambda pair: -pair[0])

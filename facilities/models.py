@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Enum,
@@ -291,3 +292,14 @@ class RateCounter(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime, primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuthRevision(Base):
+    """One row whose ``revision`` the database's triggers move on every write to the users and
+    their API tokens, so each web process can keep the tokens it has verified until the
+    revision moves (``facilities.token_cache``, migration 0011)."""
+
+    __tablename__ = "auth_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(BigInteger, server_default="0")

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 import routing
 from facilities import areas
 from facilities.models import Facility
-from referral import placement
+from referral import live, placement
 from referral.rules import Need, Rules
 from referral.triage import Case, Triage, need_as_dict, triage
 from referral.wording import say
@@ -287,7 +287,7 @@ def _lack(reason: routing.Reason, language: str) -> dict[str, Any]:
     return {"code": reason.code, "text": say(reason, language), "params": dict(reason.params)}
 
 
-def _missing(need: Need, facility: Facility) -> tuple[routing.Reason, ...]:
+def _missing(need: Need, facility: Facility | live.Centre) -> tuple[routing.Reason, ...]:
     """What ``facility`` lacks of ``need``, as the router's reason codes."""
     out: list[routing.Reason] = []
     if facility.maternal_level < need.maternal_level:
@@ -320,6 +320,7 @@ def safety_net_for(
     need: Need,
     origin: Facility | None,
     ranking: routing.Ranking | None = None,
+    state: live.LiveState | None = None,
 ) -> SafetyNet | None:
     """The region's designated centre for the origin's area, under the rule for this urgency
     (None when the rule is ``off``, there is no origin to place in an area, or the area has no
@@ -329,7 +330,7 @@ def safety_net_for(
     if rule == "off" or origin is None:
         return None
     designation = "neonatal" if patient == "newborn" else "maternal"
-    centres = areas.designated_centres(session, origin, designation)
+    centres = areas.most_local((state or live.live_state(session)).centres, origin, designation)
     centres = [c for c in centres if c.id != origin.id] or centres
     if not centres:
         return None
@@ -390,6 +391,7 @@ def decide_for(
 ) -> Decision:
     window = result.window
     left = None if window is None else max(0.0, window.minutes_left(now))
+    state = live.live_state(session)  # one read of the revision for the ranking and the net
     ranking = placement.rank_case(
         session,
         rules=rules,
@@ -403,6 +405,7 @@ def decide_for(
         partial_k=rules.clinical.partial_matches + 1,
         stay=result.do_not_move,
         excluded_limit=excluded_limit,
+        state=state,
     )
     own = origin_facility.code if origin_facility is not None else None
     area_of = origin_facility or areas.nearest_facility(session, *origin)
@@ -419,6 +422,7 @@ def decide_for(
             need=result.need,
             origin=area_of,
             ranking=ranking,
+            state=state,
         ),
         now=now,
         utc_offset_hours=rules.working_hours[2],

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, String, cast, select
 from sqlalchemy.orm import Session
 
 import routing
-from facilities.models import Facility, FacilityStatus
+from facilities.models import Facility, FacilityKind, FacilityStatus
 from facilities.status import STATUS_COLUMNS, view_of
 from referral.models import RoadClosure, RoutingRevision
 
@@ -52,9 +52,12 @@ def _micros(at: dt.datetime | None) -> int:
 
 def current_revision(session: Session) -> int | None:
     """The routing revision (None when the database has no revision row: nothing is cached)."""
-    value = session.execute(select(RoutingRevision.revision).where(RoutingRevision.id == 1))
-    found = value.scalar_one_or_none()
+    # on the session's connection without the ORM: this runs on every route request
+    found = session.connection().exec_driver_sql(_REVISION_SQL).scalar()
     return None if found is None else int(found)
+
+
+_REVISION_SQL = f"SELECT revision FROM {RoutingRevision.__tablename__} WHERE id = 1"
 
 
 def _has_written(session: Session) -> bool:
@@ -115,6 +118,63 @@ def _closure_rows(session: Session) -> tuple[routing.Closure, ...]:
     )
 
 
+@dataclass(frozen=True)
+class Centre:
+    """An active facility designated as a centre (for the safety net), as read at a revision."""
+
+    id: int
+    code: str
+    name: str
+    name_en: str
+    maternal_level: int
+    neonatal_level: int
+    capabilities: list[str]
+    province: str
+    city: str
+    county: str
+    kind: FacilityKind
+    designated: list[str]
+
+
+def _centre_rows(session: Session) -> tuple[Centre, ...]:
+    """The active designated centres by code (the rows of :func:`areas.designated_centres`)."""
+    rows = session.execute(
+        select(
+            Facility.id,
+            Facility.code,
+            Facility.name,
+            Facility.name_en,
+            Facility.maternal_level,
+            Facility.neonatal_level,
+            Facility.capabilities,
+            Facility.province,
+            Facility.city,
+            Facility.county,
+            Facility.kind,
+            Facility.designated,
+        )
+        .where(Facility.active.is_(True), cast(Facility.designated, String) != "[]")
+        .order_by(Facility.code)
+    )
+    return tuple(
+        Centre(
+            id=r.id,
+            code=r.code,
+            name=r.name,
+            name_en=r.name_en,
+            maternal_level=r.maternal_level,
+            neonatal_level=r.neonatal_level,
+            capabilities=list(r.capabilities),
+            province=r.province,
+            city=r.city,
+            county=r.county,
+            kind=r.kind,
+            designated=list(r.designated or []),
+        )
+        for r in rows
+    )
+
+
 @dataclass
 class LiveState:
     """The facilities' rows and the closures of one revision, with prepared tables.
@@ -125,6 +185,7 @@ class LiveState:
     revision: int | None
     rows: list[Any]
     closures: tuple[routing.Closure, ...]
+    centres: tuple[Centre, ...] = ()
     has_status: np.ndarray = field(init=False)
     beds_at: np.ndarray = field(init=False)
     diversion_at: np.ndarray = field(init=False)
@@ -219,7 +280,9 @@ def live_state(session: Session) -> LiveState:
             return hit
     if revision is not None and _has_written(session):
         revision = None
-    state = LiveState(revision, _facility_rows(session), _closure_rows(session))
+    state = LiveState(
+        revision, _facility_rows(session), _closure_rows(session), _centre_rows(session)
+    )
     if revision is not None:
         with _lock:
             _states[engine] = state

@@ -171,8 +171,11 @@ def rank_case(
     partial_k: int = 0,
     stay: bool = False,
     excluded_limit: int | None = None,
+    state: live.LiveState | None = None,
 ) -> routing.Ranking:
-    state = live.live_state(session)
+    """The ranking for ``need`` from ``origin`` (``state``: the live state this request has
+    already read, else it is read here)."""
+    state = state or live.live_state(session)
     return routing.rank(
         origin,
         state.table(router, now=now, grace=rules.stale_grace, only=only),

@@ -266,3 +266,23 @@ def test_the_orjson_answer_equals_the_schema_dump(world: World, app: Flask) -> N
             fast = json.loads(route_answer(answer).get_data())
             slow = json.loads(app.json.dumps(RouteOutSchema().dump(answer)))
             assert fast == slow
+
+
+def test_a_centre_designated_by_raw_sql_is_the_next_answers_safety_net(
+    world: World, engine: Engine
+) -> None:
+    before = cached(world)
+    assert before["safety_net"] is None
+    with engine.begin() as conn:  # another process, no ORM
+        conn.execute(
+            text(
+                'UPDATE facilities SET designated = \'["maternal", "neonatal"]\''
+                " WHERE code = 'H-D'"
+            )
+        )
+    after = assert_coherent(world, before)
+    assert after["safety_net"]["facility"] == "H-D"
+    with engine.begin() as conn:  # no longer a maternal centre: no net for a mother
+        conn.execute(text("UPDATE facilities SET designated = '[\"neonatal\"]' WHERE code = 'H-D'"))
+    again = assert_coherent(world, after)
+    assert again["safety_net"] is None

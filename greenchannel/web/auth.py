@@ -2,7 +2,10 @@
 
 Both are checked against the database on every request (``facilities.accounts``): a token may
 be revoked or expired, a web session revoked (logout, password reset, deactivation) or timed
-out (idle, absolute). The signed cookie holds only the session's random id (``SESSION_ID``).
+out (idle, absolute). A token this process has verified is taken again with one read of the
+auth revision instead of a lookup, until any write to the users or tokens moves that revision
+or the token expires (``facilities.token_cache``). The signed cookie holds only the session's
+random id (``SESSION_ID``).
 The once-a-minute bookkeeping (a token's last use and its audit row, a session's last request,
 a timed-out session's end) is written in a short transaction of its own, before the view's
 work begins, so that a page that only reads still keeps its session alive.
@@ -21,6 +24,7 @@ from sqlalchemy.orm import Session
 from wtforms import ValidationError
 
 from core.errors import Forbidden, ServiceError
+from facilities import token_cache
 from facilities.accounts import TOUCH_EVERY, token_use, user_for_session
 from facilities.areas import area_covers
 from facilities.models import Facility, Role, User
@@ -68,10 +72,17 @@ def _first_touch(token_id: int, now: dt.datetime) -> bool:
 
 def _token_user_id(token: str) -> int | None:
     now = clock.now()
+    # a token this process verified while the auth revision has not moved since (one SELECT
+    # of the revision in the request's session; facilities.token_cache)
+    cached = token_cache.cached_user_id(db.session, token, now=now)
+    if cached is not None:
+        return cached
     with _bookkeeping_session() as own:
+        revision = token_cache.auth_revision(own)  # before the token: see token_cache
         use = token_use(own, token, now=now)
         if use is None:
             return None
+        token_cache.keep(own, token, use, revision=revision)
         # at most once a minute per token (and one request of a process): the trail without
         # the flood; otherwise the session closes without writing
         if use.recorded and _first_touch(use.token_id, now):
@@ -117,7 +128,7 @@ def current_user() -> User | None:
             raise Unauthorised("Authorization: expected 'Bearer <token>'", field="Authorization")
         user_id = _token_user_id(token.strip())
         user = db.session.get(User, user_id) if user_id is not None else None
-        if user is None:
+        if user is None or not user.active:
             raise Unauthorised(
                 "the API token is unknown, revoked or expired", field="Authorization"
             )
