@@ -98,7 +98,7 @@ def _query(name: str, description: str, **schema: Any) -> dict[str, Any]:
             "json (default), csv (one table) or xlsx (a sheet per table)",
             enum=list(FORMATS),
         ),
-        _query("table", "with csv (required) or xlsx (optional): the table's name"),
+        _query("table", "with csv (required) or xlsx (optional): the table's name", maxLength=64),
     ],
     responses={
         "200": {

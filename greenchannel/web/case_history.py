@@ -31,6 +31,7 @@ class HistoryQuerySchema(Schema):
     """``GET /api/v1/referrals``: filters (all optional, combined with AND), paging, format."""
 
     from_ = fields.String(
+        validate=validate.Length(max=40),
         data_key="from",
         metadata={
             "description": "created on or after: a date YYYY-MM-DD (a day in the region's time "
@@ -38,11 +39,14 @@ class HistoryQuerySchema(Schema):
         },
     )
     to = fields.String(
+        validate=validate.Length(max=40),
         metadata={
             "description": "created before this time, or on or before this date (the whole day)"
-        }
+        },
     )
-    condition = fields.String(metadata={"description": "a condition code, e.g. PPH"})
+    condition = fields.String(
+        validate=validate.Length(max=32), metadata={"description": "a condition code, e.g. PPH"}
+    )
     colour = fields.String(metadata={"enum": list(COLOURS), "description": "risk colour"})
     urgency = fields.String(metadata={"enum": list(URGENCIES)})
     status = fields.String(
@@ -51,8 +55,12 @@ class HistoryQuerySchema(Schema):
             "description": "active = every open case; closed = completed or cancelled",
         }
     )
-    origin = fields.String(metadata={"description": "the referring facility's code"})
-    destination = fields.String(metadata={"description": "the accepting facility's code"})
+    origin = fields.String(
+        validate=validate.Length(max=64), metadata={"description": "the referring facility's code"}
+    )
+    destination = fields.String(
+        validate=validate.Length(max=64), metadata={"description": "the accepting facility's code"}
+    )
     outcome = fields.String(
         metadata={
             "enum": list(history.OUTCOMES),
@@ -60,12 +68,15 @@ class HistoryQuerySchema(Schema):
             "(arrived or completed), accepted (accepted or on the way), pending (no hospital yet)",
         }
     )
-    q = fields.String(metadata={"description": "a case code, or its start"})
+    q = fields.String(
+        validate=validate.Length(max=32), metadata={"description": "a case code, or its start"}
+    )
     sort = fields.String(
         load_default="newest", metadata={"enum": list(history.SORTS), "default": "newest"}
     )
     cursor = fields.String(
-        metadata={"description": "the `next_cursor` of the previous page; absent: the first page"}
+        validate=validate.Length(max=256),
+        metadata={"description": "the `next_cursor` of the previous page; absent: the first page"},
     )
     limit = fields.Integer(
         load_default=history.DEFAULT_LIMIT,

@@ -234,7 +234,11 @@ def document(spec: Any, rules: dict[str, Any]) -> None:
             "description": "SMS_PUSH_TOKEN: the providers do not sign their pushes",
         }
     ]
-    body = {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}
+    body = {
+        "application/json": {
+            "schema": {"type": "array", "maxItems": MAX_ITEMS, "items": {"type": "object"}}
+        }
+    }
     for path, summary in (
         ("/webhooks/aliyun/<token>/report", "Alibaba Cloud SmsReport push (delivery receipts)"),
         ("/webhooks/aliyun/<token>/reply", "Alibaba Cloud SmsUp push (replies)"),

@@ -187,7 +187,14 @@ def init_app(app: Flask, api: Api, csrf: CSRFProtect) -> None:
         (calls.STATUS_PATH, "Call status callbacks (never backwards)", "recorded"),
     ):
         extra = (
-            [{"in": "query", "name": "menu", "required": True, "schema": {"type": "string"}}]
+            [
+                {
+                    "in": "query",
+                    "name": "menu",
+                    "required": True,
+                    "schema": {"type": "string", "enum": ["main", "reason"]},
+                }
+            ]
             if path == calls.GATHER_PATH
             else []
         )
