@@ -211,27 +211,7 @@ class LiveState:
         return np.asarray(~self.has_status | beds | diversion | unavailable)
 
     def snapshots(self, *, now: dt.datetime, grace: dt.timedelta) -> list[routing.FacilitySnapshot]:
-        result = []
-        for row in self.rows:
-            view = view_of(row if row.status_id is not None else None, now=now, grace=grace)
-            result.append(
-                routing.FacilitySnapshot(
-                    code=row.code,
-                    name=row.name,
-                    lat=row.lat,
-                    lon=row.lon,
-                    maternal_level=row.maternal_level,
-                    neonatal_level=row.neonatal_level,
-                    capabilities=frozenset(row.capabilities),
-                    unavailable=frozenset(view.unavailable),
-                    beds=dict(view.beds),
-                    diversion=view.diversion.value,
-                    diversion_reason=view.diversion_reason,
-                    stale=view.stale,
-                    active=row.active,
-                )
-            )
-        return result
+        return [snapshot_of(row, now=now, grace=grace) for row in self.rows]
 
     def table(
         self,
@@ -296,3 +276,24 @@ def forget(engine: Engine | None = None) -> None:
             _states.clear()
         else:
             _states.pop(engine, None)
+
+
+def snapshot_of(row: Any, *, now: dt.datetime, grace: dt.timedelta) -> routing.FacilitySnapshot:
+    """What the router knows of one facility: a registry row joined with its live status
+    (``STATUS_COLUMNS``; ``status_id`` None when it never reported), seen at ``now``."""
+    view = view_of(row if row.status_id is not None else None, now=now, grace=grace)
+    return routing.FacilitySnapshot(
+        code=row.code,
+        name=row.name,
+        lat=row.lat,
+        lon=row.lon,
+        maternal_level=row.maternal_level,
+        neonatal_level=row.neonatal_level,
+        capabilities=frozenset(row.capabilities),
+        unavailable=frozenset(view.unavailable),
+        beds=dict(view.beds),
+        diversion=view.diversion.value,
+        diversion_reason=view.diversion_reason,
+        stale=view.stale,
+        active=row.active,
+    )

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 import routing
 from facilities.models import Facility, FacilityKind, FacilityStatus
-from facilities.status import STATUS_COLUMNS, view_of
+from facilities.status import STATUS_COLUMNS
 from referral import live
 from referral.rules import Need, Rules
 
@@ -85,27 +85,8 @@ def snapshots(
     )
     if only is not None:
         query = query.where(Facility.code.in_(list(only)))
-    result = []
-    for row in session.execute(query):
-        view = view_of(row if row.status_id is not None else None, now=now, grace=rules.stale_grace)
-        result.append(
-            routing.FacilitySnapshot(
-                code=row.code,
-                name=row.name,
-                lat=row.lat,
-                lon=row.lon,
-                maternal_level=row.maternal_level,
-                neonatal_level=row.neonatal_level,
-                capabilities=frozenset(row.capabilities),
-                unavailable=frozenset(view.unavailable),
-                beds=dict(view.beds),
-                diversion=view.diversion.value,
-                diversion_reason=view.diversion_reason,
-                stale=view.stale,
-                active=row.active,
-            )
-        )
-    return result
+    grace = rules.stale_grace
+    return [live.snapshot_of(row, now=now, grace=grace) for row in session.execute(query)]
 
 
 def active_closures(session: Session) -> list[routing.Closure]:
