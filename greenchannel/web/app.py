@@ -10,7 +10,7 @@ from flask import Flask, Response, request
 from flask_smorest import Api
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
@@ -296,7 +296,12 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def database_down(exc: OperationalError) -> Response:
-        db.session.rollback()
+        try:
+            db.session.rollback()
+        except DBAPIError:
+            # The request's own connection died too (it read a revision before the failure):
+            # discard it; the answer is the 503 either way.
+            db.session.invalidate()
         log.warning("database unavailable: %s", type(exc.orig).__name__)
         response = error_response(
             503, "unavailable", "the database is unavailable; nothing was saved; retry shortly"
