@@ -66,6 +66,9 @@ def test_serve_with_workers_forks_them_answers_and_stops_on_sigterm(tmp_path: Pa
                 assert server.poll() is None, server.stdout.read() if server.stdout else ""
                 time.sleep(0.3)
         assert b'"status":"ok"' in body.replace(b" ", b"")
+        # The first worker can answer before gunicorn has forked the second.
+        while len(children(server.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert len(children(server.pid)) == 2
     finally:
         server.send_signal(signal.SIGTERM)
