@@ -272,6 +272,7 @@ def _bench_routing() -> ModuleType:
     spec = importlib.util.spec_from_file_location("bench_routing", BENCH / "routing.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -363,6 +364,7 @@ def _other_rows() -> list[Callable[..., Iterable[Any]]]:
         spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while it loads
         spec.loader.exec_module(module)
         found.extend(getattr(module, "ROWS", []))
     return found

@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Response, current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from core.errors import Conflict, ServiceError
@@ -17,6 +16,7 @@ from facilities import export, registry
 from facilities import status as status_service
 from facilities.models import Channel, Facility, Role
 from greenchannel.web import clock
+from greenchannel.web.api_blueprint import Blueprint
 from greenchannel.web.api_referrals import actor_for, audited
 from greenchannel.web.auth import channel, ensure_can_manage, require_user
 from greenchannel.web.db import db

@@ -16,13 +16,13 @@ from urllib.parse import urlencode
 
 import orjson
 from flask import Response, request
-from flask_smorest import Blueprint
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from core.errors import NotFoundError, ServiceError
 from core.fhir import FHIR_JSON, FHIR_VERSION, instant, pruned
 from greenchannel.web import clock, input_guard
+from greenchannel.web.api_blueprint import Blueprint
 from greenchannel.web.api_referrals import actor_for, audited
 from greenchannel.web.auth import require_user
 from greenchannel.web.context import current_rules

@@ -5,10 +5,10 @@
 from __future__ import annotations
 
 from flask import Response, current_app
-from flask_smorest import Blueprint
 
 from facilities import have, registry
 from greenchannel.web import clock
+from greenchannel.web.api_blueprint import Blueprint
 from greenchannel.web.auth import require_user
 from greenchannel.web.db import db
 

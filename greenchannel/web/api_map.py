@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 from flask import Response, current_app, request, url_for
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from greenchannel.web.api_blueprint import Blueprint
 from greenchannel.web.auth import require_user
 from referral.placement import router_for
 

@@ -6,7 +6,6 @@ from typing import Any, TypeVarTuple
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy.exc import IntegrityError
 
@@ -14,6 +13,7 @@ from core.errors import Forbidden, NotFoundError
 from facilities import registry
 from facilities.models import Role, User
 from greenchannel.web import case_history, clock, observability, responses
+from greenchannel.web.api_blueprint import Blueprint
 from greenchannel.web.auth import channel, require_user
 from greenchannel.web.context import current_placement, current_rules
 from greenchannel.web.db import db

@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, request
-from flask_smorest import Blueprint
 
 from core.errors import Invalid
 from facilities.models import Role, User
 from greenchannel.web import clock
+from greenchannel.web.api_blueprint import Blueprint
 from greenchannel.web.auth import require_user
 from greenchannel.web.context import current_placement
 from greenchannel.web.db import db

@@ -6,13 +6,13 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from core.vocabulary import CAPABILITIES, parse_level
 from facilities import registry
 from facilities.models import Role
 from greenchannel.web import clock
+from greenchannel.web.api_blueprint import Blueprint
 from greenchannel.web.api_referrals import CaseSchema, actor_for, case_from
 from greenchannel.web.auth import require_user
 from greenchannel.web.context import current_placement

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from core.errors import Forbidden
@@ -17,6 +16,7 @@ from facilities import accounts
 from facilities.models import Role, User
 from facilities.registry import NotFound
 from greenchannel.web import clock
+from greenchannel.web.api_blueprint import Blueprint
 from greenchannel.web.auth import audit_by, require_user
 from greenchannel.web.db import db
 

@@ -19,12 +19,12 @@ from typing import Any
 
 from flask import Response, render_template, request
 from flask_babel import force_locale
-from flask_smorest import Blueprint
 
 from core.errors import NotFoundError
 from core.vocabulary import LANGUAGES
 from facilities.models import User
 from greenchannel.web import case_views, clock
+from greenchannel.web.api_blueprint import Blueprint
 from greenchannel.web.api_referrals import actor_for, audited
 from greenchannel.web.auth import require_user
 from greenchannel.web.db import db
