@@ -24,6 +24,15 @@ class Placed(Protocol):
     def county(self) -> str: ...
 
 
+class PlacedFacility(Placed, Protocol):
+    """A registered facility as far as placing a case needs it (a Facility, or a row of one)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def code(self) -> str: ...
+
+
 def _area_parts(area: str) -> list[str]:
     return [part for part in area.split("/") if part]
 
@@ -61,11 +70,27 @@ def centre_area(centre: PlacedCentre) -> str:
 
 def nearest_facility(session: Session, lat: float, lon: float) -> Facility | None:
     """The active facility nearest to a point, in a straight line (to place a point in an area)."""
-    rows = session.scalars(select(Facility).where(Facility.active.is_(True))).all()
-    if not rows:
-        return None
+    return nearest(session.scalars(select(Facility).where(Facility.active.is_(True))), lat, lon)
+
+
+class _Located(Protocol):
+    @property
+    def lat(self) -> float: ...
+    @property
+    def lon(self) -> float: ...
+
+
+L = TypeVar("L", bound=_Located)
+
+
+def nearest(facilities: Iterable[L], lat: float, lon: float) -> L | None:
+    """Of ``facilities``, the nearest to a point in a straight line (None when there is none)."""
     scale = math.cos(math.radians(lat))
-    return min(rows, key=lambda f: (f.lat - lat) ** 2 + ((f.lon - lon) * scale) ** 2)
+    return min(
+        facilities,
+        key=lambda f: (f.lat - lat) ** 2 + ((f.lon - lon) * scale) ** 2,
+        default=None,
+    )
 
 
 def designated_centres(session: Session, origin: Placed, designation: str) -> list[Facility]:

@@ -497,8 +497,13 @@ def get_facility(session: Session, code: str, *, field: str = "code") -> Facilit
     caller's input gave the code) when there is none."""
     facility = session.scalar(select(Facility).where(Facility.code == code))
     if facility is None:
-        raise NotFound(f"{field}: no facility with code {code[:64]!r}", field=field)
+        raise not_found(code, field=field)
     return facility
+
+
+def not_found(code: str, *, field: str = "code") -> NotFound:
+    """The error for a facility code that names no facility (a 404 naming ``field``)."""
+    return NotFound(f"{field}: no facility with code {code[:64]!r}", field=field)
 
 
 def list_facilities(session: Session, *, active_only: bool = False) -> list[Facility]:

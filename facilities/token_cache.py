@@ -6,7 +6,9 @@ move ``auth_revision.revision`` on every write to ``users`` and ``api_tokens``, 
 the CLI, the pages, the API, another process, raw SQL. A token verified at a revision is taken
 again without a lookup while the revision a request reads is the same and the token's expiry
 is not reached: a revocation, a deactivation, a role change, a deletion moves the revision, and
-the next request checks the token against the database again.
+the next request checks the token against the database again. The user's columns, read in the
+same transaction as the token, are kept beside it: a request under the same revision gets its
+user without a query (:func:`attach_user`).
 
 Why this is never stale: the revision is read *before* the token, in the same transaction (see
 ``referral.live`` for the argument). Only accepted tokens are kept; an unknown, revoked or
@@ -19,12 +21,13 @@ import datetime as dt
 import threading
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from facilities.accounts import TOUCH_EVERY, TokenUse, token_expires_at, token_hash
-from facilities.models import ApiToken, AuthRevision
+from facilities.models import ApiToken, AuthRevision, User
 
 _KEPT = 10_000  # verified tokens per database before the cache starts afresh
 
@@ -37,6 +40,23 @@ class Verified:
     user_id: int
     expires_at: dt.datetime
     last_used_at: dt.datetime | None
+    user: tuple[tuple[str, Any], ...] = ()  # the user's columns as read with the token
+
+
+_USER_COLUMNS = tuple(attr.key for attr in User.__mapper__.column_attrs)
+
+
+def attach_user(session: Session, verified: Verified) -> User:
+    """The token's user in ``session``, from the columns kept with the token: no query.
+
+    A detached copy is merged without loading (``merge(load=False)``): the session gets a
+    persistent instance as if it had read the row; its relationships load on first use as
+    usual. Every column is a plain value (no mutable JSON), so a request cannot change what is
+    kept.
+    """
+    copy = User(**dict(verified.user))
+    make_transient_to_detached(copy)
+    return session.merge(copy, load=False)
 
 
 def auth_revision(session: Session) -> int | None:
@@ -58,9 +78,9 @@ _lock = threading.Lock()
 _kept: weakref.WeakKeyDictionary[Engine, dict[str, Verified]] = weakref.WeakKeyDictionary()
 
 
-def cached_user_id(session: Session, token: str, *, now: dt.datetime) -> int | None:
-    """The user id of a token verified at the revision ``session`` reads now, or None (not
-    kept, the revision moved, expired, or its once-a-minute last use is due: check it)."""
+def cached(session: Session, token: str, *, now: dt.datetime) -> Verified | None:
+    """A token verified at the revision ``session`` reads now, or None (not kept, the revision
+    moved, expired, or its once-a-minute last use is due: check it)."""
     revision = auth_revision(session)
     if revision is None:
         return None
@@ -70,7 +90,7 @@ def cached_user_id(session: Session, token: str, *, now: dt.datetime) -> int | N
         return None
     if hit.last_used_at is None or now - hit.last_used_at >= TOUCH_EVERY:
         return None  # the last use is to be written: the caller goes to the database
-    return hit.user_id
+    return hit
 
 
 def keep(session: Session, token: str, use: TokenUse, *, revision: int | None) -> None:
@@ -87,6 +107,7 @@ def keep(session: Session, token: str, use: TokenUse, *, revision: int | None) -
         # the use just recorded is not committed yet: keep the last use the database holds,
         # so the next request writes it if this one does not
         last_used_at=None if use.recorded else row.last_used_at,
+        user=tuple((key, getattr(use.user, key)) for key in _USER_COLUMNS),
     )
     with _lock:
         kept = _kept.setdefault(_engine(session), {})

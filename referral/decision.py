@@ -318,7 +318,7 @@ def safety_net_for(
     urgency: str,
     patient: str,
     need: Need,
-    origin: Facility | None,
+    origin: areas.PlacedFacility | None,
     ranking: routing.Ranking | None = None,
     state: live.LiveState | None = None,
 ) -> SafetyNet | None:
@@ -359,7 +359,7 @@ def decide(
     origin: tuple[float, float],
     case: Case,
     now: dt.datetime,
-    origin_facility: Facility | None = None,
+    origin_facility: areas.PlacedFacility | None = None,
     result: Triage | None = None,
     excluded_limit: int | None = None,
 ) -> Decision:
@@ -386,7 +386,7 @@ def decide_for(
     origin: tuple[float, float],
     result: Triage,
     now: dt.datetime,
-    origin_facility: Facility | None = None,
+    origin_facility: areas.PlacedFacility | None = None,
     excluded_limit: int | None = None,
 ) -> Decision:
     window = result.window
@@ -408,7 +408,7 @@ def decide_for(
         state=state,
     )
     own = origin_facility.code if origin_facility is not None else None
-    area_of = origin_facility or areas.nearest_facility(session, *origin)
+    area_of = origin_facility or state.nearest_active(*origin)
     partial = tuple(p for p in ranking.partial if p.facility != own)
     ranking = _with_partial(ranking, partial[: rules.clinical.partial_matches])
     return Decision(

@@ -32,6 +32,7 @@ from sqlalchemy import Engine, String, cast, select
 from sqlalchemy.orm import Session
 
 import routing
+from facilities import areas, registry
 from facilities.models import Facility, FacilityKind, FacilityStatus
 from facilities.status import STATUS_COLUMNS, view_of
 from referral.models import RoadClosure, RoutingRevision
@@ -86,6 +87,11 @@ def _facility_rows(session: Session) -> list[Any]:
             Facility.neonatal_level,
             Facility.capabilities,
             Facility.active,
+            # where it stands (facilities.areas.Placed): a route's origin is placed from here
+            Facility.id,
+            Facility.province,
+            Facility.city,
+            Facility.county,
             *STATUS_COLUMNS,
         )
         .outerjoin(FacilityStatus, FacilityStatus.facility_id == Facility.id)
@@ -194,13 +200,30 @@ class LiveState:
         init=False, default_factory=OrderedDict
     )
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _by_code: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
         rows = self.rows
+        self._by_code = {r.code: r for r in rows}
         self.has_status = np.array([r.status_id is not None for r in rows], bool)
         self.beds_at = np.array([_micros(r.beds_reported_at) for r in rows], np.int64)
         self.diversion_at = np.array([_micros(r.diversion_reported_at) for r in rows], np.int64)
         self.unavailable_at = np.array([_micros(r.unavailable_reported_at) for r in rows], np.int64)
+
+    def facility(self, code: str, *, field: str = "code") -> Any:
+        """The registry row of that code, placed in its area (``id``, ``code``, ``lat``,
+        ``lon``, ``province``, ``city``, ``county``, the live status columns): the facility a
+        route starts from, without a query; :class:`~facilities.registry.NotFound` as
+        :func:`facilities.registry.get_facility` raises it."""
+        row = self._by_code.get(code)
+        if row is None:
+            raise registry.not_found(code, field=field)
+        return row
+
+    def nearest_active(self, lat: float, lon: float) -> Any:
+        """The active facility nearest to a point, to place the point in an area (the rule of
+        :func:`facilities.areas.nearest_facility`), or None."""
+        return areas.nearest((r for r in self.rows if r.active), lat, lon)
 
     def stale(self, *, now: dt.datetime, grace: dt.timedelta) -> np.ndarray:
         """Which facilities are stale at ``now`` (the rule of :func:`facilities.status.view_of`)."""

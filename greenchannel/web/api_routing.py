@@ -9,7 +9,6 @@ from flask.views import MethodView
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from core.vocabulary import CAPABILITIES, parse_level
-from facilities import registry
 from facilities.models import Role
 from greenchannel.web import clock
 from greenchannel.web.api_blueprint import Blueprint
@@ -19,7 +18,7 @@ from greenchannel.web.context import current_placement
 from greenchannel.web.db import db
 from greenchannel.web.observability import request_id
 from greenchannel.web.responses import json_response
-from referral import closures
+from referral import closures, live
 from referral.decision import condition_need, decide
 from referral.limits import FACILITY_CODE_LENGTH, MAX_CAPABILITIES
 from referral.models import RoadClosure
@@ -235,7 +234,9 @@ def route(body: dict[str, Any], query: dict[str, Any]) -> Response:
     origin = body["origin"]
     facility = None
     if "facility" in origin:
-        facility = registry.get_facility(db.session, origin["facility"], field="origin.facility")
+        # from the registry rows the process keeps under the routing revision (no query)
+        state = live.live_state(db.session)
+        facility = state.facility(origin["facility"], field="origin.facility")
         point = (facility.lat, facility.lon)
     else:
         point = (origin["lat"], origin["lon"])

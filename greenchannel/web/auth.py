@@ -70,13 +70,13 @@ def _first_touch(token_id: int, now: dt.datetime) -> bool:
         return True
 
 
-def _token_user_id(token: str) -> int | None:
+def _token_user(token: str) -> User | None:
     now = clock.now()
     # a token this process verified while the auth revision has not moved since (one SELECT
-    # of the revision in the request's session; facilities.token_cache)
-    cached = token_cache.cached_user_id(db.session, token, now=now)
+    # of the revision in the request's session; facilities.token_cache), its user with it
+    cached = token_cache.cached(db.session, token, now=now)
     if cached is not None:
-        return cached
+        return token_cache.attach_user(db.session, cached)
     with _bookkeeping_session() as own:
         revision = token_cache.auth_revision(own)  # before the token: see token_cache
         use = token_use(own, token, now=now)
@@ -97,7 +97,8 @@ def _token_user_id(token: str) -> int | None:
                 token=use.prefix,
             )
             own.commit()
-        return use.user.id
+        user_id = use.user.id
+    return db.session.get(User, user_id)
 
 
 def _session_user_id(raw: str) -> int | None:
@@ -126,8 +127,7 @@ def current_user() -> User | None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorised("Authorization: expected 'Bearer <token>'", field="Authorization")
-        user_id = _token_user_id(token.strip())
-        user = db.session.get(User, user_id) if user_id is not None else None
+        user = _token_user(token.strip())
         if user is None or not user.active:
             raise Unauthorised(
                 "the API token is unknown, revoked or expired", field="Authorization"
