@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from core import revisions
 from core.db import Base, UTCDateTime, utcnow
 
 
@@ -299,7 +300,7 @@ class AuthRevision(Base):
     their API tokens, so each web process can keep the tokens it has verified until the
     revision moves (``facilities.token_cache``, migration 0011)."""
 
-    __tablename__ = "auth_revision"
+    __tablename__ = revisions.AUTH
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     revision: Mapped[int] = mapped_column(BigInteger, server_default="0")

@@ -25,9 +25,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
+from core import revisions
 from facilities.accounts import TOUCH_EVERY, TokenUse, token_expires_at, token_hash
-from facilities.models import ApiToken, AuthRevision, User
+from facilities.models import ApiToken, User
 
 _KEPT = 10_000  # verified tokens per database before the cache starts afresh
 
@@ -49,24 +51,25 @@ _USER_COLUMNS = tuple(attr.key for attr in User.__mapper__.column_attrs)
 def attach_user(session: Session, verified: Verified) -> User:
     """The token's user in ``session``, from the columns kept with the token: no query.
 
-    A detached copy is merged without loading (``merge(load=False)``): the session gets a
-    persistent instance as if it had read the row; its relationships load on first use as
-    usual. Every column is a plain value (no mutable JSON), so a request cannot change what is
-    kept.
+    A new instance is built from the kept values for each request and added to the session as
+    if the session had read the row (detached, then attached): its relationships load on first
+    use as usual. Every column is a plain value (no mutable JSON), so a request cannot change
+    what is kept. When the session already holds that user, that instance is the answer.
     """
-    copy = User(**dict(verified.user))
+    values = dict(verified.user)
+    held = session.identity_map.get(identity_key(User, values["id"]))
+    if held is not None:
+        return held
+    copy = User(**values)
     make_transient_to_detached(copy)
-    return session.merge(copy, load=False)
+    session.add(copy)
+    return copy
 
 
 def auth_revision(session: Session) -> int | None:
-    """The auth revision (None when the database has no revision row: nothing is kept)."""
-    # on the session's connection without the ORM: this runs on every API request
-    found = session.connection().exec_driver_sql(_REVISION_SQL).scalar()
-    return None if found is None else int(found)
-
-
-_REVISION_SQL = f"SELECT revision FROM {AuthRevision.__tablename__} WHERE id = 1"
+    """The auth revision (None when the database has no revision row: nothing is kept); read
+    with the routing revision, once per transaction (``core.revisions``)."""
+    return revisions.revision(session, revisions.AUTH)
 
 
 def _engine(session: Session) -> Engine:

@@ -32,10 +32,11 @@ from sqlalchemy import Engine, String, cast, select
 from sqlalchemy.orm import Session
 
 import routing
+from core import revisions
 from facilities import areas, registry
 from facilities.models import Facility, FacilityKind, FacilityStatus
 from facilities.status import STATUS_COLUMNS, view_of
-from referral.models import RoadClosure, RoutingRevision
+from referral.models import RoadClosure
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
@@ -52,13 +53,9 @@ def _micros(at: dt.datetime | None) -> int:
 
 
 def current_revision(session: Session) -> int | None:
-    """The routing revision (None when the database has no revision row: nothing is cached)."""
-    # on the session's connection without the ORM: this runs on every route request
-    found = session.connection().exec_driver_sql(_REVISION_SQL).scalar()
-    return None if found is None else int(found)
-
-
-_REVISION_SQL = f"SELECT revision FROM {RoutingRevision.__tablename__} WHERE id = 1"
+    """The routing revision (None when the database has no revision row: nothing is cached);
+    read with the auth revision, once per transaction (``core.revisions``)."""
+    return revisions.revision(session, revisions.ROUTING)
 
 
 def _has_written(session: Session) -> bool:

@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from core import revisions
 from core.db import Base, UTCDateTime
 from facilities.models import Facility, str_enum
 
@@ -293,7 +294,7 @@ class RoutingRevision(Base):
     reads (the registry, the live status, the road closures), so each web process can keep its
     facility table and closures until the revision moves (``referral.live``, migration 0010)."""
 
-    __tablename__ = "routing_revision"
+    __tablename__ = revisions.ROUTING
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     revision: Mapped[int] = mapped_column(BigInteger, server_default="0")
