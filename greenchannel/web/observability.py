@@ -42,34 +42,45 @@ def request_id() -> str:
     return ""
 
 
+def given_or_new_request_id(given: str) -> str:
+    """The caller's request id when it is a sane token, else a fresh one."""
+    return given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def finished(method: str, endpoint: str, path: str, status: int, seconds: float, rid: str) -> None:
+    """A request is answered: its latency into the histogram, its access log line (ids and
+    timings only: the path carries case ids, never patient data)."""
+    LATENCY.observe((method, endpoint, f"{status // 100}xx"), seconds)
+    ACCESS_LOG.info(
+        "%s %s %s",
+        method,
+        path,
+        status,
+        extra={
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 1),
+            "request_id": rid,
+        },
+    )
+
+
 def _begin_request() -> None:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    g.request_id = given_or_new_request_id(request.headers.get(REQUEST_ID_HEADER, ""))
     g.request_started = time.perf_counter()
 
 
 def _end_request(response: Response) -> Response:
-    response.headers[REQUEST_ID_HEADER] = request_id()
+    rid = request_id()
+    response.headers[REQUEST_ID_HEADER] = rid
     started = g.get("request_started")
     if started is not None:
         seconds = time.perf_counter() - started
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        LATENCY.observe((request.method, endpoint, f"{response.status_code // 100}xx"), seconds)
         # The time spent in the app, for a client (or the load bench) to tell it from queueing.
         response.headers["Server-Timing"] = f"app;dur={seconds * 1000:.1f}"
-        # The access log: ids and timings only (the path carries case ids, never patient data).
-        ACCESS_LOG.info(
-            "%s %s %s",
-            request.method,
-            request.path,
-            response.status_code,
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round(seconds * 1000, 1),
-            },
-        )
+        finished(request.method, endpoint, request.path, response.status_code, seconds, rid)
     return response
 
 
@@ -121,7 +132,9 @@ class RequestIdFilter(logging.Filter):
     """Puts the current request id on every record (``-`` outside a request)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id() or "-"
+        # a line written outside Flask's request context (the health check) brings its own
+        if not getattr(record, "request_id", None):
+            record.request_id = request_id() or "-"
         return True
 
 
