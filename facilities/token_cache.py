@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.orm.util import identity_key
 
 from core import revisions
@@ -46,6 +47,7 @@ class Verified:
 
 
 _USER_COLUMNS = tuple(attr.key for attr in User.__mapper__.column_attrs)
+_USER_CLASS = manager_of_class(User)
 
 
 def attach_user(session: Session, verified: Verified) -> User:
@@ -60,7 +62,9 @@ def attach_user(session: Session, verified: Verified) -> User:
     held = session.identity_map.get(identity_key(User, values["id"]))
     if held is not None:
         return held
-    copy = User(**values)
+    # as the ORM's own loading does: a bare instance whose dict holds the row's values
+    copy = _USER_CLASS.new_instance()
+    copy.__dict__.update(values)
     make_transient_to_detached(copy)
     session.add(copy)
     return copy

@@ -229,9 +229,13 @@ class Decision:
         """The route answer (CONTRACT field names), reasons in ``language``."""
         t, ranking = self.triage, self.ranking
         answer = ranking.to_dict()
+        said: dict[int, list[str]] = {}  # facilities out for the same reasons share one tuple
         for key in ("candidates", "excluded"):
             for row, item in zip(answer[key], _items(ranking, key), strict=True):
-                row["reasons"] = [say(r, language) for r in item.reasons]
+                texts = said.get(id(item.reasons))
+                if texts is None:
+                    texts = said[id(item.reasons)] = [say(r, language) for r in item.reasons]
+                row["reasons"] = texts
         answer["warnings"] = [say(w, language) for w in ranking.warnings] + [
             n.text(language) for n in t.warnings
         ]

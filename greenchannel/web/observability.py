@@ -12,7 +12,6 @@ one thing kept in memory: they are per process (Prometheus sums them across scra
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import re
 import sys
@@ -22,6 +21,7 @@ import uuid
 from collections.abc import Iterable
 from typing import IO, Any
 
+import orjson
 from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -161,7 +161,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value if isinstance(value, int | float | bool) else scrub(str(value))
         if record.exc_info:
             entry["exc"] = scrub(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False)
+        return orjson.dumps(entry, default=str).decode()
 
 
 _HANDLER_MARK = "_greenchannel_json"
