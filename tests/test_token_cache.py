@@ -176,3 +176,28 @@ def test_a_database_without_the_revision_row_keeps_nothing(
     for _ in range(2):
         assert world.get("clinic", CLOSURES).status_code == 200
     assert len(lookups) == 2
+
+
+def test_a_hot_route_request_reads_the_revisions_and_nothing_else(
+    world: World, lookups: list[str]
+) -> None:
+    """Token, user, origin facility, facility table and closures all come from what this
+    process keeps under the two revisions, read by one statement (core/revisions.py)."""
+    from sqlalchemy import event
+
+    route = {"origin": {"facility": "T-1"}, "case": {"conditions": ["PPH"]}}
+    warm(world, "clinic", lookups)
+    for _ in range(2):  # the routing state and the rate-limit block are read once
+        assert world.post("clinic", "/api/v1/route", route).status_code == 200
+    engine = world.client.application.extensions["greenchannel.runtime"].engine
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert world.post("clinic", "/api/v1/route", route).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(statements) == 1 and "auth_revision" in statements[0], statements
