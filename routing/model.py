@@ -268,6 +268,28 @@ class Exclusion:
 
 
 @dataclass(frozen=True)
+class ExcludedRows:
+    """Internal: the exclusions of a ranking as columns, in order (``ranking.excluded`` makes
+    them objects, ``ranking.to_dict()`` dicts, each without the other).
+
+    Attributes
+    ----------
+    codes, names, etas
+        Per row, as in :class:`Exclusion`.
+    kinds
+        Per row, the key of its reasons in ``distinct``.
+    distinct
+        Each distinct tuple of reasons once (a province's exclusions share a handful).
+    """
+
+    codes: list[str]
+    names: list[str]
+    etas: list[float | None]
+    kinds: list[int]
+    distinct: dict[int, tuple[Reason, ...]]
+
+
+@dataclass(frozen=True)
 class Outreach:
     """Bring the capable centre's experts to the patient (上级专家下沉).
 
@@ -381,14 +403,24 @@ class Ranking:
     beyond_window: bool
     stabilise_at: Candidate | None
     outreach: Outreach | None
-    _exclusions: Callable[[], tuple[Exclusion, ...]] = field(repr=False, compare=False)
+    _exclusions: Callable[[], ExcludedRows] = field(repr=False, compare=False)
     partial: tuple[Partial, ...] = ()
     more_excluded: int = 0
 
     @cached_property
+    def _excluded_rows(self) -> ExcludedRows:
+        return self._exclusions()
+
+    @cached_property
     def excluded(self) -> tuple[Exclusion, ...]:
         """Every facility not proposed, with its reasons."""
-        return self._exclusions()
+        rows = self._excluded_rows
+        return tuple(
+            Exclusion(code, name, rows.distinct[kind], eta)
+            for code, name, eta, kind in zip(
+                rows.codes, rows.names, rows.etas, rows.kinds, strict=True
+            )
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with the CONTRACT field names."""
@@ -403,7 +435,7 @@ class Ranking:
             "origin": {"lat": self.origin[0], "lon": self.origin[1]},
             "candidates": [c.to_dict() for c in self.candidates],
             "more_candidates": self.more_candidates,
-            "excluded": _exclusions_to_dicts(self.excluded),
+            "excluded": _excluded_to_dicts(self._excluded_rows),
             "more_excluded": self.more_excluded,
             "warnings": [w.text for w in self.warnings],
             "warning_details": [w.to_dict() for w in self.warnings],
@@ -414,27 +446,22 @@ class Ranking:
         }
 
 
-def _exclusions_to_dicts(excluded: tuple[Exclusion, ...]) -> list[dict[str, Any]]:
-    """Like ``[e.to_dict() for e in excluded]``, converting each distinct reasons tuple once
-    (the converted lists are shared between rows)."""
-    done: dict[int, tuple[list[str], list[dict[str, Any]]]] = {}
-    out: list[dict[str, Any]] = []
-    for e in excluded:
-        conv = done.get(id(e.reasons))
-        if conv is None:
-            conv = ([r.text for r in e.reasons], [r.to_dict() for r in e.reasons])
-            done[id(e.reasons)] = conv
-        out.append(
-            {
-                "facility": e.facility,
-                "name": e.name,
-                "eta_minutes": None if e.eta_minutes is None else round(e.eta_minutes, 1),
-                # shared between facilities with the same reasons: JSON output, not for mutation
-                "reasons": conv[0],
-                "reason_details": conv[1],
-            }
-        )
-    return out
+def _excluded_to_dicts(rows: ExcludedRows) -> list[dict[str, Any]]:
+    """Like ``[e.to_dict() for e in ranking.excluded]``, straight from the columns, converting
+    each distinct reasons tuple once (the converted lists are shared between rows)."""
+    texts = {k: [r.text for r in reasons] for k, reasons in rows.distinct.items()}
+    details = {k: [r.to_dict() for r in reasons] for k, reasons in rows.distinct.items()}
+    # shared between facilities with the same reasons: JSON output, not for mutation
+    return [
+        {
+            "facility": code,
+            "name": name,
+            "eta_minutes": None if eta is None else round(eta, 1),
+            "reasons": texts[kind],
+            "reason_details": details[kind],
+        }
+        for code, name, eta, kind in zip(rows.codes, rows.names, rows.etas, rows.kinds, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
