@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from core import vocabulary
 from routing.errors import (
     InvalidCoordinateError,
@@ -274,8 +276,10 @@ class ExcludedRows:
 
     Attributes
     ----------
-    codes, names, etas
+    codes, names
         Per row, as in :class:`Exclusion`.
+    etas
+        Per row, ``eta_minutes`` (NaN for None).
     kinds
         Per row, the key of its reasons in ``distinct``.
     distinct
@@ -284,7 +288,7 @@ class ExcludedRows:
 
     codes: list[str]
     names: list[str]
-    etas: list[float | None]
+    etas: np.ndarray
     kinds: list[int]
     distinct: dict[int, tuple[Reason, ...]]
 
@@ -416,9 +420,9 @@ class Ranking:
         """Every facility not proposed, with its reasons."""
         rows = self._excluded_rows
         return tuple(
-            Exclusion(code, name, rows.distinct[kind], eta)
+            Exclusion(code, name, rows.distinct[kind], None if eta != eta else eta)
             for code, name, eta, kind in zip(
-                rows.codes, rows.names, rows.etas, rows.kinds, strict=True
+                rows.codes, rows.names, rows.etas.tolist(), rows.kinds, strict=True
             )
         )
 
@@ -456,12 +460,33 @@ def _excluded_to_dicts(rows: ExcludedRows) -> list[dict[str, Any]]:
         {
             "facility": code,
             "name": name,
-            "eta_minutes": None if eta is None else round(eta, 1),
+            "eta_minutes": eta,
             "reasons": texts[kind],
             "reason_details": details[kind],
         }
-        for code, name, eta, kind in zip(rows.codes, rows.names, rows.etas, rows.kinds, strict=True)
+        for code, name, eta, kind in zip(
+            rows.codes, rows.names, rounded(rows.etas, 1), rows.kinds, strict=True
+        )
     ]
+
+
+def rounded(values: np.ndarray, ndigits: int) -> list[float | None]:
+    """``[round(v, ndigits) for v in values]`` (None for NaN): the same floats, vectorised.
+
+    Python rounds the exact decimal value of ``v`` (half to even); numpy's ``rint(v * 10**n)``
+    agrees wherever the product is not within 1e-6 of a half (the product's own rounding error
+    is far smaller below 1e6), and ``k / 10**n`` is then the double nearest the decimal, as
+    Python's. The other values (near a half, big, inf, NaN) go through ``round``.
+    """
+    scale = 10.0**ndigits
+    scaled = values * scale
+    with np.errstate(invalid="ignore"):
+        fast = (np.abs(values) < 1e6) & (np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) > 1e-6)
+    out: list[float | None] = (np.rint(scaled) / scale).tolist()
+    for j in np.flatnonzero(~fast).tolist():
+        value = float(values[j])
+        out[j] = None if value != value else round(value, ndigits)
+    return out
 
 
 @dataclass(frozen=True)

@@ -122,10 +122,9 @@ class OriginQuery:
         self.node = -1
         self.road = False
         self._count = 0
-        self.base_s = np.full(len(table), np.inf)
-        self.base_len = np.full(len(table), np.inf)
         net = router.network
         if net is None or len(table) == 0:
+            self.base_s = self.base_len = np.full(len(table), np.inf)
             if net is not None:
                 node, snap = net.nearest_nodes([lat], [lon])
                 self.node, self.snap_m = int(node[0]), float(snap[0])
@@ -133,6 +132,7 @@ class OriginQuery:
         node, snap = net.nearest_nodes([lat], [lon])
         self.node, self.snap_m = int(node[0]), float(snap[0])
         if self.snap_m > policy.max_snap_m:
+            self.base_s = self.base_len = np.full(len(table), np.inf)
             return
         self.road = True
         self.buckets = router.buckets(table)
@@ -223,22 +223,27 @@ class OriginQuery:
                 else:
                     sel = np.arange(ridx.shape[0])
                 not_computed = ridx.shape[0] - sel.shape[0]
-                for j in sel.tolist():
-                    i = int(ridx[j])
-                    hits.append(Hit(i, float(lb[j]), float(self.base_len[i]), False, float(lb[j])))
+                near = ridx[sel]
+                for i, eta, length in zip(
+                    near.tolist(), lb[sel].tolist(), self.base_len[near].tolist(), strict=True
+                ):
+                    hits.append(Hit(i, eta, length, False, eta))
             else:
                 exact_hits, unreachable, not_computed = self._exact(ridx, lb, penalty_s, k)
                 hits.extend(exact_hits)
-        hits.sort(
-            key=lambda h: (
-                h.eta_s + float(penalty_s[h.index]),
-                penalty_s[h.index] > 0,
-                h.eta_s,
-                table.facilities[h.index].code,
-            )
+        pen = penalty_s[[h.index for h in hits]].tolist() if hits else []
+        facilities = table.facilities
+        ranked = sorted(
+            zip(hits, pen, strict=True),
+            key=lambda hp: (
+                hp[0].eta_s + hp[1],
+                hp[1] > 0,
+                hp[0].eta_s,
+                facilities[hp[0].index].code,
+            ),
         )
         more = len(hits) - min(k, len(hits)) + not_computed
-        return TopResult(hits[:k], more, unreachable)
+        return TopResult([h for h, _ in ranked[:k]], more, unreachable)
 
     def _exact(
         self, ridx: np.ndarray, lb: np.ndarray, penalty_s: np.ndarray, k: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -113,15 +114,14 @@ def rank(
             pool, gaps = _partial_pool(table, requirements, eligible)
             partial_hits = q.top(pool, gaps * _GAP_SECONDS, partial_k).hits
         if (beyond or best is None) and stabilise is not None:
-            stab_hits = q.top(table.eligible(stabilise), penalty, 1).hits
+            stab_hits = q.top(_eligible(table, stabilise), penalty, 1).hits
         base_known = q.road and state is None
         base_s = q.base_s
-    candidates = tuple(
-        _candidate(table, h, requirements, policy, penalty, beyond) for h in top.hits
-    )
+    said = _Said.of(requirements, policy)
+    candidates = tuple(_candidate(table, h, said, policy, beyond) for h in top.hits)
     partial = tuple(_partial(table, h, requirements, policy) for h in partial_hits)
     stabilise_at = (
-        _candidate(table, stab_hits[0], stabilise, policy, penalty, False)
+        _candidate(table, stab_hits[0], _Said.of(stabilise, policy), policy, False)
         if stab_hits and stabilise is not None
         else None
     )
@@ -224,7 +224,7 @@ def _partial(table: FacilityTable, hit: Hit, req: Requirements, policy: Policy) 
     )
     reasons = [
         r
-        for r in _candidate(table, hit, req, policy, np.zeros(len(table)), False).reasons
+        for r in _candidate(table, hit, _Said.of(req, policy), policy, False).reasons
         if r.code != "meets_requirements"
     ]
     return Partial(
@@ -269,17 +269,34 @@ def _minutes(seconds: float) -> str:
     return f"{minutes:.0f}" if minutes >= 1 else "<1"
 
 
+@dataclass(frozen=True)
+class _Said:
+    """What every candidate of one requirement set says alike (made once per ranking)."""
+
+    meets: Reason
+    after: str  # the tail of the stale/advisory reasons
+    beds: tuple[tuple[str, int, str], ...]  # (bed type, column in the table, label), sorted
+
+    @staticmethod
+    def of(req: Requirements, policy: Policy) -> _Said:
+        label = req.label()
+        tol = policy.tolerance_minutes
+        return _Said(
+            meets=Reason("meets_requirements", f"meets {label}", {"requirements": label}),
+            after=f": ranked after confirmed facilities within {tol:g} min" if tol > 0 else "",
+            beds=tuple((b, BED_TYPES.index(b), BED_LABELS[b]) for b in sorted(req.beds)),
+        )
+
+
 def _candidate(
     table: FacilityTable,
     hit: Hit,
-    req: Requirements,
+    said: _Said,
     policy: Policy,
-    penalty: np.ndarray,
     beyond: bool,
 ) -> Candidate:
     f = table.facilities[hit.index]
-    label = req.label()
-    reasons = [Reason("meets_requirements", f"meets {label}", {"requirements": label})]
+    reasons = [said.meets]
     minutes = hit.eta_s / 60.0
     if hit.estimate:
         reasons.append(
@@ -304,8 +321,8 @@ def _candidate(
                 )
             )
     tol = policy.tolerance_minutes
-    after = f": ranked after confirmed facilities within {tol:g} min" if tol > 0 else ""
-    advisory = bool(table.diversion[hit.index] == _ADVISORY)
+    after = said.after
+    advisory = f.diversion == "advisory"
     if f.stale:
         reasons.append(
             Reason(
@@ -323,9 +340,8 @@ def _candidate(
                 {"tolerance_minutes": tol, "reason": f.diversion_reason},
             )
         )
-    for bed in sorted(req.beds):
-        count = int(table.beds[hit.index, BED_TYPES.index(bed)])
-        label = BED_LABELS[bed]
+    for bed, column, label in said.beds:
+        count = int(table.beds[hit.index, column])
         if count < 0:
             reasons.append(Reason("beds_unknown", f"free {label}s not reported", {"bed_type": bed}))
         else:
@@ -476,8 +492,7 @@ class _OutSet:
         self.req = req
         self.caps = sorted(req.capabilities)
         self.beds = sorted(req.beds)
-        self.eligible = table.eligible(req)
-        self.eligible.flags.writeable = False
+        self.eligible = _eligible(table, req)
         self.eligible_count = int(np.count_nonzero(self.eligible))
         out = np.flatnonzero(~self.eligible)
         self.out = out
@@ -547,15 +562,28 @@ class _OutSet:
         return ok
 
 
-def _out_set(table: FacilityTable, req: Requirements) -> _OutSet:
-    key = (
-        "out",
+def _requirement_key(req: Requirements) -> tuple[object, ...]:
+    return (
         req.maternal_level,
         req.neonatal_level,
         frozenset(req.capabilities),
         frozenset(req.beds),
     )
-    return table.derived(key, lambda: _OutSet(table, req))
+
+
+def _out_set(table: FacilityTable, req: Requirements) -> _OutSet:
+    return table.derived(("out", *_requirement_key(req)), lambda: _OutSet(table, req))
+
+
+def _eligible(table: FacilityTable, req: Requirements) -> np.ndarray:
+    """``table.eligible(req)``, once per table and requirement set (read-only)."""
+
+    def make() -> np.ndarray:
+        eligible = table.eligible(req)
+        eligible.flags.writeable = False
+        return eligible
+
+    return table.derived(("eligible", *_requirement_key(req)), make)
 
 
 def _exclusions(
@@ -596,15 +624,11 @@ def _exclusions(
     else:
         order = np.lexsort((table.code_rank[every], sort_eta))
     sel = every[order]
-    etas: list[float | None]
     if base_s is None:
-        etas = [None] * sel.shape[0]
+        etas = np.full(sel.shape[0], np.nan)
     else:
-        # off the road: unknown (None); on it but never reached: inf
-        etas = sort_eta[order].tolist()
-        road = on_road[order]
-        if not road.all():
-            etas = [eta if ok else None for eta, ok in zip(etas, road.tolist(), strict=True)]
+        # off the road: unknown (NaN, None in the answer); on it but never reached: inf
+        etas = np.where(on_road[order], sort_eta[order], np.nan)
     kinds = kind_every[order].tolist()
     distinct = {k: outset.reasons(k) for k in set(kinds) if k >= 0}
     if unreachable:
