@@ -68,9 +68,13 @@ class Router:
         self._closures: OrderedDict[frozenset[Closure], _ClosureState] = OrderedDict()
 
     def warm_up(self) -> float:
-        """Compile (or load from numba's on-disk cache) every kernel; returns seconds taken.
+        """Read every page of a mapped network file (:meth:`RoadNetwork.prefault`) and compile
+        (or load from numba's on-disk cache) every kernel; returns the seconds taken.
 
-        Call it at process start so that the first real query is fast.
+        Call it at process start so that the first real query is fast: it waits neither on the
+        disk nor on the compiler. The pages go to the machine's page cache, shared by every
+        process that maps the file (a server forked after its warm-up finds them there); a network
+        held in memory (built here, or a version-1 file) has nothing to read.
         """
         from routing.model import FacilitySnapshot
 
@@ -78,6 +82,7 @@ class Router:
         net = self.network
         if net is None:
             return 0.0
+        net.prefault()
         lat, lon = float(net.lat[0]), float(net.lon[0])
         probe = Router(net, cache_size=1)
         table = probe.prepare([FacilitySnapshot(code="warm-up", name="warm-up", lat=lat, lon=lon)])
