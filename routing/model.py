@@ -480,12 +480,15 @@ def rounded(values: np.ndarray, ndigits: int) -> list[float | None]:
     """
     scale = 10.0**ndigits
     scaled = values * scale
+    whole = np.rint(scaled)
     with np.errstate(invalid="ignore"):
-        fast = (np.abs(values) < 1e6) & (np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) > 1e-6)
-    out: list[float | None] = (np.rint(scaled) / scale).tolist()
-    for j in np.flatnonzero(~fast).tolist():
-        value = float(values[j])
-        out[j] = None if value != value else round(value, ndigits)
+        # NaN and inf fail both tests
+        slow = ~((np.abs(scaled - whole) < 0.5 - 1e-6) & (np.abs(values) < 1e6))
+    out: list[float | None] = (whole / scale).tolist()
+    if slow.any():
+        for j in np.flatnonzero(slow).tolist():
+            value = float(values[j])
+            out[j] = None if value != value else round(value, ndigits)
     return out
 
 
