@@ -62,7 +62,14 @@ class Router:
     def __init__(self, network: RoadNetwork | None, *, cache_size: int = 4) -> None:
         self.network = network
         self._cache_size = cache_size
-        self._pool = ScratchPool(network.node_count) if network is not None else None
+        self._pool = (
+            ScratchPool(
+                network.node_count,
+                largest_id=max(network.arc_count, network.ch["arc_len"].shape[0]),
+            )
+            if network is not None
+            else None
+        )
         self._lock = threading.Lock()
         self._buckets: OrderedDict[bytes, _Buckets] = OrderedDict()
         self._closures: OrderedDict[frozenset[Closure], _ClosureState] = OrderedDict()
