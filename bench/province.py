@@ -406,7 +406,7 @@ def main() -> None:
             mark(max(r["load_s"] for r in mm) <= TARGET_LOAD_S),
         ),
         (
-            "ranking p99 right after the load and warm-up",
+            "ranking p99 after the load and warm-up",
             f"{max(r['cold_p99_ms'] for r in mm):.2f} ms",
             f"≤ {TARGET_P99_MS:g} ms",
             f"{max(r['cold_p99_ms'] for r in cp):.2f} ms on the copy",
@@ -420,7 +420,7 @@ def main() -> None:
             mark(max(r["cold_cpu_p99_ms"] for r in mm) <= TARGET_P99_MS),
         ),
         (
-            "warm-up (prefault + kernels), then prefault again",
+            "warm-up; prefault again after it",
             f"{max(r['warm_up_s'] for r in mm):.1f} s, {max(r['prefault_s'] for r in mm):.2f} s",
             "-",
             f"{max(r['warm_up_s'] for r in cp):.1f} s on the copy",
