@@ -236,7 +236,9 @@ def child_serve(path: str, how: str, queries: int) -> None:
     net = RoadNetwork.load(path) if how == "mmap" else _copy_load(path)
     load_s = time.perf_counter() - t0
     router = Router(net)
-    router.warm_up()
+    t0 = time.perf_counter()
+    router.warm_up()  # reads every page of a mapped file first (RoadNetwork.prefault)
+    warm_up_s = time.perf_counter() - t0
     table = router.prepare(facilities_for(net, SEED + 1))
     policy = Policy(top_k=10, tolerance_minutes=10, time_window_minutes=60)
     rng = np.random.default_rng(SEED + 2)
@@ -261,8 +263,8 @@ def child_serve(path: str, how: str, queries: int) -> None:
             float(np.percentile(cpu_ms, 99)),
         )
 
-    cold = timed()  # straight after the load: pages fault in as the searches reach them
-    prefault_s = net.prefault()
+    cold = timed()  # straight after the load and the warm-up
+    prefault_s = net.prefault()  # again: what is left to touch (the warm-up did it)
     rng2 = np.random.default_rng(SEED + 3)
     picks = rng2.integers(0, net.node_count, queries + 1)
     origins = [(float(net.lat[i]) + 3e-4, float(net.lon[i]) - 3e-4) for i in picks.tolist()]
@@ -273,6 +275,7 @@ def child_serve(path: str, how: str, queries: int) -> None:
                 "load_s": load_s,
                 "first_ms": first_s * 1000,
                 "prefault_s": prefault_s,
+                "warm_up_s": warm_up_s,
                 "cold_p50_ms": cold[0],
                 "cold_p99_ms": cold[1],
                 "cold_cpu_p99_ms": cold[2],
@@ -403,7 +406,7 @@ def main() -> None:
             mark(max(r["load_s"] for r in mm) <= TARGET_LOAD_S),
         ),
         (
-            "ranking p99 right after the load",
+            "ranking p99 after the load and warm-up",
             f"{max(r['cold_p99_ms'] for r in mm):.2f} ms",
             f"≤ {TARGET_P99_MS:g} ms",
             f"{max(r['cold_p99_ms'] for r in cp):.2f} ms on the copy",
@@ -417,10 +420,10 @@ def main() -> None:
             mark(max(r["cold_cpu_p99_ms"] for r in mm) <= TARGET_P99_MS),
         ),
         (
-            "pages touched (prefault)",
-            f"{max(r['prefault_s'] for r in mm):.1f} s",
+            "warm-up; prefault again after it",
+            f"{max(r['warm_up_s'] for r in mm):.1f} s, {max(r['prefault_s'] for r in mm):.2f} s",
             "-",
-            "-",
+            f"{max(r['warm_up_s'] for r in cp):.1f} s on the copy",
             "",
         ),
         (

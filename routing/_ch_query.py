@@ -1,9 +1,9 @@
 """Query kernels (numba): upward searches, facility buckets, tainted-path checks, plain Dijkstra.
 
-All kernels take caller-owned scratch arrays sized ``n`` (one set per thread, see
-``routing.router._Scratch``) and leave them clean (``dist`` = inf, ``pos`` = -1) when they return,
-except :func:`bucket_query`, whose forward search state is kept for :func:`trace_tainted` and
-cleared by :func:`reset_forward`.
+All kernels take caller-owned scratch arrays sized ``n`` (lent to one search at a time by
+``routing.query.ScratchPool``; the kernels hold the GIL) and leave them clean (``dist`` = inf,
+``pos`` = -1) when they return, except :func:`bucket_query`, whose forward search state is kept
+for :func:`trace_tainted` and cleared by :func:`reset_forward`.
 """
 
 from __future__ import annotations

@@ -80,10 +80,11 @@ def clear(hv: Array, pos: Array, size: int) -> None:
         pos[hv[i]] = -1
 
 
-def new_heap(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Arrays ``(hk, hv, pos)`` for a heap over ``n`` nodes."""
+def new_heap(n: int, index: type[np.signedinteger] = np.int64) -> tuple[np.ndarray, ...]:
+    """Arrays ``(hk, hv, pos)`` for a heap over ``n`` nodes (``index``: the dtype of node ids
+    and heap slots, int32 when ``n`` fits)."""
     return (
         np.empty(max(n, 1), np.float64),
-        np.empty(max(n, 1), np.int64),
-        np.full(max(n, 1), -1, np.int64),
+        np.empty(max(n, 1), index),
+        np.full(max(n, 1), -1, index),
     )

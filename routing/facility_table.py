@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -19,6 +20,10 @@ from routing.model import (
     check_level,
 )
 from routing.network import RoadNetwork
+
+T = TypeVar("T")
+
+_DERIVED_KEPT = 64  # values derived per table (one per requirement set and policy, say)
 
 CAP_BIT: dict[str, int] = {name: 1 << i for i, name in enumerate(sorted(CAPABILITIES))}
 
@@ -57,6 +62,23 @@ class FacilityTable:
     slot: np.ndarray  # index of the node in ``slot_nodes``
     slot_nodes: np.ndarray  # unique nodes, sorted: the router's bucket key
     code_rank: np.ndarray  # position of each facility in code order (ties of ETA go by code)
+    _derived: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def derived(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()``, computed once per ``key`` for this table (which never changes).
+
+        For what the queries of a requirement set share (what is out, and why). Holds a few
+        dozen keys; two threads may compute the same value at once (both are right).
+        """
+        memo = self._derived
+        try:
+            value: T = memo[key]
+        except KeyError:
+            value = make()
+            if len(memo) >= _DERIVED_KEPT:
+                memo.clear()
+            memo[key] = value
+        return value
 
     def __len__(self) -> int:
         return len(self.facilities)

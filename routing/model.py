@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from core import vocabulary
 from routing.errors import (
     InvalidCoordinateError,
@@ -268,6 +270,30 @@ class Exclusion:
 
 
 @dataclass(frozen=True)
+class ExcludedRows:
+    """Internal: the exclusions of a ranking as columns, in order (``ranking.excluded`` makes
+    them objects, ``ranking.to_dict()`` dicts, each without the other).
+
+    Attributes
+    ----------
+    codes, names
+        Per row, as in :class:`Exclusion`.
+    etas
+        Per row, ``eta_minutes`` (NaN for None).
+    kinds
+        Per row, the key of its reasons in ``distinct``.
+    distinct
+        Each distinct tuple of reasons once (a province's exclusions share a handful).
+    """
+
+    codes: list[str]
+    names: list[str]
+    etas: np.ndarray
+    kinds: list[int]
+    distinct: dict[int, tuple[Reason, ...]]
+
+
+@dataclass(frozen=True)
 class Outreach:
     """Bring the capable centre's experts to the patient (上级专家下沉).
 
@@ -381,14 +407,24 @@ class Ranking:
     beyond_window: bool
     stabilise_at: Candidate | None
     outreach: Outreach | None
-    _exclusions: Callable[[], tuple[Exclusion, ...]] = field(repr=False, compare=False)
+    _exclusions: Callable[[], ExcludedRows] = field(repr=False, compare=False)
     partial: tuple[Partial, ...] = ()
     more_excluded: int = 0
 
     @cached_property
+    def _excluded_rows(self) -> ExcludedRows:
+        return self._exclusions()
+
+    @cached_property
     def excluded(self) -> tuple[Exclusion, ...]:
         """Every facility not proposed, with its reasons."""
-        return self._exclusions()
+        rows = self._excluded_rows
+        return tuple(
+            Exclusion(code, name, rows.distinct[kind], None if eta != eta else eta)
+            for code, name, eta, kind in zip(
+                rows.codes, rows.names, rows.etas.tolist(), rows.kinds, strict=True
+            )
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with the CONTRACT field names."""
@@ -403,7 +439,7 @@ class Ranking:
             "origin": {"lat": self.origin[0], "lon": self.origin[1]},
             "candidates": [c.to_dict() for c in self.candidates],
             "more_candidates": self.more_candidates,
-            "excluded": _exclusions_to_dicts(self.excluded),
+            "excluded": _excluded_to_dicts(self._excluded_rows),
             "more_excluded": self.more_excluded,
             "warnings": [w.text for w in self.warnings],
             "warning_details": [w.to_dict() for w in self.warnings],
@@ -414,26 +450,45 @@ class Ranking:
         }
 
 
-def _exclusions_to_dicts(excluded: tuple[Exclusion, ...]) -> list[dict[str, Any]]:
-    """Like ``[e.to_dict() for e in excluded]``, converting each distinct reasons tuple once
-    (the converted lists are shared between rows)."""
-    done: dict[int, tuple[list[str], list[dict[str, Any]]]] = {}
-    out: list[dict[str, Any]] = []
-    for e in excluded:
-        conv = done.get(id(e.reasons))
-        if conv is None:
-            conv = ([r.text for r in e.reasons], [r.to_dict() for r in e.reasons])
-            done[id(e.reasons)] = conv
-        out.append(
-            {
-                "facility": e.facility,
-                "name": e.name,
-                "eta_minutes": None if e.eta_minutes is None else round(e.eta_minutes, 1),
-                # shared between facilities with the same reasons: JSON output, not for mutation
-                "reasons": conv[0],
-                "reason_details": conv[1],
-            }
+def _excluded_to_dicts(rows: ExcludedRows) -> list[dict[str, Any]]:
+    """Like ``[e.to_dict() for e in ranking.excluded]``, straight from the columns, converting
+    each distinct reasons tuple once (the converted lists are shared between rows)."""
+    texts = {k: [r.text for r in reasons] for k, reasons in rows.distinct.items()}
+    details = {k: [r.to_dict() for r in reasons] for k, reasons in rows.distinct.items()}
+    # shared between facilities with the same reasons: JSON output, not for mutation
+    return [
+        {
+            "facility": code,
+            "name": name,
+            "eta_minutes": eta,
+            "reasons": texts[kind],
+            "reason_details": details[kind],
+        }
+        for code, name, eta, kind in zip(
+            rows.codes, rows.names, rounded(rows.etas, 1), rows.kinds, strict=True
         )
+    ]
+
+
+def rounded(values: np.ndarray, ndigits: int) -> list[float | None]:
+    """``[round(v, ndigits) for v in values]`` (None for NaN): the same floats, vectorised.
+
+    Python rounds the exact decimal value of ``v`` (half to even); numpy's ``rint(v * 10**n)``
+    agrees wherever the product is not within 1e-6 of a half (the product's own rounding error
+    is far smaller below 1e6), and ``k / 10**n`` is then the double nearest the decimal, as
+    Python's. The other values (near a half, big, inf, NaN) go through ``round``.
+    """
+    scale = 10.0**ndigits
+    scaled = values * scale
+    whole = np.rint(scaled)
+    with np.errstate(invalid="ignore"):
+        # NaN and inf fail both tests
+        slow = ~((np.abs(scaled - whole) < 0.5 - 1e-6) & (np.abs(values) < 1e6))
+    out: list[float | None] = (whole / scale).tolist()
+    if slow.any():
+        for j in np.flatnonzero(slow).tolist():
+            value = float(values[j])
+            out[j] = None if value != value else round(value, ndigits)
     return out
 
 

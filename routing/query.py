@@ -8,6 +8,9 @@ module text for how a query works).
 from __future__ import annotations
 
 import heapq
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,22 +28,75 @@ from routing.network import RoadNetwork
 
 
 class _Scratch:
-    """Per-thread work arrays sized to the network (the kernels leave them clean)."""
+    """Work arrays sized to the network, for one search at a time (the kernels leave them clean:
+    every ``dist`` at inf and the heap empty).
 
-    def __init__(self, n: int) -> None:
+    Distances stay float64 (they decide the answers); node and arc ids are ``index`` (int32
+    when they fit: 74 bytes per node instead of 106).
+    """
+
+    def __init__(self, n: int, index: type[np.signedinteger] = np.int64) -> None:
         self.dist = np.full(n, np.inf)
         self.lens = np.zeros(n)
-        self.par = np.full(n, -1, np.int64)
+        self.par = np.full(n, -1, index)
         self.stalled = np.zeros(n, np.bool_)
-        self.order = np.zeros(n, np.int64)
+        self.order = np.zeros(n, index)
         self.dist2 = np.full(n, np.inf)
         self.lens2 = np.zeros(n)
-        self.par2 = np.full(n, -1, np.int64)
+        self.par2 = np.full(n, -1, index)
         self.stalled2 = np.zeros(n, np.bool_)
-        self.order2 = np.zeros(n, np.int64)
-        self.hk, self.hv, self.pos = new_heap(n)
-        self.mark = np.full(n, -1, np.int64)
-        self.touched = np.zeros(n, np.int64)
+        self.order2 = np.zeros(n, index)
+        self.hk, self.hv, self.pos = new_heap(n, index)
+        self.mark = np.full(n, -1, index)
+        self.touched = np.zeros(n, index)
+
+
+class ScratchPool:
+    """Work arrays lent to one search at a time, so that a process holds as many sets as it runs
+    searches at once, not one per thread (a set costs ~100 bytes per node: ~1.2 GB at 12 M).
+
+    The kernels hold the GIL (numba without ``nogil``), so two of them never run at once in one
+    process; a query holds its set for its kernel only, or, under closures, until it closes (the
+    exact search re-reads the forward search). A serving process with 8 threads thus makes one
+    set, two when closure queries overlap. A set given back after an exception is dropped, not
+    reused: it may hold a half-done search.
+    """
+
+    def __init__(self, node_count: int, *, largest_id: int | None = None) -> None:
+        self.node_count = node_count
+        # int32 ids when every node and arc id fits (the numba kernels compile for either)
+        biggest = max(node_count, largest_id or 0)
+        self.index: type[np.signedinteger] = np.int32 if biggest < 2**31 - 1 else np.int64
+        self._free: list[_Scratch] = []
+        self._lock = threading.Lock()
+        self.sets = 0  # sets alive (lent or free): at most the searches that ran at once
+
+    def take(self) -> _Scratch:
+        """A clean set (made when none is free); give it back with :meth:`give_back`."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            self.sets += 1
+        return _Scratch(self.node_count, self.index)
+
+    def give_back(self, scratch: _Scratch, *, clean: bool = True) -> None:
+        """Return a set: ``clean=False`` (after an exception) drops it."""
+        with self._lock:
+            if clean:
+                self._free.append(scratch)
+            else:
+                self.sets -= 1
+
+    @contextmanager
+    def lend(self) -> Iterator[_Scratch]:
+        """A set for the ``with`` block (dropped if the block raises)."""
+        scratch = self.take()
+        try:
+            yield scratch
+        except BaseException:
+            self.give_back(scratch, clean=False)
+            raise
+        self.give_back(scratch)
 
 
 @dataclass(frozen=True)
@@ -70,9 +126,10 @@ class QuerySource(Protocol):
     @property
     def network(self) -> RoadNetwork | None: ...
 
-    def buckets(self, table: FacilityTable) -> _Buckets: ...
+    @property
+    def scratch_pool(self) -> ScratchPool: ...
 
-    def _scratch(self) -> _Scratch: ...
+    def buckets(self, table: FacilityTable) -> _Buckets: ...
 
 
 @dataclass
@@ -101,7 +158,11 @@ def estimate_km(lat1: float, lon1: float, lat2: float, lon2: float, policy: Poli
 
 
 class OriginQuery:
-    """Distances from one origin to a facility table (holds the thread's work arrays)."""
+    """Distances from one origin to a facility table.
+
+    Under closures it holds a set of work arrays from the router's pool until it closes (use it
+    as a context manager); without closures it gives the set back before its constructor returns.
+    """
 
     def __init__(
         self,
@@ -122,10 +183,10 @@ class OriginQuery:
         self.node = -1
         self.road = False
         self._count = 0
-        self.base_s = np.full(len(table), np.inf)
-        self.base_len = np.full(len(table), np.inf)
+        self.scratch: _Scratch | None = None
         net = router.network
         if net is None or len(table) == 0:
+            self.base_s = self.base_len = np.full(len(table), np.inf)
             if net is not None:
                 node, snap = net.nearest_nodes([lat], [lon])
                 self.node, self.snap_m = int(node[0]), float(snap[0])
@@ -133,11 +194,12 @@ class OriginQuery:
         node, snap = net.nearest_nodes([lat], [lon])
         self.node, self.snap_m = int(node[0]), float(snap[0])
         if self.snap_m > policy.max_snap_m:
+            self.base_s = self.base_len = np.full(len(table), np.inf)
             return
         self.road = True
         self.buckets = router.buckets(table)
-        self.scratch = router._scratch()
-        s = self.scratch
+        pool = router.scratch_pool
+        s = pool.take()
         ch = net.ch
         b = self.buckets
         nslots = b.slot_nodes.shape[0]
@@ -145,47 +207,60 @@ class OriginQuery:
         self.best_len = np.empty(nslots)
         self.meet = np.empty(nslots, np.int64)
         self.meet_entry = np.empty(nslots, np.int64)
-        self._count = Q.bucket_query(
-            self.node,
-            ch["up_ptr"],
-            ch["up_nb"],
-            ch["up_w"],
-            ch["up_arc"],
-            ch["dn_ptr"],
-            ch["dn_nb"],
-            ch["dn_w"],
-            ch["arc_len"],
-            b.ptr,
-            b.slot,
-            b.d,
-            b.length,
-            self.best,
-            self.best_len,
-            self.meet,
-            self.meet_entry,
-            s.dist,
-            s.lens,
-            s.par,
-            s.stalled,
-            s.order,
-            s.hk,
-            s.hv,
-            s.pos,
-        )
+        try:
+            count = Q.bucket_query(
+                self.node,
+                ch["up_ptr"],
+                ch["up_nb"],
+                ch["up_w"],
+                ch["up_arc"],
+                ch["dn_ptr"],
+                ch["dn_nb"],
+                ch["dn_w"],
+                ch["arc_len"],
+                b.ptr,
+                b.slot,
+                b.d,
+                b.length,
+                self.best,
+                self.best_len,
+                self.meet,
+                self.meet_entry,
+                s.dist,
+                s.lens,
+                s.par,
+                s.stalled,
+                s.order,
+                s.hk,
+                s.hv,
+                s.pos,
+            )
+        except BaseException:
+            pool.give_back(s, clean=False)
+            raise
+        if state is None:
+            # nothing after this reads the forward search: clear it and free the set now
+            Q.reset_forward(s.dist, s.order, count)
+            pool.give_back(s)
+        else:
+            self.scratch, self._count = s, count
         self.base_s = self.best[table.slot]
         self.base_len = self.best_len[table.slot]
 
     def __enter__(self) -> OriginQuery:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.close(clean=exc_type is None)
 
-    def close(self) -> None:
-        """Clear the forward search state from the work arrays."""
-        if self._count:
-            Q.reset_forward(self.scratch.dist, self.scratch.order, self._count)
+    def close(self, *, clean: bool = True) -> None:
+        """Clear the forward search from the work arrays and give them back to the pool
+        (``clean=False``, after an exception: drop them)."""
+        scratch, self.scratch = self.scratch, None
+        if scratch is not None:
+            Q.reset_forward(scratch.dist, scratch.order, self._count)
             self._count = 0
+            self.router.scratch_pool.give_back(scratch, clean=clean)
 
     def on_road(self, index: np.ndarray) -> np.ndarray:
         """Which of these facilities get a road ETA (else an estimate)."""
@@ -223,22 +298,27 @@ class OriginQuery:
                 else:
                     sel = np.arange(ridx.shape[0])
                 not_computed = ridx.shape[0] - sel.shape[0]
-                for j in sel.tolist():
-                    i = int(ridx[j])
-                    hits.append(Hit(i, float(lb[j]), float(self.base_len[i]), False, float(lb[j])))
+                near = ridx[sel]
+                for i, eta, length in zip(
+                    near.tolist(), lb[sel].tolist(), self.base_len[near].tolist(), strict=True
+                ):
+                    hits.append(Hit(i, eta, length, False, eta))
             else:
                 exact_hits, unreachable, not_computed = self._exact(ridx, lb, penalty_s, k)
                 hits.extend(exact_hits)
-        hits.sort(
-            key=lambda h: (
-                h.eta_s + float(penalty_s[h.index]),
-                penalty_s[h.index] > 0,
-                h.eta_s,
-                table.facilities[h.index].code,
-            )
+        pen = penalty_s[[h.index for h in hits]].tolist() if hits else []
+        facilities = table.facilities
+        ranked = sorted(
+            zip(hits, pen, strict=True),
+            key=lambda hp: (
+                hp[0].eta_s + hp[1],
+                hp[1] > 0,
+                hp[0].eta_s,
+                facilities[hp[0].index].code,
+            ),
         )
         more = len(hits) - min(k, len(hits)) + not_computed
-        return TopResult(hits[:k], more, unreachable)
+        return TopResult([h for h, _ in ranked[:k]], more, unreachable)
 
     def _exact(
         self, ridx: np.ndarray, lb: np.ndarray, penalty_s: np.ndarray, k: int
@@ -250,6 +330,7 @@ class OriginQuery:
         state = self.state
         table = self.table
         s = self.scratch
+        assert s is not None  # held under closures until close()
         b = self.buckets
         ch = net.ch
         key = lb + penalty_s[ridx]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from routing.model import (
     DIVERSIONS,
     Candidate,
     CoverageRow,
-    Exclusion,
+    ExcludedRows,
     FacilitySnapshot,
     Outreach,
     Partial,
@@ -97,10 +98,11 @@ def rank(
         stabilise.validate("stabilise")
     table = router.prepare(facilities)
     state = router.closure_state(closures)
-    penalty = np.where(
-        table.stale | (table.diversion == _ADVISORY), policy.tolerance_minutes * 60.0, 0.0
+    penalty = table.derived(
+        ("penalty", policy.tolerance_minutes), lambda: _penalty(table, policy.tolerance_minutes)
     )
-    eligible = table.eligible(requirements)
+    outset = _out_set(table, requirements)
+    eligible = outset.eligible
     stab_hits: list[Hit] = []
     partial_hits: list[Hit] = []
     with router.query(olat, olon, table, policy=policy, state=state) as q:
@@ -112,15 +114,14 @@ def rank(
             pool, gaps = _partial_pool(table, requirements, eligible)
             partial_hits = q.top(pool, gaps * _GAP_SECONDS, partial_k).hits
         if (beyond or best is None) and stabilise is not None:
-            stab_hits = q.top(table.eligible(stabilise), penalty, 1).hits
+            stab_hits = q.top(_eligible(table, stabilise), penalty, 1).hits
         base_known = q.road and state is None
         base_s = q.base_s
-    candidates = tuple(
-        _candidate(table, h, requirements, policy, penalty, beyond) for h in top.hits
-    )
+    said = _Said.of(requirements, policy)
+    candidates = tuple(_candidate(table, h, said, policy, beyond) for h in top.hits)
     partial = tuple(_partial(table, h, requirements, policy) for h in partial_hits)
     stabilise_at = (
-        _candidate(table, stab_hits[0], stabilise, policy, penalty, False)
+        _candidate(table, stab_hits[0], _Said.of(stabilise, policy), policy, False)
         if stab_hits and stabilise is not None
         else None
     )
@@ -130,16 +131,15 @@ def rank(
     )
     warnings = _warnings(q, table, candidates, top.hits, requirements, policy, state, beyond)
     unreachable = set(top.unreachable)
-    out_count = int(len(table) - int(np.count_nonzero(eligible))) + len(unreachable)
+    out_count = len(table) - outset.eligible_count + len(unreachable)
     if excluded_limit is not None and excluded_limit < 0:
         raise InvalidInputError("excluded_limit must be >= 0 or None", field="excluded_limit")
     shown = out_count if excluded_limit is None else min(out_count, excluded_limit)
 
-    def exclusions() -> tuple[Exclusion, ...]:
+    def exclusions() -> ExcludedRows:
         return _exclusions(
             table,
-            requirements,
-            eligible,
+            outset,
             unreachable,
             base_s if base_known else None,
             policy,
@@ -160,6 +160,13 @@ def rank(
         partial=partial,
         more_excluded=out_count - shown,
     )
+
+
+def _penalty(table: FacilityTable, tolerance_minutes: float) -> np.ndarray:
+    """Seconds added to the ranking key of a stale or advisory facility."""
+    penalty = np.where(table.stale | (table.diversion == _ADVISORY), tolerance_minutes * 60.0, 0.0)
+    penalty.flags.writeable = False
+    return penalty
 
 
 # A partial match's ranking key is its gap score in this many seconds plus its road time, so
@@ -217,7 +224,7 @@ def _partial(table: FacilityTable, hit: Hit, req: Requirements, policy: Policy) 
     )
     reasons = [
         r
-        for r in _candidate(table, hit, req, policy, np.zeros(len(table)), False).reasons
+        for r in _candidate(table, hit, _Said.of(req, policy), policy, False).reasons
         if r.code != "meets_requirements"
     ]
     return Partial(
@@ -262,17 +269,34 @@ def _minutes(seconds: float) -> str:
     return f"{minutes:.0f}" if minutes >= 1 else "<1"
 
 
+@dataclass(frozen=True)
+class _Said:
+    """What every candidate of one requirement set says alike (made once per ranking)."""
+
+    meets: Reason
+    after: str  # the tail of the stale/advisory reasons
+    beds: tuple[tuple[str, int, str], ...]  # (bed type, column in the table, label), sorted
+
+    @staticmethod
+    def of(req: Requirements, policy: Policy) -> _Said:
+        label = req.label()
+        tol = policy.tolerance_minutes
+        return _Said(
+            meets=Reason("meets_requirements", f"meets {label}", {"requirements": label}),
+            after=f": ranked after confirmed facilities within {tol:g} min" if tol > 0 else "",
+            beds=tuple((b, BED_TYPES.index(b), BED_LABELS[b]) for b in sorted(req.beds)),
+        )
+
+
 def _candidate(
     table: FacilityTable,
     hit: Hit,
-    req: Requirements,
+    said: _Said,
     policy: Policy,
-    penalty: np.ndarray,
     beyond: bool,
 ) -> Candidate:
     f = table.facilities[hit.index]
-    label = req.label()
-    reasons = [Reason("meets_requirements", f"meets {label}", {"requirements": label})]
+    reasons = [said.meets]
     minutes = hit.eta_s / 60.0
     if hit.estimate:
         reasons.append(
@@ -297,8 +321,8 @@ def _candidate(
                 )
             )
     tol = policy.tolerance_minutes
-    after = f": ranked after confirmed facilities within {tol:g} min" if tol > 0 else ""
-    advisory = bool(table.diversion[hit.index] == _ADVISORY)
+    after = said.after
+    advisory = f.diversion == "advisory"
     if f.stale:
         reasons.append(
             Reason(
@@ -316,9 +340,8 @@ def _candidate(
                 {"tolerance_minutes": tol, "reason": f.diversion_reason},
             )
         )
-    for bed in sorted(req.beds):
-        count = int(table.beds[hit.index, BED_TYPES.index(bed)])
-        label = BED_LABELS[bed]
+    for bed, column, label in said.beds:
+        count = int(table.beds[hit.index, column])
         if count < 0:
             reasons.append(Reason("beds_unknown", f"free {label}s not reported", {"bed_type": bed}))
         else:
@@ -457,67 +480,208 @@ def _warnings(
     return tuple(out)
 
 
+class _OutSet:
+    """What every query of one requirement set shares on one facility table: which facilities
+    are out, and the signature of each (what its reasons depend on), as one small number.
+
+    Made once per table and requirement set (:meth:`FacilityTable.derived`); the reasons of a
+    signature are made on first use and then shared by every query.
+    """
+
+    def __init__(self, table: FacilityTable, req: Requirements) -> None:
+        self.req = req
+        self.caps = sorted(req.capabilities)
+        self.beds = sorted(req.beds)
+        self.eligible = _eligible(table, req)
+        self.eligible_count = int(np.count_nonzero(self.eligible))
+        out = np.flatnonzero(~self.eligible)
+        self.out = out
+        need = capability_mask(req.capabilities)
+        zero_bits = np.zeros(out.shape[0], np.int64)
+        for bit, bed in enumerate(self.beds):
+            zero_bits |= (table.beds[out, BED_TYPES.index(bed)] == 0).astype(np.int64) << bit
+        closed = table.diversion[out] == _CLOSED
+        # a closed facility's reasons quote its own diversion reason: number the distinct ones
+        why = np.zeros(out.shape[0], np.int64)
+        why_of: dict[str, int] = {"": 0}
+        for j in np.flatnonzero(closed).tolist():
+            text = table.facilities[int(out[j])].diversion_reason
+            why[j] = why_of.setdefault(text, len(why_of))
+        self.whys = list(why_of)
+        columns = np.stack(
+            [
+                table.active[out],
+                table.maternal[out],
+                table.neonatal[out],
+                (table.caps[out] & need) ^ need,
+                table.unavailable[out] & need,
+                closed,
+                zero_bits,
+                why,
+            ],
+            axis=1,
+            dtype=np.int64,
+        )
+        if out.shape[0]:
+            unique, inverse = np.unique(columns, axis=0, return_inverse=True)
+            self.signatures: list[list[int]] = unique.tolist()
+            self.kind = np.asarray(inverse, np.int64).reshape(-1)
+        else:
+            self.signatures = []
+            self.kind = np.empty(0, np.int64)
+        self._reasons: list[tuple[Reason, ...] | None] = [None] * len(self.signatures)
+        self._on_road: dict[float, np.ndarray] = {}
+
+    def reasons(self, kind: int) -> tuple[Reason, ...]:
+        """The reasons of a signature (made once)."""
+        reasons = self._reasons[kind]
+        if reasons is None:
+            active, maternal, neonatal, missing, unav, closed, zero, why = self.signatures[kind]
+            reasons = _exclusion_reasons(
+                self.req,
+                self.caps,
+                False,
+                bool(active),
+                maternal,
+                neonatal,
+                missing,
+                unav,
+                bool(closed),
+                self.whys[why],
+                tuple(b for bit, b in enumerate(self.beds) if zero >> bit & 1),
+            )
+            self._reasons[kind] = reasons
+        return reasons
+
+    def on_road(self, table: FacilityTable, max_snap_m: float) -> np.ndarray:
+        """Which of the facilities out get a road ETA under this snapping distance."""
+        ok = self._on_road.get(max_snap_m)
+        if ok is None:
+            ok = table.snap_m[self.out] <= max_snap_m
+            self._on_road[max_snap_m] = ok
+        return ok
+
+
+def _requirement_key(req: Requirements) -> tuple[object, ...]:
+    return (
+        req.maternal_level,
+        req.neonatal_level,
+        frozenset(req.capabilities),
+        frozenset(req.beds),
+    )
+
+
+def _out_set(table: FacilityTable, req: Requirements) -> _OutSet:
+    return table.derived(("out", *_requirement_key(req)), lambda: _OutSet(table, req))
+
+
+def _eligible(table: FacilityTable, req: Requirements) -> np.ndarray:
+    """``table.eligible(req)``, once per table and requirement set (read-only)."""
+
+    def make() -> np.ndarray:
+        eligible = table.eligible(req)
+        eligible.flags.writeable = False
+        return eligible
+
+    return table.derived(("eligible", *_requirement_key(req)), make)
+
+
 def _exclusions(
     table: FacilityTable,
-    req: Requirements,
-    eligible: np.ndarray,
+    outset: _OutSet,
     unreachable: set[int],
     base_s: np.ndarray | None,
     policy: Policy,
     shown: int,
-) -> tuple[Exclusion, ...]:
+) -> ExcludedRows:
     """The ``shown`` nearest facilities that are out, by ETA then code, each with its reasons.
 
     No search is run for them: their ETAs are the base times of the one-to-many query already
     done for the candidates (unknown under closures, or off the road). The order is taken on
-    arrays; objects are made only for the rows shown.
+    arrays, the reasons come from the requirement set's signatures (:class:`_OutSet`), and no
+    object is made per row.
     """
-    need = capability_mask(req.capabilities)
-    every = np.concatenate(
-        [np.flatnonzero(~eligible), np.asarray(sorted(unreachable), np.int64)]
-    ).astype(np.int64)
-    if base_s is None:
-        eta_all = np.full(every.shape[0], np.nan)
+    if unreachable:
+        extra = np.asarray(sorted(unreachable), np.int64)
+        every = np.concatenate([outset.out, extra])
+        kind_every = np.concatenate([outset.kind, np.full(extra.shape[0], -1, np.int64)])
+        on_road = table.snap_m[every] <= policy.max_snap_m
     else:
-        eta_all = np.where(table.snap_m[every] <= policy.max_snap_m, base_s[every] / 60.0, np.nan)
-    sort_eta = np.where(np.isnan(eta_all), np.inf, eta_all)
-    near = np.arange(every.shape[0])
-    if 0 < shown < every.shape[0]:  # sort only the nearest (and those tied with the last)
+        every = outset.out
+        kind_every = outset.kind
+        on_road = outset.on_road(table, policy.max_snap_m)
+    n = every.shape[0]
+    if base_s is None:
+        sort_eta = np.full(n, np.inf)
+    else:
+        sort_eta = np.where(on_road, base_s[every] / 60.0, np.inf)
+    if shown <= 0:
+        order = np.empty(0, np.int64)
+    elif shown < n:  # sort only the nearest (and those tied with the last)
         kth = np.partition(sort_eta, shown - 1)[shown - 1]
         near = np.flatnonzero(sort_eta <= kth)
-    order = near[np.lexsort((table.code_rank[every[near]], sort_eta[near]))][:shown]
+        order = near[np.lexsort((table.code_rank[every[near]], sort_eta[near]))][:shown]
+    else:
+        order = np.lexsort((table.code_rank[every], sort_eta))
     sel = every[order]
-    picked = sel.tolist()
-    is_unreachable = (order >= every.shape[0] - len(unreachable)).tolist()
-    # plain lists: numpy scalars are slow one by one
-    active = table.active[sel].tolist()
-    maternal = table.maternal[sel].tolist()
-    neonatal = table.neonatal[sel].tolist()
-    missing = ((table.caps[sel] & need) ^ need).tolist()
-    unav = (table.unavailable[sel] & need).tolist()
-    closed = (table.diversion[sel] == _CLOSED).tolist()
-    etas = eta_all[order].tolist()
-    beds = sorted(req.beds)
-    columns = [BED_TYPES.index(b) for b in beds]
-    free = table.beds[sel][:, columns].tolist() if columns else [[] for _ in picked]
-    caps = sorted(req.capabilities)
-    memo: dict[tuple[object, ...], tuple[Reason, ...]] = {}
-    rows: list[Exclusion] = []
-    for j, i in enumerate(picked):
-        f = table.facilities[i]
-        why = f.diversion_reason if closed[j] else ""
-        zero_beds = tuple(b for b, n in zip(beds, free[j], strict=True) if n == 0)
+    if base_s is None:
+        etas = np.full(sel.shape[0], np.nan)
+    else:
+        # off the road: unknown (NaN, None in the answer); on it but never reached: inf
+        etas = np.where(on_road[order], sort_eta[order], np.nan)
+    kinds = kind_every[order].tolist()
+    distinct = {k: outset.reasons(k) for k in set(kinds) if k >= 0}
+    if unreachable:
+        _unreachable_reasons(table, outset, sel.tolist(), kinds, distinct)
+    codes, names = table.derived("codes and names", lambda: _codes_and_names(table))
+    return ExcludedRows(
+        codes=codes[sel].tolist(),
+        names=names[sel].tolist(),
+        etas=etas,
+        kinds=kinds,
+        distinct=distinct,
+    )
+
+
+def _codes_and_names(table: FacilityTable) -> tuple[np.ndarray, np.ndarray]:
+    codes = np.empty(len(table), object)
+    names = np.empty(len(table), object)
+    codes[:] = [f.code for f in table.facilities]
+    names[:] = [f.name for f in table.facilities]
+    return codes, names
+
+
+def _unreachable_reasons(
+    table: FacilityTable,
+    outset: _OutSet,
+    picked: list[int],
+    kinds: list[int],
+    distinct: dict[int, tuple[Reason, ...]],
+) -> None:
+    """Give the rows of facilities cut off by closures (kind -1) a kind of their own, < -1."""
+    req = outset.req
+    need = capability_mask(req.capabilities)
+    kind_of: dict[tuple[object, ...], int] = {}
+    for j, kind in enumerate(kinds):
+        if kind != -1:
+            continue
+        i = picked[j]
+        closed = bool(table.diversion[i] == _CLOSED)
         sig = (
-            is_unreachable[j], active[j], maternal[j], neonatal[j], missing[j], unav[j],
-            closed[j], why, zero_beds,
-        )  # fmt: skip
-        reasons = memo.get(sig)
-        if reasons is None:
-            reasons = _exclusion_reasons(req, caps, *sig)
-            memo[sig] = reasons
-        eta = etas[j]
-        rows.append(Exclusion(f.code, f.name, reasons, None if eta != eta else eta))
-    return tuple(rows)
+            bool(table.active[i]),
+            int(table.maternal[i]),
+            int(table.neonatal[i]),
+            int((table.caps[i] & need) ^ need),
+            int(table.unavailable[i] & need),
+            closed,
+            table.facilities[i].diversion_reason if closed else "",
+            tuple(b for b in outset.beds if table.beds[i, BED_TYPES.index(b)] == 0),
+        )
+        new = kind_of.get(sig)
+        if new is None:
+            new = kind_of[sig] = -2 - len(kind_of)
+            distinct[new] = _exclusion_reasons(req, outset.caps, True, *sig)
+        kinds[j] = new
 
 
 def _exclusion_reasons(

@@ -39,7 +39,7 @@ from routing.model import (
     check_coordinates,
 )
 from routing.network import RoadNetwork
-from routing.query import OriginQuery, _Buckets, _ClosureState, _Scratch, estimate_km
+from routing.query import OriginQuery, ScratchPool, _Buckets, _ClosureState, estimate_km
 
 _ADVISORY = DIVERSIONS.index("advisory")
 
@@ -48,7 +48,8 @@ class Router:
     """Answers routing queries on one road network (or none: estimates only).
 
     Create one per process and keep it: it caches the facility buckets (by facility node set) and
-    the closure-derived data (by closure set). Thread-safe: work arrays are per thread.
+    the closure-derived data (by closure set). Thread-safe: searches borrow work arrays from a
+    pool (:class:`~routing.query.ScratchPool`), which holds as many sets as searches ran at once.
 
     Parameters
     ----------
@@ -61,15 +62,26 @@ class Router:
     def __init__(self, network: RoadNetwork | None, *, cache_size: int = 4) -> None:
         self.network = network
         self._cache_size = cache_size
-        self._local = threading.local()
+        self._pool = (
+            ScratchPool(
+                network.node_count,
+                largest_id=max(network.arc_count, network.ch["arc_len"].shape[0]),
+            )
+            if network is not None
+            else None
+        )
         self._lock = threading.Lock()
         self._buckets: OrderedDict[bytes, _Buckets] = OrderedDict()
         self._closures: OrderedDict[frozenset[Closure], _ClosureState] = OrderedDict()
 
     def warm_up(self) -> float:
-        """Compile (or load from numba's on-disk cache) every kernel; returns seconds taken.
+        """Read every page of a mapped network file (:meth:`RoadNetwork.prefault`) and compile
+        (or load from numba's on-disk cache) every kernel; returns the seconds taken.
 
-        Call it at process start so that the first real query is fast.
+        Call it at process start so that the first real query is fast: it waits neither on the
+        disk nor on the compiler. The pages go to the machine's page cache, shared by every
+        process that maps the file (a server forked after its warm-up finds them there); a network
+        held in memory (built here, or a version-1 file) has nothing to read.
         """
         from routing.model import FacilitySnapshot
 
@@ -77,6 +89,7 @@ class Router:
         net = self.network
         if net is None:
             return 0.0
+        net.prefault()
         lat, lon = float(net.lat[0]), float(net.lon[0])
         probe = Router(net, cache_size=1)
         table = probe.prepare([FacilitySnapshot(code="warm-up", name="warm-up", lat=lat, lon=lon)])
@@ -90,13 +103,11 @@ class Router:
         return time.perf_counter() - t0
 
     # -- caches --------------------------------------------------------------------------------
-    def _scratch(self) -> _Scratch:
-        scratch: _Scratch | None = getattr(self._local, "scratch", None)
-        if scratch is None:
-            assert self.network is not None
-            scratch = _Scratch(self.network.node_count)
-            self._local.scratch = scratch
-        return scratch
+    @property
+    def scratch_pool(self) -> ScratchPool:
+        """The work arrays the searches borrow (a router with a network only)."""
+        assert self._pool is not None
+        return self._pool
 
     def prepare(self, facilities: Sequence[FacilitySnapshot] | FacilityTable) -> FacilityTable:
         """Validate and snap facility snapshots (reuse the result while nothing changes)."""
@@ -125,27 +136,27 @@ class Router:
         net = self.network
         assert net is not None
         t0 = time.perf_counter()
-        s = self._scratch()
         ch = net.ch
-        e_node, e_slot, e_d, e_l, e_a = Q.build_buckets(
-            slot_nodes,
-            ch["up_ptr"],
-            ch["up_nb"],
-            ch["up_w"],
-            ch["dn_ptr"],
-            ch["dn_nb"],
-            ch["dn_w"],
-            ch["dn_arc"],
-            ch["arc_len"],
-            s.dist,
-            s.lens,
-            s.par,
-            s.stalled,
-            s.order,
-            s.hk,
-            s.hv,
-            s.pos,
-        )
+        with self.scratch_pool.lend() as s:
+            e_node, e_slot, e_d, e_l, e_a = Q.build_buckets(
+                slot_nodes,
+                ch["up_ptr"],
+                ch["up_nb"],
+                ch["up_w"],
+                ch["dn_ptr"],
+                ch["dn_nb"],
+                ch["dn_w"],
+                ch["dn_arc"],
+                ch["arc_len"],
+                s.dist,
+                s.lens,
+                s.par,
+                s.stalled,
+                s.order,
+                s.hk,
+                s.hv,
+                s.pos,
+            )
         order = np.lexsort((e_slot, e_node))
         ptr = np.zeros(net.node_count + 1, np.int64)
         np.cumsum(np.bincount(e_node, minlength=net.node_count), out=ptr[1:])
@@ -238,33 +249,33 @@ class Router:
         if net is not None:
             nodes, snap = net.nearest_nodes([olat, dlat], [olon, dlon])
             if float(snap.max()) <= policy.max_snap_m:
-                s = self._scratch()
-                weights = net.travel_time if state is None else state.weights
-                target = np.asarray([nodes[1]], np.int64)
-                d, length, _ = Q.dijkstra(
-                    int(nodes[0]),
-                    net.ptr,
-                    net.head,
-                    weights,
-                    net.length,
-                    target,
-                    np.inf,
-                    s.dist2,
-                    s.lens2,
-                    s.par2,
-                    s.mark,
-                    s.touched,
-                    s.hk,
-                    s.hv,
-                    s.pos,
-                )
-                if np.isfinite(d[0]):
-                    path = [int(nodes[1])]
-                    while path[-1] != int(nodes[0]):
-                        path.append(int(net.tail[s.par2[path[-1]]]))
-                    path.reverse()
-                    coords = tuple((float(net.lat[i]), float(net.lon[i])) for i in path)
-                    return Route(float(d[0]) / 60.0, float(length[0]) / 1000.0, False, coords)
+                with self.scratch_pool.lend() as s:
+                    weights = net.travel_time if state is None else state.weights
+                    target = np.asarray([nodes[1]], np.int64)
+                    d, length, _ = Q.dijkstra(
+                        int(nodes[0]),
+                        net.ptr,
+                        net.head,
+                        weights,
+                        net.length,
+                        target,
+                        np.inf,
+                        s.dist2,
+                        s.lens2,
+                        s.par2,
+                        s.mark,
+                        s.touched,
+                        s.hk,
+                        s.hv,
+                        s.pos,
+                    )
+                    if np.isfinite(d[0]):
+                        path = [int(nodes[1])]
+                        while path[-1] != int(nodes[0]):
+                            path.append(int(net.tail[s.par2[path[-1]]]))
+                        path.reverse()
+                        coords = tuple((float(net.lat[i]), float(net.lon[i])) for i in path)
+                        return Route(float(d[0]) / 60.0, float(length[0]) / 1000.0, False, coords)
                 return Route(float("inf"), float("inf"), False, ())
         km = estimate_km(olat, olon, dlat, dlon, policy)
         return Route(km / policy.rural_speed_kmh * 60.0, km, True, ())
@@ -280,55 +291,55 @@ class Router:
         net = self.network
         assert net is not None
         node, _ = net.nearest_nodes([start[0]], [start[1]])
-        s = self._scratch()
-        if state is None:
-            ch = net.ch
-            d, length = Q.p2p(
+        with self.scratch_pool.lend() as s:
+            if state is None:
+                ch = net.ch
+                d, length = Q.p2p(
+                    int(node[0]),
+                    int(end_node),
+                    ch["up_ptr"],
+                    ch["up_nb"],
+                    ch["up_w"],
+                    ch["up_arc"],
+                    ch["dn_ptr"],
+                    ch["dn_nb"],
+                    ch["dn_w"],
+                    ch["dn_arc"],
+                    ch["arc_len"],
+                    s.dist,
+                    s.lens,
+                    s.par,
+                    s.stalled,
+                    s.order,
+                    s.dist2,
+                    s.lens2,
+                    s.par2,
+                    s.stalled2,
+                    s.order2,
+                    s.hk,
+                    s.hv,
+                    s.pos,
+                )
+                return float(d), float(length)
+            target = np.asarray([end_node], np.int64)
+            dd, ll, _ = Q.dijkstra(
                 int(node[0]),
-                int(end_node),
-                ch["up_ptr"],
-                ch["up_nb"],
-                ch["up_w"],
-                ch["up_arc"],
-                ch["dn_ptr"],
-                ch["dn_nb"],
-                ch["dn_w"],
-                ch["dn_arc"],
-                ch["arc_len"],
-                s.dist,
-                s.lens,
-                s.par,
-                s.stalled,
-                s.order,
+                net.ptr,
+                net.head,
+                state.weights,
+                net.length,
+                target,
+                np.inf,
                 s.dist2,
                 s.lens2,
                 s.par2,
-                s.stalled2,
-                s.order2,
+                s.mark,
+                s.touched,
                 s.hk,
                 s.hv,
                 s.pos,
             )
-            return float(d), float(length)
-        target = np.asarray([end_node], np.int64)
-        dd, ll, _ = Q.dijkstra(
-            int(node[0]),
-            net.ptr,
-            net.head,
-            state.weights,
-            net.length,
-            target,
-            np.inf,
-            s.dist2,
-            s.lens2,
-            s.par2,
-            s.mark,
-            s.touched,
-            s.hk,
-            s.hv,
-            s.pos,
-        )
-        return float(dd[0]), float(ll[0])
+            return float(dd[0]), float(ll[0])
 
     def coverage(
         self,

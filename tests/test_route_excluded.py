@@ -3,9 +3,15 @@ on the API unless every one is asked for (``?excluded=all``)."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from routing import Closure, Policy, Requirements, Router, rank
+from routing.model import rounded
 from tests.routing_helpers import grid_network, random_facilities
 from tests.world import World
 
@@ -69,3 +75,46 @@ def test_the_api_lists_the_nearest_excluded_and_all_on_request(
     assert bounded["more_excluded"] == len(every["excluded"])
     bad = world.post("clinic", "/api/v1/route?excluded=some", body)
     assert bad.status_code == 422 and bad.get_json()["field"] == "excluded"
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_the_answer_lists_the_same_exclusions_as_the_objects(closed: bool) -> None:
+    net = grid_network(20, 20, seed=5)
+    router = Router(net)
+    facilities = random_facilities(net, 200, seed=6)
+    req = Requirements(maternal_level=2, capabilities=frozenset({"adult_icu"}), beds={"obstetric"})
+    closures = [Closure("c", float(net.lat[210]), float(net.lon[210]), radius_m=600)]
+    for limit in (None, 3, 40):
+        ranking = rank(
+            (float(net.lat[200]), float(net.lon[200])),
+            facilities,
+            req,
+            router=router,
+            closures=closures if closed else [],
+            excluded_limit=limit,
+        )
+        assert ranking.to_dict()["excluded"] == [e.to_dict() for e in ranking.excluded]
+
+
+HALVES = [k / 20 for k in range(-200, 200)] + [k / 200 for k in range(-200, 200)]
+
+
+@given(
+    st.lists(
+        st.floats(allow_nan=True, allow_infinity=True)
+        | st.floats(-1e4, 1e4)
+        | st.sampled_from(HALVES)
+        | st.sampled_from(HALVES).map(lambda h: math.nextafter(h, math.inf))
+        | st.sampled_from(HALVES).map(lambda h: math.nextafter(h, -math.inf)),
+        max_size=60,
+    ),
+    st.sampled_from([1, 2]),
+)
+def test_rounding_many_etas_at_once_gives_the_floats_round_gives(
+    values: list[float], ndigits: int
+) -> None:
+    got = rounded(np.asarray(values, np.float64), ndigits)
+    want = [None if v != v else round(v, ndigits) for v in values]
+    assert [None if g is None else (g, math.copysign(1.0, g)) for g in got] == [
+        None if w is None else (w, math.copysign(1.0, w)) for w in want
+    ]

@@ -277,6 +277,27 @@ def test_two_processes_that_load_the_network_share_one_copy_of_its_arrays(
         assert pss < 0.6 * rss  # ...and each process is charged about half: one shared copy
 
 
+def test_the_warm_up_reads_every_page_of_the_mapped_file_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "roads.npz"
+    RoadNetwork.from_arcs(**shaped_arcs(6, seed=4)).save(path)
+    net = RoadNetwork.load(path)
+    calls: list[float] = []
+    real = RoadNetwork.prefault
+
+    def prefault(self: RoadNetwork) -> float:
+        assert not calls, "once"
+        calls.append(real(self))
+        return calls[-1]
+
+    monkeypatch.setattr(RoadNetwork, "prefault", prefault)
+    Router(net).warm_up()
+    assert len(calls) == 1
+    Router(None).warm_up()  # no network: nothing to read
+    assert len(calls) == 1
+
+
 # -- snapping ----------------------------------------------------------------------------------
 def test_grid_snapping_finds_the_nearest_node_as_a_kd_tree_does() -> None:
     net = RoadNetwork.from_arcs(**shaped_arcs(8, seed=11))
