@@ -228,14 +228,10 @@ class Decision:
     def to_dict(self, language: str = "en") -> dict[str, Any]:
         """The route answer (CONTRACT field names), reasons in ``language``."""
         t, ranking = self.triage, self.ranking
-        answer = ranking.to_dict()
-        said: dict[int, list[str]] = {}  # facilities out for the same reasons share one tuple
-        for key in ("candidates", "excluded"):
-            for row, item in zip(answer[key], _items(ranking, key), strict=True):
-                texts = said.get(id(item.reasons))
-                if texts is None:
-                    texts = said[id(item.reasons)] = [say(r, language) for r in item.reasons]
-                row["reasons"] = texts
+        # the excluded rows say each distinct set of reasons once, in ``language``
+        answer = ranking.to_dict(text=lambda reason: say(reason, language))
+        for row, item in zip(answer["candidates"], ranking.candidates, strict=True):
+            row["reasons"] = [say(r, language) for r in item.reasons]
         answer["warnings"] = [say(w, language) for w in ranking.warnings] + [
             n.text(language) for n in t.warnings
         ]
@@ -281,10 +277,6 @@ class Decision:
             language=language,
         )
         return answer
-
-
-def _items(ranking: routing.Ranking, key: str) -> tuple[Any, ...]:
-    return ranking.candidates if key == "candidates" else ranking.excluded
 
 
 def _lack(reason: routing.Reason, language: str) -> dict[str, Any]:

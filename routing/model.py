@@ -426,8 +426,9 @@ class Ranking:
             )
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with the CONTRACT field names."""
+    def to_dict(self, text: Callable[[Reason], str] | None = None) -> dict[str, Any]:
+        """JSON-ready dict with the CONTRACT field names (``text``: how the excluded rows say
+        their reasons, e.g. in another language; default each reason's own English text)."""
         req = self.requirements
         return {
             "requirements": {
@@ -439,7 +440,7 @@ class Ranking:
             "origin": {"lat": self.origin[0], "lon": self.origin[1]},
             "candidates": [c.to_dict() for c in self.candidates],
             "more_candidates": self.more_candidates,
-            "excluded": _excluded_to_dicts(self._excluded_rows),
+            "excluded": _excluded_to_dicts(self._excluded_rows, text),
             "more_excluded": self.more_excluded,
             "warnings": [w.text for w in self.warnings],
             "warning_details": [w.to_dict() for w in self.warnings],
@@ -450,10 +451,13 @@ class Ranking:
         }
 
 
-def _excluded_to_dicts(rows: ExcludedRows) -> list[dict[str, Any]]:
+def _excluded_to_dicts(
+    rows: ExcludedRows, text: Callable[[Reason], str] | None = None
+) -> list[dict[str, Any]]:
     """Like ``[e.to_dict() for e in ranking.excluded]``, straight from the columns, converting
     each distinct reasons tuple once (the converted lists are shared between rows)."""
-    texts = {k: [r.text for r in reasons] for k, reasons in rows.distinct.items()}
+    say = text or _english
+    texts = {k: [say(r) for r in reasons] for k, reasons in rows.distinct.items()}
     details = {k: [r.to_dict() for r in reasons] for k, reasons in rows.distinct.items()}
     # shared between facilities with the same reasons: JSON output, not for mutation
     return [
@@ -468,6 +472,10 @@ def _excluded_to_dicts(rows: ExcludedRows) -> list[dict[str, Any]]:
             rows.codes, rows.names, rounded(rows.etas, 1), rows.kinds, strict=True
         )
     ]
+
+
+def _english(reason: Reason) -> str:
+    return reason.text
 
 
 def rounded(values: np.ndarray, ndigits: int) -> list[float | None]:

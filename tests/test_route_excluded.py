@@ -77,6 +77,21 @@ def test_the_api_lists_the_nearest_excluded_and_all_on_request(
     assert bad.status_code == 422 and bad.get_json()["field"] == "excluded"
 
 
+def test_the_excluded_reasons_are_said_in_the_answers_language(world: World) -> None:
+    from referral.wording import say
+    from routing.model import Reason
+
+    body = {"origin": {"facility": "T-1"}, "case": {"conditions": ["PPH"]}}
+    english = world.post("clinic", "/api/v1/route?lang=en", body).get_json()
+    chinese = world.post("clinic", "/api/v1/route?lang=zh", body).get_json()
+    assert english["excluded"] and len(english["excluded"]) == len(chinese["excluded"])
+    for en, zh in zip(english["excluded"], chinese["excluded"], strict=True):
+        assert en["facility"] == zh["facility"] and en["reason_details"] == zh["reason_details"]
+        assert en["reasons"] == [d["text"] for d in en["reason_details"]]
+        said = [say(Reason(d["code"], d["text"], d["params"]), "zh") for d in zh["reason_details"]]
+        assert zh["reasons"] == said and zh["reasons"] != en["reasons"]
+
+
 @pytest.mark.parametrize("closed", [False, True])
 def test_the_answer_lists_the_same_exclusions_as_the_objects(closed: bool) -> None:
     net = grid_network(20, 20, seed=5)
