@@ -306,6 +306,7 @@ def ranking_rows(ctx: Context) -> list[Row]:
         for limit in (EXCLUDED_SHOWN, None):  # the API's default, and every facility that is out
             rank(origins[0], table, req, router=router, policy=policy, excluded_limit=limit)
             gc.collect()
+            gc.freeze()  # as `greenchannel serve` settles its heap after warm-up
             times = []
             for origin in origins:
                 t1 = time.perf_counter()
