@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session, aliased
 
 from facilities.models import Facility
@@ -52,17 +53,21 @@ class BoardCase:
     created_at: dt.datetime
     callback_phone: str
     case: dict[str, Any]
-    requirements: dict[str, Any]
+    requirements: dict[str, Any]  # only ``in_shock``, when the case's requirements say
     origin: Place
     destination: Place | None
     pending: list[PendingOffer] = field(default_factory=list)  # by offer id, as the case page
 
 
-def open_cases(session: Session, actor: Actor, *, limit: int = BOARD_LIMIT) -> list[BoardCase]:
-    """The open cases ``actor`` may see, oldest first (visibility in SQL), with their pending
-    offers: two statements."""
-    origin, destination = aliased(Facility), aliased(Facility)
-    statement = (
+_ORIGIN, _DESTINATION = aliased(Facility, name="origin"), aliased(Facility, name="destination")
+
+
+@cache
+def _cases() -> Select[Any]:
+    """The open cases' columns with their origin's and destination's (built once: building it
+    cost more than running it)."""
+    origin, destination = _ORIGIN, _DESTINATION
+    return (
         select(
             Referral.id,
             Referral.code,
@@ -73,7 +78,9 @@ def open_cases(session: Session, actor: Actor, *, limit: int = BOARD_LIMIT) -> l
             Referral.created_at,
             Referral.callback_phone,
             Referral.case,
-            Referral.requirements,
+            # The board reads one key of the requirements (a kilobyte each, with the decision):
+            # ``case_summary`` shows whether she is in shock.
+            Referral.requirements["in_shock"],
             origin.id,
             origin.name,
             origin.name_en,
@@ -87,8 +94,34 @@ def open_cases(session: Session, actor: Actor, *, limit: int = BOARD_LIMIT) -> l
         .outerjoin(destination, Referral.destination_facility_id == destination.id)
         .where(Referral.status.in_(OPEN_STATUSES))
         .order_by(Referral.created_at)
-        .limit(limit)
     )
+
+
+@cache
+def _pending() -> Select[Any]:
+    """The pending offers of the cases named by the expanding parameter ``ids``."""
+    return (
+        select(
+            Offer.referral_id,
+            Offer.expires_at,
+            Facility.id,
+            Facility.name,
+            Facility.name_en,
+            Facility.phone,
+        )
+        .join(Facility, Offer.facility_id == Facility.id)
+        .where(
+            Offer.referral_id.in_(bindparam("ids", expanding=True)),
+            Offer.status == OfferStatus.PENDING,
+        )
+        .order_by(Offer.id)
+    )
+
+
+def open_cases(session: Session, actor: Actor, *, limit: int = BOARD_LIMIT) -> list[BoardCase]:
+    """The open cases ``actor`` may see, oldest first (visibility in SQL), with their pending
+    offers: two statements."""
+    statement = visible(_cases(), actor).limit(limit)
     cases = [
         BoardCase(
             id=row[0],
@@ -100,29 +133,16 @@ def open_cases(session: Session, actor: Actor, *, limit: int = BOARD_LIMIT) -> l
             created_at=row[6],
             callback_phone=row[7],
             case=row[8] or {},
-            requirements=row[9] or {},
+            requirements={} if row[9] is None else {"in_shock": row[9]},
             origin=Place(*row[10:14]),
             destination=Place(*row[14:18]) if row[14] is not None else None,
         )
-        for row in session.execute(visible(statement, actor))
+        for row in session.execute(statement)
     ]
     if not cases:
         return cases
     pending: dict[int, list[PendingOffer]] = defaultdict(list)
-    offers = (
-        select(
-            Offer.referral_id,
-            Offer.expires_at,
-            Facility.id,
-            Facility.name,
-            Facility.name_en,
-            Facility.phone,
-        )
-        .join(Facility, Offer.facility_id == Facility.id)
-        .where(Offer.referral_id.in_([c.id for c in cases]), Offer.status == OfferStatus.PENDING)
-        .order_by(Offer.id)
-    )
-    for row in session.execute(offers):
+    for row in session.execute(_pending(), {"ids": [c.id for c in cases]}):
         pending[row[0]].append(PendingOffer(Place(*row[2:6]), row[1]))
     for case in cases:
         case.pending = pending.get(case.id, [])

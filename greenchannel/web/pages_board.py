@@ -53,7 +53,7 @@ from greenchannel.web.pages import (
     report_failure,
 )
 from referral import board, closures, live_state, service
-from referral.board import BoardCase, Place
+from referral.board import BoardCase
 from referral.locking import case_subject
 from referral.models import Referral
 from referral.reports_glance import glance
@@ -76,7 +76,7 @@ class BoardRow:
     past_target: bool
     origin: str
     destination: str | None
-    asked: list[str]  # the pending offers' hospitals, when there is no destination yet
+    asked: list[str]  # the pending offers' hospitals (only without a destination: shown then)
     since_iso: str
     since_minutes: int
     until_iso: str | None  # the first pending offer's end, None without a pending offer
@@ -87,27 +87,25 @@ class BoardRow:
 def board_rows(
     cases: list[BoardCase], flags: dict[int, Attention], *, lang: str, now: dt.datetime
 ) -> list[BoardRow]:
-    names: dict[tuple[int, str], str] = {}  # a hundred cases name the same few hospitals
-
-    def name(place: Place) -> str:
-        key = (place.id, lang)
-        if key not in names:
-            names[key] = facility_name(place, lang)
-        return names[key]
-
+    conditions: dict[tuple[str, ...], str] = {}  # a hundred cases share a few conditions
     rows = []
     for case in cases:
         soonest = min((o.expires_at for o in case.pending), default=None)
         left = (soonest - now).total_seconds() if soonest is not None else 0.0
+        named = tuple(case.case.get("conditions", ()))
+        if named not in conditions:
+            conditions[named] = condition_names(case, lang)  # type: ignore[arg-type]
         rows.append(
             BoardRow(
                 case=case,
                 flagged=bool(flags[case.id]),
-                conditions=condition_names(case, lang),  # type: ignore[arg-type]
+                conditions=conditions[named],
                 past_target=past_target(case, now),  # type: ignore[arg-type]
-                origin=name(case.origin),
-                destination=name(case.destination) if case.destination else None,
-                asked=[name(o.facility) for o in case.pending],
+                origin=facility_name(case.origin, lang),
+                destination=facility_name(case.destination, lang) if case.destination else None,
+                asked=[facility_name(o.facility, lang) for o in case.pending]
+                if case.destination is None
+                else [],
                 since_iso=case.created_at.isoformat(),
                 since_minutes=int((now - case.created_at).total_seconds() // 60),
                 until_iso=soonest.isoformat() if soonest is not None else None,
