@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from flask import Flask, g, get_template_attribute
+from flask import Flask, g, get_template_attribute, url_for
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -81,15 +81,18 @@ def test_the_board_reads_each_case_as_the_case_itself_says(app: Flask, client: F
             ]
 
 
+LINK = re.compile(r'<a class="code" href="([^"]+)">([A-Z0-9]+)</a>')
 TIMER = re.compile(r'<span class="timer[^"]*" data-(since|until)="([^"]+)">[^<]*</span>')
 BADGE = re.compile(
     r'<span class="badge (urg|st)-([a-z_]+)"><span aria-hidden="true">[^<]*</span>[^<]*</span>'
 )
 
 
-def test_the_rows_timers_and_badges_are_the_macros_own(app: Flask, client: FlaskClient) -> None:
+def test_the_rows_timers_badges_and_links_are_the_macros_and_url_fors_own(
+    app: Flask, client: FlaskClient
+) -> None:
     world = web_world(app, client)
-    make_cases(world)
+    ids = make_cases(world)
     world.clock.advance(minutes=1, seconds=41)  # the first case's offers have run out
     login(client, "w-coord", lang="en")
     page = client.get("/board/live").get_data(as_text=True)
@@ -110,3 +113,8 @@ def test_the_rows_timers_and_badges_are_the_macros_own(app: Flask, client: Flask
         assert {kind for _, kind, _ in seen} == {"urg", "st"}
         for html, kind, value in seen:
             assert html == str(made[kind](value))
+        codes = {code: rid for code, rid in db.session.execute(select(Referral.code, Referral.id))}
+        links = LINK.findall(table)
+        assert sorted(codes[code] for _, code in links) == sorted(ids)
+        for href, code in links:
+            assert href == url_for("cases.case", referral_id=codes[code])
