@@ -63,7 +63,7 @@ _ORIGIN, _DESTINATION = aliased(Facility, name="origin"), aliased(Facility, name
 
 
 @cache
-def _cases() -> Select[Any]:
+def _cases() -> Select[*tuple[Any, ...]]:
     """The open cases' columns with their origin's and destination's (built once: building it
     cost more than running it)."""
     origin, destination = _ORIGIN, _DESTINATION
@@ -98,7 +98,7 @@ def _cases() -> Select[Any]:
 
 
 @cache
-def _pending() -> Select[Any]:
+def _pending() -> Select[*tuple[Any, ...]]:
     """The pending offers of the cases named by the expanding parameter ``ids``."""
     return (
         select(

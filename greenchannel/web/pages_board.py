@@ -135,9 +135,11 @@ def board_context() -> dict[str, Any]:
     status_badge = get_template_attribute("macros.html", "status")
     # Needs a human = the coordinators were texted: the open attention items, one statement.
     items: dict[str, list[AttentionItem]] = defaultdict(list)
-    for item in alert_attention.open_items(db.session, [case_subject(r) for r in cases]):
+    # A BoardCase reads like the Referral these helpers are typed for (the same attributes).
+    subjects = {r.id: case_subject(r) for r in cases}  # type: ignore[arg-type]
+    for item in alert_attention.open_items(db.session, list(subjects.values())):
         items[item.subject].append(item)
-    flags = {r.id: attention(items[case_subject(r)]) for r in cases}
+    flags = {r.id: attention(items[subjects[r.id]]) for r in cases}
     cases.sort(key=lambda r: board_order(r, flags[r.id]))  # type: ignore[arg-type]
     grace = current_app.extensions["greenchannel.rules"].stale_grace
     stale = []
