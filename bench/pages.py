@@ -9,8 +9,8 @@ clinic T-1, four hospitals) with ``--cases`` open cases made through the API. Ro
 - the coordinator's live fragment ``/board/live`` as ``live.js`` asks for it while nothing
   changes (``If-None-Match`` → 304): SQL statements, p50, p99; then the same fragment rendered
   in full (no tag: the first poll of a page, or after a change; its baseline: the same with 10
-  open cases, built in the same run) and the full page. Targets are judged on CPU time (this
-  process's, SQLite included), wall time beside it: the machine is shared;
+  open cases, built in the same run) and the full page. The full render's target is judged on
+  CPU time (this process's, SQLite included), wall time beside it: the machine is shared;
 - the bytes an open board's polling costs in an hour when nothing changes: the fragment every
   2.5 s and the map's three lists every 3 s (``live.js``, ``board-map.js``), each asked with the
   previous answer's tag and ``Accept-Encoding: gzip, deflate, br, zstd`` as Chromium sends it,
@@ -314,7 +314,7 @@ def _rows(bench: Bench, cases: int, minutes: float) -> list[Row]:
             f"{unchanged_statements} statements; {polled}",
             f"constant; p99 ≤ {TARGET_BOARD_MS:.0f} ms",
             f"full render: {rendered}",
-            percentile(polled.cpu, 99) <= TARGET_BOARD_MS,
+            percentile(polled.wall, 99) <= TARGET_BOARD_MS,
         )
     )
     out.append(
