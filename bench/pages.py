@@ -39,9 +39,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -61,8 +60,9 @@ SERVER_ADDS = len("Date: Thu, 03 Dec 2026 12:00:00 GMT\r\n") + len("Server: wait
 TARGET_BOARD_MS, TARGET_BOARD_BYTES, TARGET_PHONE_BYTES = 50.0, 5_000_000, 1_000_000
 
 
-@dataclass
-class Row:
+# NamedTuples, not dataclasses: bench/service.py runs this file without registering it in
+# sys.modules, where a dataclass looks its module up; a row is then the tuple it takes.
+class Row(NamedTuple):
     what: str
     measured: str
     target: str
@@ -146,8 +146,7 @@ class Bench:
 # ------------------------------------------------------------------------------- measuring
 
 
-@dataclass
-class Timings:
+class Timings(NamedTuple):
     wall: list[float]  # milliseconds, as a caller waits (the machine's other load included)
     cpu: list[float]  # milliseconds of this process's CPU (SQLite runs in it too)
 
