@@ -2,7 +2,7 @@
 
 The board renders every open case of an area on each change and on every first load. Loading
 them as ORM objects (each case with its origin, destination and offers, each offer with its
-facility, every JSON column decoded) cost about half of a hundred-case render; the board shows
+facility, every JSON column decoded) cost a third of a hundred-case render; the board shows
 a dozen columns of each, so it reads those columns as tuples, and only the pending offers.
 """
 
