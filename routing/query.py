@@ -50,6 +50,43 @@ class _Scratch:
         self.mark = np.full(n, -1, index)
         self.touched = np.zeros(n, index)
 
+    @property
+    def forward(self) -> tuple[np.ndarray, ...]:
+        """The forward search's arrays, in the kernels' order (dist, lens, par, stalled, order)."""
+        return (self.dist, self.lens, self.par, self.stalled, self.order)
+
+    @property
+    def heap(self) -> tuple[np.ndarray, ...]:
+        """The heap's arrays, in the kernels' order (keys, values, positions)."""
+        return (self.hk, self.hv, self.pos)
+
+    def dijkstra(
+        self,
+        net: RoadNetwork,
+        source: int,
+        weights: np.ndarray,
+        targets: np.ndarray,
+        bound: float = np.inf,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Plain Dijkstra on the original arcs under ``weights`` (closures) from ``source`` to
+        ``targets``, stopped past ``bound`` seconds: per target its time, length and whether it
+        was settled; the tree is left in ``par2`` (the kernel cleans the rest)."""
+        return Q.dijkstra(  # type: ignore[no-any-return]
+            source,
+            net.ptr,
+            net.head,
+            weights,
+            net.length,
+            targets,
+            bound,
+            self.dist2,
+            self.lens2,
+            self.par2,
+            self.mark,
+            self.touched,
+            *self.heap,
+        )
+
 
 class ScratchPool:
     """Work arrays lent to one search at a time, so that a process holds as many sets as it runs
@@ -226,14 +263,8 @@ class OriginQuery:
                 self.best_len,
                 self.meet,
                 self.meet_entry,
-                s.dist,
-                s.lens,
-                s.par,
-                s.stalled,
-                s.order,
-                s.hk,
-                s.hv,
-                s.pos,
+                *s.forward,
+                *s.heap,
             )
         except BaseException:
             pool.give_back(s, clean=False)
@@ -379,23 +410,7 @@ class OriginQuery:
         unreachable: list[int] = []
         if pending:
             targets = table.node[ridx[pending]]
-            d, length, got = Q.dijkstra(
-                self.node,
-                net.ptr,
-                net.head,
-                state.weights,
-                net.length,
-                targets,
-                kth,
-                s.dist2,
-                s.lens2,
-                s.par2,
-                s.mark,
-                s.touched,
-                s.hk,
-                s.hv,
-                s.pos,
-            )
+            d, length, got = s.dijkstra(net, self.node, state.weights, targets, kth)
             for j, pos_i in enumerate(pending):
                 i = int(ridx[pos_i])
                 if not got[j]:

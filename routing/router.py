@@ -148,14 +148,8 @@ class Router:
                 ch["dn_w"],
                 ch["dn_arc"],
                 ch["arc_len"],
-                s.dist,
-                s.lens,
-                s.par,
-                s.stalled,
-                s.order,
-                s.hk,
-                s.hv,
-                s.pos,
+                *s.forward,
+                *s.heap,
             )
         order = np.lexsort((e_slot, e_node))
         ptr = np.zeros(net.node_count + 1, np.int64)
@@ -252,23 +246,7 @@ class Router:
                 with self.scratch_pool.lend() as s:
                     weights = net.travel_time if state is None else state.weights
                     target = np.asarray([nodes[1]], np.int64)
-                    d, length, _ = Q.dijkstra(
-                        int(nodes[0]),
-                        net.ptr,
-                        net.head,
-                        weights,
-                        net.length,
-                        target,
-                        np.inf,
-                        s.dist2,
-                        s.lens2,
-                        s.par2,
-                        s.mark,
-                        s.touched,
-                        s.hk,
-                        s.hv,
-                        s.pos,
-                    )
+                    d, length, _ = s.dijkstra(net, int(nodes[0]), weights, target)
                     if np.isfinite(d[0]):
                         path = [int(nodes[1])]
                         while path[-1] != int(nodes[0]):
@@ -322,23 +300,7 @@ class Router:
                 )
                 return float(d), float(length)
             target = np.asarray([end_node], np.int64)
-            dd, ll, _ = Q.dijkstra(
-                int(node[0]),
-                net.ptr,
-                net.head,
-                state.weights,
-                net.length,
-                target,
-                np.inf,
-                s.dist2,
-                s.lens2,
-                s.par2,
-                s.mark,
-                s.touched,
-                s.hk,
-                s.hv,
-                s.pos,
-            )
+            dd, ll, _ = s.dijkstra(net, int(node[0]), state.weights, target)
             return float(dd[0]), float(ll[0])
 
     def coverage(
