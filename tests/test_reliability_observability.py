@@ -10,6 +10,8 @@ import re
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from greenchannel.web.observability import JsonFormatter, RequestIdFilter, configure_logging, scrub
 from tests.world import PPH_REQUEST, build_world
@@ -139,3 +141,37 @@ def test_every_request_leaves_one_access_log_line_with_its_id_and_timing(
     (record,) = [r for r in caplog.records if r.name == "greenchannel.access"]
     assert record.getMessage() == "GET /healthz 200"
     assert record.__dict__["status"] == 200 and record.__dict__["duration_ms"] >= 0
+
+
+_PIECES = [
+    "+86 138 0013 8000",
+    "13800138000",
+    "12-34-56-78",
+    "Bearer ",
+    "bearer\tx",
+    "gc_",
+    "abc",
+    "token=",
+    "TOKEN: ",
+    "password:",
+    "secret=",
+    "auth_token:",
+    "[parameters: (1, 'x')]",
+    "Key (patient_ref)=(T1-0042) already exists",
+    "Failing row contains (1, x)",
+    " ",
+    ",",
+    "7",
+    "GET /api/v1/referrals/42 200",
+    "'",
+    "\n",
+    "é",
+    "中文",
+]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=8).map("".join))
+def test_the_quick_look_before_scrubbing_never_skips_a_line_that_needs_it(text: str) -> None:
+    from greenchannel.web.observability import _scrub_every_pattern
+
+    assert scrub(text) == _scrub_every_pattern(text)

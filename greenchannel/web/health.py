@@ -2,9 +2,12 @@
 
 Every load balancer asks every web process every few seconds. Through Flask (request context,
 the guards, the session, the hooks) the answer cost about five times the server's own cost of a
-request; here it is one pooled connection's ``SELECT 1``. It keeps what every answer of the
-service carries: the request id (honoured or made, ``observability``), ``Server-Timing``, the
-security headers, one access log line and the latency histogram behind ``/metrics``.
+request; here it is a ``SELECT 1`` on a connection the check keeps for itself (autocommit,
+outside the request pool's checkout and reset: one connection per web process, opened on first
+use, dropped and opened again after a failure, so a database that comes back is seen on the next
+call). It keeps what every answer of the service carries: the request id (honoured or made,
+``observability``), ``Server-Timing``, the security headers, one access log line and the latency
+histogram behind ``/metrics``.
 
 ``200 {"status": "ok", "database": "ok"}``, or ``503 {"status": "unhealthy", "database":
 "unreachable"}`` with ``Retry-After`` when the database does not answer.
@@ -13,11 +16,13 @@ security headers, one access log line and the latency histogram behind ``/metric
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from greenchannel.web import observability
@@ -35,7 +40,7 @@ class HealthCheck:
 
     def __init__(self, app: WsgiApp, engine: Engine, headers: Mapping[str, str]) -> None:
         self.app = app
-        self.engine = engine
+        self.probe = _Probe(engine)
         self.headers = list(headers.items())
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -51,8 +56,7 @@ class HealthCheck:
         started = time.perf_counter()
         rid = observability.given_or_new_request_id(environ.get("HTTP_X_REQUEST_ID", ""))
         try:
-            with self.engine.connect() as connection:
-                connection.exec_driver_sql("SELECT 1")
+            self.probe.select_1()
             status, body, extra = 200, _OK, []
         except DBAPIError as exc:
             log.warning(
@@ -76,3 +80,45 @@ class HealthCheck:
             ],
         )
         return [] if method == "HEAD" else [body]
+
+
+class _Probe:
+    """The health check's own connection: autocommit, kept between calls, one per process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._connection: Connection | None = None
+        self._pid = 0
+
+    def select_1(self) -> None:
+        """``SELECT 1``; :class:`~sqlalchemy.exc.DBAPIError` when the database does not answer.
+
+        A kept connection that fails (the server restarted, a proxy closed it while idle) is
+        dropped and the check tried once more on a new one: only a database that cannot be
+        reached now makes the check fail."""
+        with self._lock:
+            for attempt in (1, 2):
+                fresh = self._connection is None or self._pid != os.getpid()  # never across a fork
+                try:
+                    if fresh:
+                        self._connection = self.engine.connect().execution_options(
+                            isolation_level="AUTOCOMMIT"
+                        )
+                        self._pid = os.getpid()
+                    assert self._connection is not None
+                    self._connection.exec_driver_sql("SELECT 1")
+                    return
+                except DBAPIError:
+                    self._drop()
+                    if fresh or attempt == 2:
+                        raise
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.invalidate()
+                connection.close()
+            except DBAPIError:
+                pass
