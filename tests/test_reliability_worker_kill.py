@@ -183,10 +183,13 @@ def test_a_worker_killed_at_random_moments_loses_and_repeats_nothing(
     sent_before: set[int] = set()
 
     def new_case(*, ringing: bool = False) -> None:
-        # A ringing case was made 90 s ago: its call step (1 min) is due, its offers' timeout
-        # (3 min) is not, so the workers place its calls (and are killed while doing it).
+        # A ringing case was made 61 s ago: its call step (1 min) is due, its offers' timeout
+        # (3 min) is two minutes away, so the workers place its calls (and are killed while
+        # doing it) before the offers expire, even when twenty workers started and killed one
+        # after another on a slow machine take more than a minute and a half (a case made 90 s
+        # ago had its offers expire first once, and its calls were rightly cancelled).
         world.clock.now = (
-            dt.datetime.now(dt.UTC) - dt.timedelta(seconds=90) if ringing else ten_minutes_ago
+            dt.datetime.now(dt.UTC) - dt.timedelta(seconds=61) if ringing else ten_minutes_ago
         )
         ref = f"ring-{len(voice_ids)}" if ringing else f"kill-{len(ids)}"
         body = {**PPH_REQUEST, "patient": {"ref": ref}}
