@@ -1,7 +1,7 @@
 """The service as users meet it (issue 18): one command, one table, each figure beside its target
 and beside a baseline measured in the same run.
 
-    python bench/service.py [--duration 10] [--connections 16] [--side 300]
+    python bench/service.py [--duration 10] [--runs 3] [--connections 16] [--side 300]
                             [--database-url postgresql://…] [--skip-http] [--skip-ranking]
 
 Rows of this file:
@@ -25,7 +25,8 @@ The demo region is built into a temporary SQLite database (or ``--database-url``
 be an empty database), rate limits are off for the load (``GREENCHANNEL_RATE_LIMIT_TOKEN=0``:
 the limit is per token and the bench sends everything with one). Needs ``wrk``
 (``apt-get install wrk``). The figures depend on the machine and its load: the load average
-is printed beside them. Nothing is asserted; the exit status is 0.
+is printed beside them, and each HTTP row is the median of ``--runs`` wrk runs with their range.
+Nothing is asserted; the exit status is 0.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -149,9 +150,14 @@ class Load:
     requests: int
     errors: int
     load_average: float
+    runs: tuple[float, ...] = ()  # every run's req/s, when this is the median of several
 
     def text(self) -> str:
-        return f"{self.rps:,.0f} req/s, p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms"
+        out = f"{self.rps:,.0f} req/s, p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms"
+        if len(self.runs) > 1:
+            low, high = min(self.runs), max(self.runs)
+            out += f" (median of {len(self.runs)} runs: {low:,.0f}–{high:,.0f} req/s)"
+        return out
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -163,10 +169,22 @@ def _ms(text: str) -> float:
 
 
 def wrk(url: str, *, args: argparse.Namespace, script: str | None = None) -> Load:
-    """``wrk`` against ``url`` (after a 2 s warm-up run): throughput and latency percentiles."""
+    """``wrk`` against ``url`` (after a 2 s warm-up run), ``args.runs`` times: the run with the
+    median throughput, and every run's throughput beside it. This VM's speed moves by a quarter
+    or more between runs minutes apart; one run can land in a slow spell."""
     base = ["wrk", "-t2", f"-c{args.connections}", "--latency"]
     extra = ["-s", script] if script else []
     subprocess.run([*base, "-d2s", *extra, url], check=True, capture_output=True)
+    loads = sorted(
+        (_wrk_once(url, base=base, extra=extra, args=args) for _ in range(max(1, args.runs))),
+        key=lambda load: load.rps,
+    )
+    median = loads[len(loads) // 2]
+    errors = sum(load.errors for load in loads)  # a non-2xx in any run shows
+    return replace(median, runs=tuple(load.rps for load in loads), errors=errors)
+
+
+def _wrk_once(url: str, *, base: list[str], extra: list[str], args: argparse.Namespace) -> Load:
     out = subprocess.run(
         [*base, f"-d{args.duration}s", *extra, url], check=True, capture_output=True, text=True
     ).stdout
@@ -379,6 +397,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=3, help="wrk runs per HTTP row (median)")
     parser.add_argument("--side", type=int, default=300, help="grid side (1020: 1 M nodes)")
     parser.add_argument("--queries", type=int, default=300, help="origins for the ranking")
     parser.add_argument("--database-url", help="an empty database (default: SQLite, temporary)")

@@ -37,6 +37,8 @@ SECURITY_HEADERS = {
     ),
     "Permissions-Policy": "geolocation=(self), camera=(), microphone=()",
 }
+_SECURITY_HEADERS = tuple(SECURITY_HEADERS.items())
+_PRIVATE_HEADERS = (*_SECURITY_HEADERS, ("Cache-Control", "no-store"))
 
 
 def _first_error(messages: Any, path: str = "") -> tuple[str | None, str]:
@@ -84,13 +86,39 @@ class GreenchannelApi(Api):  # type: ignore[misc]
 
 
 RUNTIME = "greenchannel.runtime"
+
+
+class GreenchannelFlask(Flask):
+    """Flask, asking once per function whether it is a coroutine.
+
+    Flask asks on every call of every hook and view (``ensure_sync``, documented for overriding):
+    about twenty ``inspect`` calls a route request for the same dozen functions. The answer for
+    a function never changes; the functions asked about are the app's own hooks and views, so
+    the memo is bounded by them (and by :data:`_SYNC_MEMO` for any per-request callable).
+    """
+
+    _SYNC_MEMO = 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._synced: dict[Any, Any] = {}
+
+    def ensure_sync(self, func: Any) -> Any:
+        synced = self._synced.get(func)
+        if synced is None:
+            synced = super().ensure_sync(func)
+            if len(self._synced) < self._SYNC_MEMO:
+                self._synced[func] = synced
+        return synced
+
+
 # The blueprints of the pages that show cases or patients (home, login and static are public).
 PRIVATE_PAGES = frozenset({"cases", "hospital", "board", "links", "history"})
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | None = None) -> Flask:
     """The web app on ``runtime`` (built from the settings and ``config`` when not given)."""
-    app = Flask(__name__, instance_relative_config=True)
+    app = GreenchannelFlask(__name__, instance_relative_config=True)
     app.url_map.converters["int"] = DatabaseIdConverter
     app.config.update(load_config(app.instance_path))
     app.config.update(
@@ -176,12 +204,14 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
 
     @app.after_request
     def security_headers(response: Response) -> Response:
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if request.path.startswith("/api/") or request.blueprint in PRIVATE_PAGES:
-            # The API, and every page that shows a case, a patient or a hospital's state: a
-            # shared ward computer's cache or the back button must not keep a copy.
-            response.headers.setdefault("Cache-Control", "no-store")
+        # each header unless the view set its own (werkzeug's ``setdefault`` finds a header
+        # missing by raising and catching an exception: one look at the names instead)
+        private = request.path.startswith("/api/") or request.blueprint in PRIVATE_PAGES
+        # The API, and every page that shows a case, a patient or a hospital's state: a shared
+        # ward computer's cache or the back button must not keep a copy.
+        wanted = _PRIVATE_HEADERS if private else _SECURITY_HEADERS
+        present = {name.lower() for name, _ in response.headers.items()}
+        response.headers.extend([item for item in wanted if item[0].lower() not in present])
         return response
 
     # GET /healthz in front of Flask: one pooled SELECT 1 (greenchannel.web.health)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,6 +80,28 @@ def _walk(parsed: Any) -> Iterator[tuple[str, str, int]]:
 
 
 def _check_json(data: bytes) -> None:
+    if _plainly_fine(data):
+        return
+    _check_json_fully(data)
+
+
+def _plainly_fine(data: bytes) -> bool:
+    """True when ``data`` cannot hold anything :func:`_check_json_fully` refuses, told without
+    parsing it (the usual body). In UTF-8 JSON text a NUL or a surrogate reaches the parsed
+    strings only as a ``\\u`` escape or as the bytes of an encoded surrogate (``json.loads``
+    decodes with ``surrogatepass``), whose lead byte is 0xED; a NUL byte means UTF-16 or UTF-32
+    text (or a raw NUL): each of those goes the whole way. Nesting cannot go deeper than the
+    count of brackets; no integer is longer than the text."""
+    return (
+        len(data) < sys.get_int_max_str_digits()
+        and b"\\u" not in data
+        and b"\xed" not in data
+        and b"\x00" not in data
+        and data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH
+    )
+
+
+def _check_json_fully(data: bytes) -> None:
     try:
         parsed = json.loads(data)
     except RecursionError:
