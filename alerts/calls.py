@@ -12,9 +12,9 @@ while the provider is asked. A worker that dies after the provider took the call
 recorded the call id leaves a claimed row whose lease runs out; its successor does not simply
 ring again. It first looks for the call's marker, this row's id in the callback URLs: the
 provider's ``initiated`` callback records the call id on the row within a second of the call
-being created; and, if that callback has not come, it asks the provider for a call to that
-number created since the dead worker started (:meth:`VoiceTransport.find_calls`), leaving
-out the calls other rows have recorded.
+being created; and, if that callback has not come, it asks the provider for the calls to that
+number (:meth:`VoiceTransport.find_calls`) and takes the one that is this row's by time,
+leaving the calls other rows have recorded or made to them (:func:`_owned_call`).
 
 The call's progress comes back through signed status callbacks (:func:`apply_call_status`,
 never backwards). Keys pressed are an answer to the alert exactly like an SMS reply
@@ -53,7 +53,13 @@ from alerts.models import (
 from alerts.recipients import contacts_of
 from alerts.replies import DeclineReason, OfferReply
 from alerts.transports import mask_phone
-from alerts.voice import PermanentVoiceError, TransientVoiceError, VoiceError, VoiceTransport
+from alerts.voice import (
+    FoundCall,
+    PermanentVoiceError,
+    TransientVoiceError,
+    VoiceError,
+    VoiceTransport,
+)
 from core.vocabulary import LANGUAGES
 from facilities.models import Contact
 
@@ -392,17 +398,19 @@ def _place_one(
     provider_id: str | None = None
     try:
         if abandoned:
-            provider_id = _unrecorded(session_factory, transport.find_calls(to=to, since=since))
+            found = transport.find_calls(to=to, since=since)
+            provider_id = _owned_call(session_factory, call_id=call_id, to=to, found=found)
             if provider_id is not None:
                 log.info(
                     "call %s: found with the provider as %s, not placed again", call_id, provider_id
                 )
         if provider_id is None:
-            with session_factory() as session:
-                if session.get_one(Alert, session.get_one(VoiceCall, call_id).alert_id).status != (
-                    AlertStatus.OPEN
-                ):
+            with session_factory() as session, session.begin():
+                row = session.get_one(VoiceCall, call_id)
+                if session.get_one(Alert, row.alert_id).status != AlertStatus.OPEN:
                     provider_id = ""  # answered while we looked: do not ring about it
+                elif abandoned and _still_ours(row, worker_id):
+                    row.dialled_at = now  # this placement begins now (see _owned_call)
             if provider_id is None:
                 provider_id = transport.place(
                     to=to,
@@ -453,18 +461,56 @@ def _place_one(
         return 0
 
 
-def _unrecorded(session_factory: SessionFactory, found: list[str]) -> str | None:
-    """The newest of the provider's calls that no row of ours has recorded yet. Another alert
-    may have phoned the same person meanwhile: its call, already on its own row, is not this
-    one's. (The provider returns no marker of ours in its list, so when two dead workers' calls
-    to one number are both found, each row takes one of them: nothing rings twice.)"""
+#: Twilio gives a call's creation time to the second: a placement begun up to this long after
+#: the time a call was created may still be the one that made it.
+CREATED_TO_THE_SECOND = dt.timedelta(seconds=1)
+
+
+def _owned_call(
+    session_factory: SessionFactory, *, call_id: int, to: str, found: list[FoundCall]
+) -> str | None:
+    """Row ``call_id``'s call among the provider's calls ``found`` to ``to``, or None.
+
+    The provider's list carries no marker of ours, so a call is matched to a row by time. A
+    worker places a call right after it begins the placement (``dialled_at``: the claim, or a
+    successor's new attempt), so a call belongs to the row whose placement began last before
+    the call was created, among our rows to that number still dialling with no call recorded
+    (this one, other dead workers', a live worker's in flight). The unrecorded calls are matched
+    newest first, each row taking one; a call another row has recorded is that row's. A row no
+    call is left for never reached the provider: it is phoned now. Two dead rows to one person
+    each take one call, and an older dead claim does not take a newer one's call (which would
+    ring the newer alert twice and the older never). What this cannot tell apart: two placements
+    begun within the same second, of which only the earlier reached the provider (the later takes
+    the call, the earlier is phoned again)."""
     if not found:
         return None
     with session_factory() as session:
+        ids = [call.provider_id for call in found]
         recorded = set(
-            session.scalars(select(VoiceCall.provider_id).where(VoiceCall.provider_id.in_(found)))
+            session.scalars(select(VoiceCall.provider_id).where(VoiceCall.provider_id.in_(ids)))
         )
-    return next((sid for sid in found if sid not in recorded), None)
+        dialling = session.execute(
+            select(VoiceCall.id, VoiceCall.dialled_at).where(
+                VoiceCall.to_phone == to,
+                VoiceCall.status == CallStatus.DIALLING,
+                VoiceCall.provider_id.is_(None),
+            )
+        ).all()
+    waiting = {row.id: row.dialled_at for row in dialling if row.dialled_at is not None}
+    unrecorded = [call for call in found if call.provider_id not in recorded]
+    for call in sorted(unrecorded, key=lambda c: c.created_at, reverse=True):
+        began = [
+            (at, row_id)
+            for row_id, at in waiting.items()
+            if at <= call.created_at + CREATED_TO_THE_SECOND
+        ]
+        if not began:
+            continue
+        _, owner = max(began)
+        if owner == call_id:
+            return call.provider_id
+        del waiting[owner]
+    return None
 
 
 def _mark_placed(

@@ -56,6 +56,15 @@ class PlacedCall:
     status: str
 
 
+@dataclass(frozen=True)
+class FoundCall:
+    """A call the provider lists: its id and when the provider created it (Twilio: to the
+    second)."""
+
+    provider_id: str
+    created_at: dt.datetime
+
+
 class VoiceTransport(Protocol):
     """Places a call that fetches its TwiML from ``twiml_url`` when picked up and posts its
     progress to ``status_callback``; rings for at most ``ring_seconds``."""
@@ -64,9 +73,9 @@ class VoiceTransport(Protocol):
         self, *, to: str, twiml_url: str, status_callback: str, ring_seconds: int
     ) -> PlacedCall: ...
 
-    def find_calls(self, *, to: str, since: dt.datetime) -> list[str]:
-        """The provider ids of the calls to ``to`` created at or after ``since``, newest first:
-        a worker that died after placing a call must not make its successor ring again."""
+    def find_calls(self, *, to: str, since: dt.datetime) -> list[FoundCall]:
+        """The calls to ``to`` created at or after ``since``, newest first: a worker that died
+        after placing a call must not make its successor ring again."""
         ...
 
 
@@ -114,7 +123,7 @@ class TwilioVoiceTransport:
             raise TransientVoiceError(f"Twilio unreachable: {type(exc).__name__}") from exc
         return PlacedCall(provider_id=str(call.sid), status=str(call.status or "queued"))
 
-    def find_calls(self, *, to: str, since: dt.datetime) -> list[str]:
+    def find_calls(self, *, to: str, since: dt.datetime) -> list[FoundCall]:
         import requests
         from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
@@ -123,7 +132,7 @@ class TwilioVoiceTransport:
         except (TwilioRestException, TwilioServiceException, requests.RequestException) as exc:
             raise TransientVoiceError(f"Twilio call list unavailable: {exc}") from exc
         return [
-            str(call.sid)
+            FoundCall(str(call.sid), call.date_created)
             for call in recent
             if call.date_created is not None and call.date_created >= since
         ]
@@ -177,10 +186,10 @@ class RecordingVoiceTransport:
             )
         return PlacedCall(provider_id=provider_id, status="queued")
 
-    def find_calls(self, *, to: str, since: dt.datetime) -> list[str]:
+    def find_calls(self, *, to: str, since: dt.datetime) -> list[FoundCall]:
         with self._lock:
             return [
-                call.provider_id
+                FoundCall(call.provider_id, call.placed_at)
                 for call in reversed(self.calls)
                 if call.to == to and call.placed_at >= since
             ]

@@ -211,6 +211,30 @@ def test_two_workers_racing_place_one_call(
     assert len(timers_done) == 1
 
 
+def open_second_with_call(session: Session, facility: Facility) -> Alert:
+    """A second alert to the same team (offer:2), its call to the same person due at 70 s."""
+    other = open_alert(
+        session,
+        subject="offer:2",
+        code="B8M3",
+        facility=facility,
+        teams=[Team.OBSTETRICS],
+        render=render_for("B8M3"),
+        step_after=minutes(10),
+        now=T0,
+    )
+    schedule_call(session, alert=other, after=dt.timedelta(seconds=70), speech=SPEECH, now=T0)
+    session.commit()
+    return other
+
+
+class DiesBeforePlacing(RecordingVoiceTransport):
+    """The worker dies before the provider has the call."""
+
+    def place(self, **kwargs: object) -> PlacedCall:  # type: ignore[override]
+        raise KeyboardInterrupt
+
+
 class DiesAfterPlacing(RecordingVoiceTransport):
     """The provider takes the call, then the worker dies before it records the answer."""
 
@@ -264,10 +288,6 @@ def test_a_dead_worker_whose_call_never_reached_the_provider_is_replaced_by_one_
 ) -> None:
     open_with_call(session, hospital)
     worker(session_factory, RecordingVoiceTransport(), T0)
-
-    class DiesBeforePlacing(RecordingVoiceTransport):
-        def place(self, **kwargs: object) -> PlacedCall:  # type: ignore[override]
-            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         worker(session_factory, DiesBeforePlacing(), T0 + minutes(1), worker_id="dies")
@@ -335,25 +355,10 @@ def test_a_successor_does_not_take_another_alerts_call_to_the_same_person_for_it
     session: Session, session_factory: sessionmaker[Session], hospital: Facility
 ) -> None:
     open_with_call(session, hospital)
-    other = open_alert(
-        session,
-        subject="offer:2",
-        code="B8M3",
-        facility=hospital,
-        teams=[Team.OBSTETRICS],
-        render=render_for("B8M3"),
-        step_after=minutes(10),
-        now=T0,
-    )
-    schedule_call(session, alert=other, after=dt.timedelta(seconds=70), speech=SPEECH, now=T0)
-    session.commit()
+    open_second_with_call(session, hospital)
     voice = RecordingVoiceTransport(now=lambda: T0 + minutes(1))
     worker(session_factory, voice, T0)
     assert worker(session_factory, voice, T0 + minutes(1)) == 1  # offer:1's call to OBS1
-
-    class DiesBeforePlacing(RecordingVoiceTransport):
-        def place(self, **kwargs: object) -> PlacedCall:  # type: ignore[override]
-            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         worker(session_factory, DiesBeforePlacing(), T0 + dt.timedelta(seconds=70), worker_id="x")
@@ -365,3 +370,47 @@ def test_a_successor_does_not_take_another_alerts_call_to_the_same_person_for_it
     session.expire_all()
     sids = session.scalars(select(VoiceCall.provider_id).order_by(VoiceCall.id)).all()
     assert sids == [c.provider_id for c in voice.calls]
+
+
+def _marker(call: object) -> int:
+    return int(str(call.twiml_url).rsplit("call=", 1)[1])  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("second_dies", ["after placing", "before placing"])
+def test_an_older_dead_claim_does_not_take_a_newer_dead_workers_call_to_the_same_person(
+    session: Session, session_factory: sessionmaker[Session], hospital: Facility, second_dies: str
+) -> None:
+    """Two alerts phone the same obstetrician. The first alert's worker dies before its call
+    reaches the provider; the second alert's worker dies after the provider took its call (or,
+    the other way, before too). Their successor takes the older row first: the call it finds
+    to that number was made after a newer claim, so it is that claim's, not this one's. Each
+    alert's call rings once (found in the kill test: the older row took the newer one's call
+    and the newer one was phoned again, and the first alert never)."""
+    open_with_call(session, hospital)  # offer:1, its call due at T0 + 1 min
+    open_second_with_call(session, hospital)
+    worker(session_factory, RecordingVoiceTransport(), T0)  # both calls queued
+
+    # offer:1's call: claimed at T0 + 1 min, its worker dies before the provider has it
+    with pytest.raises(KeyboardInterrupt):
+        worker(session_factory, DiesBeforePlacing(), T0 + minutes(1), worker_id="first")
+    # offer:2's call: claimed at T0 + 70 s (offer:1's is leased), the provider takes it (or not)
+    provider = DiesAfterPlacing(now=lambda: T0 + dt.timedelta(seconds=70))
+    dying = provider if second_dies == "after placing" else DiesBeforePlacing()
+    with pytest.raises(KeyboardInterrupt):
+        worker(session_factory, dying, T0 + dt.timedelta(seconds=70), worker_id="second")
+    rows = session.scalars(select(VoiceCall).order_by(VoiceCall.id)).all()
+    assert [r.status for r in rows] == [CallStatus.DIALLING, CallStatus.DIALLING]
+
+    # One successor after both leases: offer:1's row comes first (older), then offer:2's.
+    later = T0 + dt.timedelta(seconds=70) + CallPolicy().lease + dt.timedelta(seconds=1)
+    successor = RecordingVoiceTransport(now=lambda: later)  # the same provider, listed
+    successor.calls = list(provider.calls)
+    worker(session_factory, successor, later, worker_id="next")
+    worker(session_factory, successor, later + minutes(1), worker_id="next")
+
+    first, second = (r.id for r in rows)
+    markers = sorted(_marker(c) for c in successor.calls)
+    assert markers == [first, second]  # each alert rang once: none twice, none never
+    session.expire_all()
+    placed = {r.id: r.provider_id for r in session.scalars(select(VoiceCall))}
+    assert all(placed[_marker(c)] == c.provider_id for c in successor.calls)
