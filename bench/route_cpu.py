@@ -26,39 +26,34 @@ from __future__ import annotations
 
 import argparse
 import collections
+import importlib.util
 import io
-import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-BODY = b'{"origin": {"facility": "LH-T01"}, "case": {"conditions": ["PPH"]}}'
 TARGET_MS = 1.0
 
 
-def build_region(env: dict[str, str]) -> str:
-    subprocess.run(
-        [sys.executable, "-c", "from greenchannel.cli import main; main()", "demo", "--no-serve"],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=str(ROOT),
-    )
-    from greenchannel.cli.demo import demo_tokens_file
-
-    return str(json.loads(demo_tokens_file(env["DATABASE_URL"]).read_text())["clinic"])
+def _bench_service() -> ModuleType:
+    """bench/service.py: its body, its environment and its demo region (loaded from its path)."""
+    spec = importlib.util.spec_from_file_location("bench_service", ROOT / "bench" / "service.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
 
 
-def caller(app: Any, token: str, path: str) -> Callable[[], int]:
+def caller(app: Any, token: str, path: str, body: bytes) -> Callable[[], int]:
     def call() -> int:
         environ = {
             "REQUEST_METHOD": "POST",
@@ -68,13 +63,13 @@ def caller(app: Any, token: str, path: str) -> Callable[[], int]:
             "SERVER_PROTOCOL": "HTTP/1.1",
             "REMOTE_ADDR": "127.0.0.1",
             "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(BODY),
+            "wsgi.input": io.BytesIO(body),
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
             "wsgi.version": (1, 0),
-            "CONTENT_LENGTH": str(len(BODY)),
+            "CONTENT_LENGTH": str(len(body)),
             "CONTENT_TYPE": "application/json",
             "HTTP_AUTHORIZATION": f"Bearer {token}",
         }
@@ -131,14 +126,11 @@ def main() -> None:
         open(os.devnull, "w") as null,
     ):
         tmp = Path(folder)
-        os.environ.update(
-            DATABASE_URL=args.database_url or f"sqlite:///{tmp / 'gc.sqlite'}",
-            GREENCHANNEL_ROADS=str(tmp / "roads.npz"),
-            SECRET_KEY="bench",
-            SMS_BACKEND="console",
-            GREENCHANNEL_RATE_LIMIT_TOKEN="0",
-        )
-        token = build_region(dict(os.environ))
+        service = _bench_service()
+        env = service.service_env(tmp, args.database_url)
+        os.environ.update(env)  # this process's runtime reads the same settings
+        token = service.Context(args=args, tmp=tmp, env=env).region()["clinic"]
+        body = service.ROUTE_BODY.encode()
         from greenchannel.cli.common import open_runtime, web_app
         from greenchannel.cli.serving import prime_routing, warm_up
         from greenchannel.web.app import csrf
@@ -167,9 +159,9 @@ def main() -> None:
             if isinstance(handler, logging.StreamHandler):
                 handler.setStream(null)
         n = args.requests
-        route = cpu_ms(caller(app, token, "/api/v1/route"), n)
-        floor_token = cpu_ms(caller(app, token, "/api/v1/bench/nothing_but_the_token"), n)
-        floor = cpu_ms(caller(app, token, "/api/v1/bench/nothing"), n)
+        route = cpu_ms(caller(app, token, "/api/v1/route", body), n)
+        floor_token = cpu_ms(caller(app, token, "/api/v1/bench/nothing_but_the_token", body), n)
+        floor = cpu_ms(caller(app, token, "/api/v1/bench/nothing", body), n)
 
         import flask.app
         import webargs.core
@@ -188,7 +180,7 @@ def main() -> None:
             (flask.app.Flask, "process_response", "after-request hooks"),
             (flask.app.Flask, "do_teardown_appcontext", "teardown (the session closed)"),
         ]
-        call = caller(app, token, "/api/v1/route")
+        call = caller(app, token, "/api/v1/route", body)
         with timed(parts) as spent:
             started = time.process_time()
             for _ in range(n):

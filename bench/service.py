@@ -103,6 +103,20 @@ class Context:
         return self.tokens
 
 
+def service_env(tmp: Path, database_url: str | None) -> dict[str, str]:
+    """The environment of the service's processes: the demo region in ``tmp`` (or
+    ``database_url``), console SMS, the per-token rate limit off (one token sends everything)."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": database_url or f"sqlite:///{tmp / 'gc.sqlite'}",
+        "GREENCHANNEL_ROADS": str(tmp / "roads.npz"),
+        "SECRET_KEY": "bench",
+        "SMS_BACKEND": "console",
+        "GREENCHANNEL_RATE_LIMIT_TOKEN": "0",
+    }
+
+
 def cli() -> list[str]:
     return [sys.executable, "-c", "from greenchannel.cli import main; main()"]
 
@@ -409,16 +423,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory(prefix="gc-bench-") as folder:
         tmp = Path(folder)
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "DATABASE_URL": args.database_url or f"sqlite:///{tmp / 'gc.sqlite'}",
-            "GREENCHANNEL_ROADS": str(tmp / "roads.npz"),
-            "SECRET_KEY": "bench",
-            "SMS_BACKEND": "console",
-            "GREENCHANNEL_RATE_LIMIT_TOKEN": "0",
-        }
-        ctx = Context(args=args, tmp=tmp, env=env)
+        ctx = Context(args=args, tmp=tmp, env=service_env(tmp, args.database_url))
         functions: list[Callable[..., Iterable[Any]]] = []
         if not args.skip_http:
             functions += [route_rows, healthz_rows]

@@ -125,8 +125,7 @@ def _start(environment: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _unfinished(world: World, due_by: dt.datetime | None = None) -> int:
-    now = due_by or dt.datetime.now(dt.UTC)
+def _unfinished(world: World, now: dt.datetime) -> int:
     with world.app.app_context():
         s = db.session
         messages = s.scalars(
