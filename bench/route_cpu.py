@@ -44,7 +44,8 @@ TARGET_MS = 1.0
 
 
 def _bench_service() -> ModuleType:
-    """bench/service.py: its body, its environment and its demo region (loaded from its path)."""
+    """bench/service.py: its body, its environment, its demo region and its loader of the other
+    bench files (loaded from its path: bench/ is not a package)."""
     spec = importlib.util.spec_from_file_location("bench_service", ROOT / "bench" / "service.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -127,32 +128,18 @@ def main() -> None:
     ):
         tmp = Path(folder)
         service = _bench_service()
+        floor = service._bench_module("floor")
         env = service.service_env(tmp, args.database_url)
         os.environ.update(env)  # this process's runtime reads the same settings
         token = service.Context(args=args, tmp=tmp, env=env).region()["clinic"]
         body = service.ROUTE_BODY.encode()
         from greenchannel.cli.common import open_runtime, web_app
         from greenchannel.cli.serving import prime_routing, warm_up
-        from greenchannel.web.app import csrf
-        from greenchannel.web.auth import require_user
-        from greenchannel.web.responses import json_response
 
         runtime = open_runtime()
         app = web_app(runtime)
-
         # the floor: a view that does nothing, with and without the token check (bench only)
-        def nothing() -> Any:
-            return json_response({})
-
-        def nothing_but_the_token() -> Any:
-            require_user()
-            return json_response({})
-
-        for view in (nothing, nothing_but_the_token):
-            csrf.exempt(view)
-            app.add_url_rule(
-                f"/api/v1/bench/{view.__name__}", view.__name__, view, methods=["POST"]
-            )
+        floor.add_floor_views(app)
         prime_routing(runtime)
         warm_up(runtime)
         for handler in logging.getLogger().handlers:  # formatted, not written
@@ -160,8 +147,8 @@ def main() -> None:
                 handler.setStream(null)
         n = args.requests
         route = cpu_ms(caller(app, token, "/api/v1/route", body), n)
-        floor_token = cpu_ms(caller(app, token, "/api/v1/bench/nothing_but_the_token", body), n)
-        floor = cpu_ms(caller(app, token, "/api/v1/bench/nothing", body), n)
+        floor_token = cpu_ms(caller(app, token, floor.path_of("nothing_but_the_token"), body), n)
+        floor_plain = cpu_ms(caller(app, token, floor.path_of("nothing"), body), n)
 
         import flask.app
         import webargs.core
@@ -193,7 +180,7 @@ def main() -> None:
     verdict = "PASS" if route <= TARGET_MS else "MISS"
     print(f"| POST /api/v1/route | {route:.3f} | ≤ {TARGET_MS} | {verdict} |")
     print(f"| baseline: a view that does nothing, token checked | {floor_token:.3f} | | |")
-    print(f"| baseline: a view that does nothing | {floor:.3f} | | |")
+    print(f"| baseline: a view that does nothing | {floor_plain:.3f} | | |")
     print(f"\nparts (inclusive, wall ms per request; the route timed again: {timed_total:.3f})\n")
     for label, ns in spent.most_common():
         print(f"  {ns / n / 1e6:6.3f}  {label}")

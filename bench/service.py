@@ -244,11 +244,8 @@ def hello_load(ctx: Context) -> Load:
     return result
 
 
-def service_loads(ctx: Context) -> tuple[Load, Load]:
-    """``/api/v1/route`` and ``/healthz`` through ``greenchannel serve --workers 2`` (cached)."""
-    found = getattr(ctx, "_service", None)
-    if found is not None:
-        return found  # type: ignore[no-any-return]
+def route_script(ctx: Context) -> str:
+    """wrk's script for the route's request: POST, the body, the demo clinic's token."""
     token = ctx.region()["clinic"]
     script = ctx.tmp / "route.lua"
     script.write_text(
@@ -257,19 +254,52 @@ def service_loads(ctx: Context) -> tuple[Load, Load]:
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {token}"\n'
     )
+    return str(script)
+
+
+def service_loads(ctx: Context) -> tuple[Load, Load]:
+    """``/api/v1/route`` and ``/healthz`` through ``greenchannel serve --workers 2`` (cached)."""
+    found = getattr(ctx, "_service", None)
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    script = route_script(ctx)
     port = free_port()
     command = [*cli(), "serve", "--workers", "2", "--port", str(port)]
     with server(command, ctx.env, port) as url:
-        route = wrk(url + "/api/v1/route", args=ctx.args, script=str(script))
+        route = wrk(url + "/api/v1/route", args=ctx.args, script=script)
         healthz = wrk(url + "/healthz", args=ctx.args)
     ctx._service = (route, healthz)  # type: ignore[attr-defined]
     return route, healthz
 
 
+def floor_loads(ctx: Context) -> dict[str, Load]:
+    """The two views that do nothing (``bench/floor.py``) through the same server, with the
+    route's request (body, token): what any API request of the service costs (cached)."""
+    found = getattr(ctx, "_floor", None)
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    floor = _bench_module("floor")
+    script = route_script(ctx)
+    port = free_port()
+    command = [sys.executable, str(BENCH / "floor.py"), "--port", str(port), "--workers", "2"]
+    with server(command, ctx.env, port) as url:
+        loads = {
+            view: wrk(url + floor.path_of(view), args=ctx.args, script=script)
+            for view in floor.VIEWS
+        }
+    ctx._floor = loads  # type: ignore[attr-defined]
+    return loads
+
+
 def route_rows(ctx: Context) -> list[Row]:
     route, _ = service_loads(ctx)
     base = hello_load(ctx)
+    floors = floor_loads(ctx)
     errors = f"; {route.errors} non-2xx" if route.errors else ""
+    floor_text = {
+        "nothing_but_the_token": "a view that does nothing but check the token",
+        "nothing": "a view that does nothing",
+    }
     return [
         Row(
             f"POST /api/v1/route, serve --workers 2, {ctx.args.connections} connections",
@@ -277,7 +307,17 @@ def route_rows(ctx: Context) -> list[Row]:
             f"≥ {ROUTE_RPS:,.0f} req/s, p99 ≤ {ROUTE_P99_MS:g} ms",
             f"bare WSGI hello, same server: {base.text()}",
             route.rps >= ROUTE_RPS and route.p99_ms <= ROUTE_P99_MS and not route.errors,
-        )
+        ),
+        *(
+            Row(
+                f"floor: {floor_text[view]} (bench/floor.py), same server and request",
+                load.text() + (f"; {load.errors} non-2xx" if load.errors else ""),
+                "",
+                "what every API request pays before its own work (no target: information)",
+                None,
+            )
+            for view, load in floors.items()
+        ),
     ]
 
 
@@ -299,16 +339,6 @@ def healthz_rows(ctx: Context) -> list[Row]:
     ]
 
 
-def _bench_routing() -> ModuleType:
-    """bench/routing.py (named like the package it measures: loaded from its path)."""
-    spec = importlib.util.spec_from_file_location("bench_routing", BENCH / "routing.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def ranking_rows(ctx: Context) -> list[Row]:
     """rank() with the excluded list materialised, against networkx, on a generated grid."""
     import gc
@@ -318,7 +348,7 @@ def ranking_rows(ctx: Context) -> list[Row]:
 
     from routing import Policy, RoadNetwork, Router, rank
 
-    br = _bench_routing()
+    br = _bench_module("routing")  # named like the package it measures
     side = ctx.args.side
     t0 = time.perf_counter()
     net = RoadNetwork.from_arcs(**br.synthetic_arcs(side, br.SEED), source="synthetic")
@@ -387,19 +417,23 @@ def ranking_rows(ctx: Context) -> list[Row]:
 ROWS: list[Callable[[Context], Iterable[Row]]] = [route_rows, healthz_rows, ranking_rows]
 
 
+def _bench_module(name: str) -> ModuleType:
+    """bench/<name>.py, loaded from its path (bench/ is not a package, and its routing.py would
+    stand in for the project's ``routing``)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
 def _other_rows() -> list[Callable[..., Iterable[Any]]]:
     """``ROWS`` of bench/pages.py and bench/province.py, when they exist."""
     found: list[Callable[..., Iterable[Any]]] = []
     for name in ("pages", "province"):
-        path = BENCH / f"{name}.py"
-        if not path.exists():
-            continue
-        spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-        spec.loader.exec_module(module)
-        found.extend(getattr(module, "ROWS", []))
+        if (BENCH / f"{name}.py").exists():
+            found.extend(getattr(_bench_module(name), "ROWS", []))
     return found
 
 
