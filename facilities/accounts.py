@@ -16,11 +16,13 @@ import hashlib
 import math
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from core.errors import Throttled
@@ -313,6 +315,15 @@ def start_session(session: Session, *, user: User, remote_addr: str, now: dt.dat
     return raw
 
 
+def session_limits(settings: Mapping[str, Any]) -> tuple[dt.timedelta, dt.timedelta]:
+    """(idle, absolute): a web session's limits from the settings (``SESSION_IDLE_MINUTES``,
+    ``SESSION_MAX_HOURS``; the defaults when absent)."""
+    return (
+        dt.timedelta(minutes=settings.get("SESSION_IDLE_MINUTES", 30)),
+        dt.timedelta(hours=settings.get("SESSION_MAX_HOURS", 12)),
+    )
+
+
 def user_for_session(
     session: Session,
     raw: str,
@@ -354,6 +365,36 @@ def revoke_sessions(session: Session, *, user: User, now: dt.datetime) -> int:
         .values(revoked_at=now)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def forget_old_sign_ins(
+    session: Session,
+    *,
+    now: dt.datetime,
+    days: int,
+    idle: dt.timedelta = DEFAULT_SESSION_IDLE,
+    absolute: dt.timedelta = DEFAULT_SESSION_ABSOLUTE,
+) -> tuple[int, int]:
+    """Delete the sign-in records older than ``days``: web sessions that ended (revoked, idle
+    longer than ``idle`` or older than ``absolute``) and were last seen before then, and failed
+    logins from before then (each holds a username and a client address). Returns (sessions,
+    failures). A session still live is never deleted, however old its last sight."""
+    cutoff = now - dt.timedelta(days=days)
+    sessions = session.execute(
+        delete(WebSession).where(
+            WebSession.last_seen_at < cutoff,
+            or_(
+                WebSession.revoked_at.is_not(None),
+                WebSession.last_seen_at <= now - idle,
+                WebSession.created_at <= now - absolute,
+            ),
+        )
+    )
+    failures = session.execute(delete(LoginFailure).where(LoginFailure.at < cutoff))
+    return (
+        int(getattr(sessions, "rowcount", 0) or 0),
+        int(getattr(failures, "rowcount", 0) or 0),
+    )
 
 
 # ---------------------------------------------------------------------------- lifecycle

@@ -25,7 +25,7 @@ import string
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, select, update
+from sqlalchemy import CursorResult, Executable, delete, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import ServiceError
@@ -161,6 +161,15 @@ def grant_for(session: Session, link_id: int, *, now: dt.datetime) -> LinkGrant 
         return None
     grant = _grant(link, contact, facility_id=offer.facility_id)
     return grant if now < grant.until else None
+
+
+def forget_expired(session: Session, *, now: dt.datetime, days: int) -> int:
+    """Delete the links that expired more than ``days`` ago (each a token's hash and the ids
+    of its case, offer and contact; a link's grant ends at most half an hour after it
+    expires): returns how many."""
+    return _changed(
+        session, delete(CaseLink).where(CaseLink.expires_at < now - dt.timedelta(days=days))
+    )
 
 
 def _language(contact: Contact | None) -> str:

@@ -407,6 +407,24 @@ def test_a_link_does_not_open_after_its_offer_expires_or_once_revoked(
         assert unknown.value.reason in ("unknown", "expired")
 
 
+def test_retention_deletes_the_links_that_expired_more_than_its_days_ago(
+    session: Session, linked_case: tuple[Placement, Offer, Contact, str]
+) -> None:
+    _, offer, contact, token = linked_case
+    grant = links.open_link(session, token, now=NOW)
+    unopened = links.mint(session, offer=offer, contact=contact, now=NOW)
+    expires = session.scalars(select(CaseLink.expires_at)).all()
+    assert len(expires) == 2
+    day_after = max(expires) + dt.timedelta(days=1)
+    assert links.forget_expired(session, now=day_after - dt.timedelta(minutes=1), days=1) == 0
+    assert links.grant_for(session, grant.link_id, now=grant.until - dt.timedelta(seconds=1))
+    assert links.forget_expired(session, now=day_after + dt.timedelta(minutes=1), days=1) == 2
+    assert session.scalars(select(CaseLink)).all() == []
+    with pytest.raises(links.LinkRefused) as refused:
+        links.open_link(session, unopened, now=day_after)
+    assert refused.value.reason == "unknown"
+
+
 def test_only_a_hash_of_the_token_is_stored(
     session: Session, linked_case: tuple[Placement, Offer, Contact, str]
 ) -> None:

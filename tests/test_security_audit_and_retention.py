@@ -180,5 +180,8 @@ def test_the_retention_setting_and_command(
     assert result.exit_code == 0, result.output
     expected = 1 if closed_at and closed_at < dt.datetime.now(dt.UTC) - dt.timedelta(days=1) else 0
     assert f"scrubbed {expected} closed case(s) older than 1 days" in result.output
+    assert "ended web session(s)" in result.output and "case link(s) older than 1 days" in (
+        result.output
+    )
     monkeypatch.setenv("GREENCHANNEL_RETENTION_DAYS", "soon")
     assert runner.invoke(main, ["retention"]).exit_code != 0

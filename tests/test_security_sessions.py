@@ -233,6 +233,40 @@ def test_failed_logins_are_kept_after_a_success_but_no_longer_count(session: Ses
     )
 
 
+def test_retention_deletes_ended_sessions_and_old_failed_logins_never_a_live_session(
+    session: Session,
+) -> None:
+    user = create_user(
+        session, username="coord", role="coordinator", password="s3cret-pass", now=NOW
+    ).user
+    long_ago = NOW - dt.timedelta(days=400)
+    idle_out = accounts.start_session(session, user=user, remote_addr="10.0.0.1", now=long_ago)
+    logged_out = accounts.start_session(session, user=user, remote_addr="10.0.0.2", now=long_ago)
+    accounts.end_session(session, logged_out, now=long_ago)
+    live = accounts.start_session(session, user=user, remote_addr="10.0.0.3", now=NOW)
+    _fail(session, "coord", "10.0.0.66", now=long_ago)
+    _fail(session, "coord", "10.0.0.66", now=NOW - dt.timedelta(hours=1))
+    assert accounts.forget_old_sign_ins(session, now=NOW, days=365) == (2, 1)
+    remaining = session.scalars(select(WebSession.remote_addr)).all()
+    assert remaining == ["10.0.0.3"]
+    assert session.scalars(select(LoginFailure.at)).all() == [NOW - dt.timedelta(hours=1)]
+    assert accounts.user_for_session(session, live, now=NOW) is not None
+    for gone in (idle_out, logged_out):
+        assert accounts.user_for_session(session, gone, now=NOW) is None
+
+    # A session last seen two days ago that a deployment's three-day idle limit keeps alive
+    # outlives a one-day retention; once it has ended it goes.
+    quiet = accounts.start_session(
+        session, user=user, remote_addr="10.0.0.4", now=NOW - dt.timedelta(days=2)
+    )
+    limits = {"idle": dt.timedelta(days=3), "absolute": dt.timedelta(days=7)}
+    assert accounts.forget_old_sign_ins(session, now=NOW, days=1, **limits) == (0, 0)
+    assert accounts.user_for_session(session, quiet, now=NOW, **limits) is not None
+    later = NOW + dt.timedelta(days=8)  # past its absolute limit
+    assert accounts.forget_old_sign_ins(session, now=later, days=1, **limits) == (2, 1)
+    assert session.scalars(select(WebSession)).all() == []
+
+
 def test_logins_failures_and_logouts_are_in_the_audit_trail(ward: World, app: Flask) -> None:
     page = ward.client.get("/login").get_data(as_text=True)
     ward.client.post(

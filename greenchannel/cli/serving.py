@@ -23,8 +23,11 @@ from greenchannel.runtime import Runtime
 @click.option("--days", type=int, help="override GREENCHANNEL_RETENTION_DAYS (default 365)")
 def retention(days: int | None) -> None:
     """Scrub patient fields and free text of cases closed more than N days ago (timeline and
-    intervals stay), and forget old rate-limit windows. Run it daily or hourly (cron)."""
+    intervals stay); delete the sign-in records (ended web sessions, failed logins) and case
+    links older than that; forget old rate-limit windows. Run it daily or hourly (cron)."""
+    from facilities.accounts import forget_old_sign_ins, session_limits
     from greenchannel.web import ratelimit
+    from referral.links import forget_expired
     from referral.retention import retention_days, scrub_closed_cases
 
     rt = open_runtime()
@@ -37,8 +40,19 @@ def retention(days: int | None) -> None:
     now = utcnow()
     with session_scope(rt) as session:
         count = scrub_closed_cases(session, now=now, days=keep)
-        ratelimit.prune(rt.engine, now=now)
+    with session_scope(rt) as session:
+        idle, absolute = session_limits(rt.settings)
+        sessions, failures = forget_old_sign_ins(
+            session, now=now, days=keep, idle=idle, absolute=absolute
+        )
+        links = forget_expired(session, now=now, days=keep)
+        session.commit()
+    ratelimit.prune(rt.engine, now=now)
     click.echo(f"scrubbed {count} closed case(s) older than {keep} days")
+    click.echo(
+        f"deleted {sessions} ended web session(s), {failures} failed login(s) and "
+        f"{links} case link(s) older than {keep} days"
+    )
 
 
 @click.command("serve")

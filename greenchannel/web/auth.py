@@ -25,7 +25,7 @@ from wtforms import ValidationError
 
 from core.errors import Forbidden, ServiceError
 from facilities import token_cache
-from facilities.accounts import TOUCH_EVERY, token_use, user_for_session
+from facilities.accounts import TOUCH_EVERY, session_limits, token_use, user_for_session
 from facilities.areas import area_covers
 from facilities.models import Facility, Role, User
 from greenchannel.web import clock, observability
@@ -102,15 +102,9 @@ def _token_user(token: str) -> User | None:
 
 
 def _session_user_id(raw: str) -> int | None:
-    config = current_app.config
+    idle, absolute = session_limits(current_app.config)
     with _bookkeeping_session() as own:
-        user = user_for_session(
-            own,
-            raw,
-            now=clock.now(),
-            idle=dt.timedelta(minutes=config.get("SESSION_IDLE_MINUTES", 30)),
-            absolute=dt.timedelta(hours=config.get("SESSION_MAX_HOURS", 12)),
-        )
+        user = user_for_session(own, raw, now=clock.now(), idle=idle, absolute=absolute)
         user_id = user.id if user is not None else None
         if own.dirty:
             own.commit()
