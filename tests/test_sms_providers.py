@@ -309,6 +309,27 @@ def test_a_malformed_push_is_a_400_naming_the_field(world: World) -> None:
     assert response.status_code == 400
 
 
+def test_a_phone_flooding_a_domestic_providers_push_is_slowed_and_others_are_not(
+    world: World,
+) -> None:
+    """The per-phone limit of Twilio's webhook holds for the pushes too: a push carries many
+    phones, so it is accepted, and only the flooding phone's extra replies are left unhandled."""
+    world.app.config.update(SMS_PUSH_TOKEN=TOKEN, GREENCHANNEL_RATE_LIMIT_SMS=3)
+    flood, other = "+8613900000077", "+8613900000078"
+    aliyun = [
+        {"phone_number": phone.removeprefix("+86"), "content": f"hi {n}", "sequence_id": n}
+        for n, phone in enumerate([flood] * 4 + [other])
+    ]
+    assert _post_json(world, f"/webhooks/aliyun/{TOKEN}/reply", aliyun)["code"] == 0
+    tencent = {"mobile": flood.removeprefix("+86"), "nationcode": "86", "text": "again"}
+    assert _post_json(world, f"/webhooks/tencent/{TOKEN}/reply", {**tencent, "time": 1})
+    handled = [(phone, body) for phone, body, _, _ in _inbound(world)]
+    assert handled == [(flood, "hi 0"), (flood, "hi 1"), (flood, "hi 2"), (other, "hi 4")]
+    world.clock.advance(minutes=1)  # the next minute: the phone is heard again, by either
+    assert _post_json(world, f"/webhooks/tencent/{TOKEN}/reply", {**tencent, "time": 2})
+    assert [phone for phone, *_ in _inbound(world)].count(flood) == 4
+
+
 def test_a_failed_receipt_moves_the_escalation_on(world: World, templates_file: Path) -> None:
     with running_fake_tencent(tencent_templates(templates_file)) as fake:
         world.app.config.update(

@@ -22,8 +22,10 @@ claimed). The first request of a window always writes; once a process has seen t
 count reach the limit, it refuses that key until the next window without writing again.
 
 Limits (per minute) come from the environment: ``GREENCHANNEL_RATE_LIMIT_TOKEN`` (default 600,
-per API token) and ``GREENCHANNEL_RATE_LIMIT_SMS`` (default 30, per sending phone); ``0`` turns
-a limit off.
+per API token) and ``GREENCHANNEL_RATE_LIMIT_SMS`` (default 30, per sending phone, whichever
+provider brings its messages: Twilio's webhook is refused with 429, a domestic provider's push
+is answered and the replies over a phone's limit are left unhandled, :func:`phone_within_limit`);
+``0`` turns a limit off.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from greenchannel.web.webhooks import signature_is_valid
 WINDOW = dt.timedelta(minutes=1)
 DEFAULTS = {"GREENCHANNEL_RATE_LIMIT_TOKEN": 600, "GREENCHANNEL_RATE_LIMIT_SMS": 30}
 SMS_WEBHOOK = "/webhooks/twilio/sms"
+SMS_LIMIT = "GREENCHANNEL_RATE_LIMIT_SMS"
 
 
 def limits_from_env(environ: Mapping[str, str] | None = None) -> dict[str, int]:
@@ -149,9 +152,24 @@ def _key_for_request() -> tuple[str, str, Callable[[], bool]] | None:
             return f"token:{digest}", "GREENCHANNEL_RATE_LIMIT_TOKEN", _token_is_known
         return None
     if request.path == SMS_WEBHOOK and request.method == "POST":
-        phone = (request.form.get("From") or "").strip()[:32]
-        return f"sms:{phone or '?'}", "GREENCHANNEL_RATE_LIMIT_SMS", signature_is_valid
+        return phone_key(request.form.get("From") or ""), SMS_LIMIT, signature_is_valid
     return None
+
+
+def phone_key(phone: str) -> str:
+    """The counter of one sending phone, whichever provider brought its messages."""
+    return f"sms:{phone.strip()[:32] or '?'}"
+
+
+def phone_within_limit(phone: str) -> bool:
+    """Whether one more message from ``phone`` is within ``GREENCHANNEL_RATE_LIMIT_SMS`` this
+    minute (and count it). For the domestic providers' pushes, which carry many phones' replies
+    in one request and are authenticated by their path token: each reply asks for itself."""
+    limit = int(current_app.config[SMS_LIMIT])
+    if limit <= 0:
+        return True
+    allowance: Allowance = current_app.extensions["greenchannel.ratelimit"]
+    return allowance.take(db.engine, key=phone_key(phone), now=clock.now(), limit=limit)
 
 
 def _check() -> Response | None:

@@ -28,7 +28,7 @@ from alerts import escalation
 from alerts.inbound import handle_inbound
 from alerts.outbox import apply_status, queue_sms
 from alerts.providers.base import e164
-from greenchannel.web import clock
+from greenchannel.web import clock, ratelimit
 from greenchannel.web.db import db
 from greenchannel.web.errors import error_response
 
@@ -136,11 +136,23 @@ def _already_seen(provider_id: str) -> bool:
 
 def _replies(entries: list[tuple[str, str, str]], now: dt.datetime) -> None:
     """Each (phone, body, provider id) through the reply grammar; a repeated push (the same
-    provider id) is answered by nobody a second time."""
+    provider id) is answered by nobody a second time. A phone over its per-minute limit
+    (``GREENCHANNEL_RATE_LIMIT_SMS``, as on Twilio's webhook) has its further replies left
+    unhandled and unanswered: the push is still accepted (a refused push is sent again, and
+    carries other phones' replies)."""
+    # Counted before this push writes anything: the counter commits on a connection of its own,
+    # and SQLite lets one connection write at a time.
+    heard = []
     for phone, body, provider_id in entries:
         if _already_seen(provider_id):
             continue
-        _reply(db.session, phone=phone, body=body, provider_id=provider_id, now=now)
+        if ratelimit.phone_within_limit(phone):
+            heard.append((phone, body, provider_id))
+        else:
+            log.warning("reply %s not handled: its phone is over the per-minute limit", provider_id)
+    for phone, body, provider_id in heard:
+        if not _already_seen(provider_id):  # the same reply twice in one push
+            _reply(db.session, phone=phone, body=body, provider_id=provider_id, now=now)
 
 
 # --- Alibaba Cloud ------------------------------------------------------------------------------
