@@ -7,6 +7,7 @@ nothing; the providers' documented error codes are retried or not."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -328,6 +329,26 @@ def test_a_phone_flooding_a_domestic_providers_push_is_slowed_and_others_are_not
     world.clock.advance(minutes=1)  # the next minute: the phone is heard again, by either
     assert _post_json(world, f"/webhooks/tencent/{TOKEN}/reply", {**tencent, "time": 2})
     assert [phone for phone, *_ in _inbound(world)].count(flood) == 4
+
+
+def test_the_push_token_never_reaches_a_log_line(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The push URLs carry the secret that authenticates them: a log reader must not learn it
+    (with it, anyone could post a hospital's "Y")."""
+    world.app.config.update(SMS_PUSH_TOKEN=TOKEN)
+    reply = [{"phone_number": "13900000077", "content": "hi", "sequence_id": 1}]
+    with caplog.at_level(logging.DEBUG):
+        _post_json(world, f"/webhooks/aliyun/{TOKEN}/reply", reply)
+        _post_json(world, f"/webhooks/tencent/{TOKEN}/status", [{"sid": "x"}])
+        world.client.post(f"/webhooks/aliyun/{TOKEN[:-1]}x/reply", json=reply)  # refused
+        world.client.post(f"/webhooks/tencent/{TOKEN}/reply", json={"text": "hi"})  # a 400
+    assert len(caplog.records) >= 4
+    for record in caplog.records:
+        assert TOKEN[:-1] not in f"{record.getMessage()} {vars(record)}"
+    assert any(
+        getattr(record, "path", "") == "/webhooks/aliyun/<token>/reply" for record in caplog.records
+    )
 
 
 def test_a_failed_receipt_moves_the_escalation_on(world: World, templates_file: Path) -> None:

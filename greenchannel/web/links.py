@@ -11,8 +11,8 @@ API's and the SMS replies, and are recorded as that contact.
 A refused token (unknown, used, expired, revoked) leads to one page that says the link has
 expired and to answer by SMS or phone; the refusals are counted per address and past
 ``GREENCHANNEL_RATE_LIMIT_LINK`` a minute (default 10) every token from there is refused until
-the minute is over. The token never reaches a log line: the access log is given the route,
-not the path.
+the minute is over. The token never reaches a log line: the access log masks it
+(``observability.loggable_path``, for every route with a ``<token>``).
 """
 
 from __future__ import annotations
@@ -64,13 +64,6 @@ def _limit_from_env(state: BlueprintSetupState) -> None:
     if raw and not raw.isdecimal():
         raise ConfigError(f"{FAILURES_SETTING}: expected a whole number a minute, got {raw!r}")
     state.app.config.setdefault(FAILURES_SETTING, int(raw or DEFAULT_FAILURES_PER_MINUTE))
-
-
-@bp.before_request
-def _keep_the_token_out_of_the_log() -> None:
-    # The access log (observability) writes request.path; the route says all it needs.
-    if request.url_rule is not None and "<token>" in request.url_rule.rule:
-        request.path = request.url_rule.rule
 
 
 def _throttle_key() -> str:

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 import orjson
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -80,8 +80,44 @@ def _end_request(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
         # The time spent in the app, for a client (or the load bench) to tell it from queueing.
         response.headers["Server-Timing"] = f"app;dur={seconds * 1000:.1f}"
-        finished(request.method, endpoint, request.path, response.status_code, seconds, rid)
+        path = loggable_path(request.path, _secret_prefixes())
+        finished(request.method, endpoint, path, response.status_code, seconds, rid)
     return response
+
+
+# A route variable by this name is a secret: the domestic providers' push token, a case link's
+# one-time token. The access log writes the path with it masked, whatever the answer (a 404 or
+# a 405 on such a path matched no rule, and is masked all the same).
+SECRET_PART = "token"
+_SECRET_VARIABLE = re.compile(r"<(?:[^<>:]+:)?" + SECRET_PART + r">")
+_PREFIXES = "greenchannel.secret_prefixes"
+
+
+def _secret_prefixes() -> tuple[str, ...]:
+    """The fixed beginnings of the app's routes whose next part is a secret (read once)."""
+    app = current_app
+    found: tuple[str, ...] | None = app.extensions.get(_PREFIXES)
+    if found is None:
+        found = tuple(
+            sorted(
+                {
+                    _SECRET_VARIABLE.split(rule.rule, maxsplit=1)[0]
+                    for rule in app.url_map.iter_rules()
+                    if SECRET_PART in rule.arguments
+                }
+            )
+        )
+        app.extensions[_PREFIXES] = found
+    return found
+
+
+def loggable_path(path: str, secret_prefixes: Iterable[str]) -> str:
+    """``path`` with the part after any of ``secret_prefixes`` written ``<token>``."""
+    for prefix in secret_prefixes:
+        if path.startswith(prefix):
+            _secret, slash, rest = path[len(prefix) :].partition("/")
+            return f"{prefix}<{SECRET_PART}>{slash}{rest}"
+    return path
 
 
 # ---------------------------------------------------------------------------- logs
