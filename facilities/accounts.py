@@ -219,6 +219,22 @@ def issue_token(
     return token
 
 
+def token_lifetime(settings: Mapping[str, Any]) -> dt.timedelta:
+    """How long a new API token lives (``TOKEN_LIFETIME_DAYS``; the default when absent)."""
+    return dt.timedelta(days=settings.get("TOKEN_LIFETIME_DAYS", DEFAULT_TOKEN_LIFETIME.days))
+
+
+def new_token(
+    session: Session, *, username: str, label: str, now: dt.datetime, lifetime: dt.timedelta
+) -> tuple[User, str]:
+    """A further API token for an active user (theirs expired, was lost or revoked, or a second
+    system needs its own), returned in clear once; their other tokens stay as they are."""
+    user = get_user(session, username)
+    if not user.active:
+        raise AccountError(f"user: {user.username} is deactivated: no new token", field="user")
+    return user, issue_token(session, user=user, label=label, now=now, lifetime=lifetime)
+
+
 def token_expires_at(token: ApiToken) -> dt.datetime:
     return token.expires_at or token.created_at + DEFAULT_TOKEN_LIFETIME
 

@@ -133,12 +133,47 @@ def test_only_an_administrator_may_and_never_on_themselves(world: World) -> None
     assert world.get("admin", "/api/v1/facilities").status_code == 200
 
 
+def test_an_administrator_issues_a_new_token_to_a_user_whose_token_was_revoked(
+    world: World, app: Flask
+) -> None:
+    assert world.post("admin", "/api/v1/tokens/revoke", {"user": "clinic"}).status_code == 200
+    assert world.get("clinic", "/api/v1/facilities").status_code == 401
+    issued = world.post("admin", "/api/v1/tokens", {"user": "clinic", "label": "HIS bridge"})
+    assert issued.status_code == 201, issued.get_json()
+    answer = issued.get_json()
+    token = answer["token"]
+    assert answer["user"] == "clinic" and token.startswith(answer["prefix"])
+    expires = dt.datetime.fromisoformat(answer["expires_at"])
+    assert expires == world.clock.now + dt.timedelta(days=90)
+    world.tokens["clinic"] = token
+    assert world.get("clinic", "/api/v1/facilities").status_code == 200
+    listed = world.get("admin", "/api/v1/users").get_json()["users"]
+    clinic = next(u for u in listed if u["username"] == "clinic")
+    assert [t["label"] for t in clinic["tokens"]] == ["HIS bridge"]
+    with app.app_context():
+        row = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "token_issue")).one()
+        assert row.actor == "admin" and answer["prefix"] in json.dumps(row.detail)
+        assert token not in json.dumps(row.detail)  # the audit trail names it by its prefix
+    # never for oneself, nobody, a deactivated user; only administrators
+    myself = world.post("admin", "/api/v1/tokens", {"user": "admin"})
+    assert myself.status_code == 403 and myself.get_json()["field"] == "user"
+    assert world.post("admin", "/api/v1/tokens", {"user": "nobody"}).status_code == 404
+    world.post("admin", "/api/v1/users/clinic/deactivate")
+    gone = world.post("admin", "/api/v1/tokens", {"user": "clinic"})
+    assert gone.status_code == 400 and gone.get_json()["field"] == "user"
+    assert "deactivated" in gone.get_json()["message"]
+    assert world.post("admin", "/api/v1/tokens", {}).get_json()["field"] == "user"
+    for who in ("H-A", "coordinator"):
+        assert world.post(who, "/api/v1/tokens", {"user": "H-A"}).status_code == 403
+
+
 def test_the_account_operations_are_in_the_openapi_description(client: FlaskClient) -> None:
     paths = client.get("/api/v1/openapi.json").get_json()["paths"]
     assert "get" in paths["/api/v1/users"]
     assert "post" in paths["/api/v1/users/{username}/deactivate"]
     assert "post" in paths["/api/v1/users/{username}/reset-password"]
     assert "post" in paths["/api/v1/tokens/revoke"]
+    assert "post" in paths["/api/v1/tokens"]
 
 
 # ------------------------------------------------------------------------------ the page
@@ -172,6 +207,17 @@ def test_the_admin_page_lists_users_and_deactivates_in_both_languages(
     login_page = app.test_client()
     login(login_page, "w-coord")
     assert login_page.get("/admin/users").status_code == 403
+    shown = client.post(
+        "/admin/users/w-clinic/issue-token",
+        data={"csrf_token": csrf_from(listing)},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    said = "的新 API 令牌" if lang == "zh" else "New API token for w-clinic"
+    assert said in shown
+    token = shown.split(said, 1)[1].split("gc_", 1)[1].split("<", 1)[0].strip()
+    with_it = app.test_client()  # no session cookie: the token alone
+    answer = with_it.get("/api/v1/facilities", headers={"Authorization": f"Bearer gc_{token}"})
+    assert answer.status_code == 200
 
 
 # ------------------------------------------------------------------------------ the CLI
@@ -209,6 +255,13 @@ def test_the_cli_lists_deactivates_resets_and_revokes(cli_env: Session) -> None:
     assert accounts.user_for_token(session, token, now=NOW) is None
     assert runner.invoke(main, ["tokens", "revoke", "--user", "adm"]).exit_code == 0
     assert runner.invoke(main, ["tokens", "revoke"]).exit_code == 2
+    issued = runner.invoke(main, ["tokens", "issue", "coord", "--label", "HIS bridge"])
+    assert issued.exit_code == 0, issued.output
+    fresh = issued.output.strip().rsplit(" ", 1)[-1]
+    assert fresh.startswith("gc_") and "shown once" in issued.output
+    session.expire_all()
+    assert accounts.user_for_token(session, fresh, now=NOW) is not None
+    assert runner.invoke(main, ["tokens", "issue", "nobody"]).exit_code == 1
 
     gone = runner.invoke(main, ["users", "deactivate", "coord"])
     assert gone.exit_code == 0, gone.output

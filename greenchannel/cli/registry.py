@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
 import sys
 from typing import Any
@@ -159,7 +158,7 @@ def users_create(
                 phone=phone,
                 language=language,
                 now=utcnow(),
-                token_lifetime=dt.timedelta(days=rt.settings["TOKEN_LIFETIME_DAYS"]),
+                token_lifetime=accounts.token_lifetime(rt.settings),
             )
         except (AccountError, RegistryError) as exc:
             session.rollback()
@@ -238,6 +237,31 @@ def users_reset_password(username: str, read_stdin: bool) -> None:
 @click.group("tokens")
 def tokens_group() -> None:
     """API tokens."""
+
+
+@tokens_group.command("issue")
+@click.argument("username")
+@click.option("--label", default="issued at the console", show_default=True, help="what it is for")
+def tokens_issue(username: str, label: str) -> None:
+    """A new API token for USERNAME (shown this once); their other tokens stay live."""
+    rt = open_runtime()
+    with session_scope(rt) as session:
+        try:
+            user, token = accounts.new_token(
+                session,
+                username=username,
+                label=label[:100],
+                now=utcnow(),
+                lifetime=accounts.token_lifetime(rt.settings),
+            )
+            prefix = token[: accounts.TOKEN_PREFIX_LENGTH]
+            _audit_cli(session, "token_issue", user=user.username, token=prefix)
+        except RegistryError as exc:
+            session.rollback()
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+    expires = (utcnow() + accounts.token_lifetime(rt.settings)).date().isoformat()
+    click.echo(f"API token for {username} (shown once, keep it safe; expires {expires}): {token}")
 
 
 @tokens_group.command("revoke")

@@ -1,14 +1,15 @@
 # mypy: disable-error-code="untyped-decorator"
 # flask-smorest ships no type information (as for the other API modules in setup.cfg).
-"""Accounts over HTTP, for administrators: list users, deactivate one, reset a password, revoke
-API tokens (thin handlers over ``facilities.accounts``; the CLI's ``users`` and ``tokens``
-commands do the same at the server's console). Every change is audited."""
+"""Accounts over HTTP, for administrators: list users, deactivate one, reset a password, issue
+and revoke API tokens (thin handlers over ``facilities.accounts``; the CLI's ``users`` and
+``tokens`` commands do the same at the server's console). Every change is audited."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
+from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from core.errors import Forbidden
@@ -66,6 +67,26 @@ class RevokeInSchema(Schema):
     def one_of_them(self, data: dict[str, Any], **_: Any) -> None:
         if ("user" in data) == ("prefix" in data):
             raise ValidationError("give either user or prefix", field_name="user")
+
+
+class IssueInSchema(Schema):
+    user = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "whose token"},
+    )
+    label = fields.String(
+        load_default="issued by an administrator",
+        validate=validate.Length(max=100),
+        metadata={"description": "what it is for (shown in the user list)"},
+    )
+
+
+class IssueOutSchema(Schema):
+    user = fields.String(required=True)
+    token = fields.String(required=True, metadata={"description": "the token, shown this once"})
+    prefix = fields.String(required=True, metadata={"description": "how lists name it"})
+    expires_at = fields.DateTime(required=True)
 
 
 class RevokeOutSchema(Schema):
@@ -133,6 +154,28 @@ def reset_password(username: str) -> dict[str, Any]:
     audit_by(admin, "password_reset", user=user.username, user_ref=user.id)
     db.session.commit()
     return {"username": user.username, "password": password}
+
+
+@blp.route("/tokens", methods=["POST"])
+@blp.arguments(IssueInSchema)
+@blp.response(201, IssueOutSchema)
+def issue(body: dict[str, Any]) -> dict[str, Any]:
+    """A new API token for ``user`` (in the answer, once): theirs expired, was lost or revoked,
+    or another system needs its own; their other tokens stay live. Administrators (not for
+    themselves)."""
+    admin = require_user(Role.ADMIN)
+    target = _target(body["user"])
+    if target.id == admin.id:
+        raise Forbidden("you may not issue a token to yourself", field="user")
+    now = clock.now()
+    lifetime = accounts.token_lifetime(current_app.config)
+    user, token = accounts.new_token(
+        db.session, username=target.username, label=body["label"], now=now, lifetime=lifetime
+    )
+    prefix = token[: accounts.TOKEN_PREFIX_LENGTH]
+    audit_by(admin, "token_issue", user=user.username, token=prefix)
+    db.session.commit()
+    return {"user": user.username, "token": token, "prefix": prefix, "expires_at": now + lifetime}
 
 
 @blp.route("/tokens/revoke", methods=["POST"])

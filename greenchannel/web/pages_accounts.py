@@ -1,10 +1,19 @@
-"""Account pages: the administrators' user list (deactivate, reset a password, revoke tokens)
-and everyone's own password change. The same services as ``api_users`` and the CLI; every
-change is audited and ends the web sessions it must."""
+"""Account pages: the administrators' user list (deactivate, reset a password, issue and revoke
+tokens) and everyone's own password change. The same services as ``api_users`` and the CLI;
+every change is audited and ends the web sessions it must."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
@@ -65,6 +74,25 @@ def _admin_action(username: str, action: str) -> Response:
                 name=username,
                 password=password,
             )
+        elif action == "issue":
+            _user, token = accounts.new_token(
+                db.session,
+                username=target.username,
+                label="issued on the Users page",
+                now=now,
+                lifetime=accounts.token_lifetime(current_app.config),
+            )
+            audit_by(
+                admin,
+                "token_issue",
+                user=target.username,
+                token=token[: accounts.TOKEN_PREFIX_LENGTH],
+            )
+            message = _(
+                "New API token for %(name)s (shown once, hand it over safely): %(token)s",
+                name=username,
+                token=token,
+            )
         else:
             count = accounts.revoke_tokens(db.session, user=target, now=now)
             audit_by(admin, "token_revoke", user=target.username, count=count)
@@ -93,6 +121,12 @@ def reset_password(username: str) -> Response:
 @page_for(Role.ADMIN)
 def revoke_tokens(username: str) -> Response:
     return _admin_action(username, "revoke")
+
+
+@bp.post("/admin/users/<username>/issue-token")
+@page_for(Role.ADMIN)
+def issue_token(username: str) -> Response:
+    return _admin_action(username, "issue")
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
