@@ -25,7 +25,8 @@ The demo region is built into a temporary SQLite database (or ``--database-url``
 be an empty database), rate limits are off for the load (``GREENCHANNEL_RATE_LIMIT_TOKEN=0``:
 the limit is per token and the bench sends everything with one). Needs ``wrk``
 (``apt-get install wrk``). The figures depend on the machine and its load: the load average
-is printed beside them, and each HTTP row is the median of ``--runs`` wrk runs with their range.
+is printed beside them. The HTTP rows are measured in ``--runs`` rounds, each target once per
+round, one after another (:func:`http_loads`); each row is the median run with the range.
 Nothing is asserted; the exit status is 0.
 """
 
@@ -39,12 +40,13 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -182,26 +184,30 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def wrk(url: str, *, args: argparse.Namespace, script: str | None = None) -> Load:
-    """``wrk`` against ``url`` (after a 2 s warm-up run), ``args.runs`` times: the run with the
-    median throughput, and every run's throughput beside it. This VM's speed moves by a quarter
-    or more between runs minutes apart; one run can land in a slow spell."""
-    base = ["wrk", "-t2", f"-c{args.connections}", "--latency"]
+def warm(url: str, *, args: argparse.Namespace, script: str | None = None) -> None:
+    """A 2 s wrk run, not measured: the server's first requests (imports, caches) out of the way."""
     extra = ["-s", script] if script else []
-    subprocess.run([*base, "-d2s", *extra, url], check=True, capture_output=True)
-    loads = sorted(
-        (_wrk_once(url, base=base, extra=extra, args=args) for _ in range(max(1, args.runs))),
-        key=lambda load: load.rps,
+    subprocess.run(
+        ["wrk", "-t2", f"-c{args.connections}", "-d2s", *extra, url],
+        check=True,
+        capture_output=True,
     )
-    median = loads[len(loads) // 2]
-    errors = sum(load.errors for load in loads)  # a non-2xx in any run shows
-    return replace(median, runs=tuple(load.rps for load in loads), errors=errors)
 
 
-def _wrk_once(url: str, *, base: list[str], extra: list[str], args: argparse.Namespace) -> Load:
-    out = subprocess.run(
-        [*base, f"-d{args.duration}s", *extra, url], check=True, capture_output=True, text=True
-    ).stdout
+def median_load(loads: list[Load]) -> Load:
+    """The run with the median throughput, every run's throughput beside it; a non-2xx in any
+    run is counted."""
+    ordered = sorted(loads, key=lambda load: load.rps)
+    median = ordered[len(ordered) // 2]
+    errors = sum(load.errors for load in ordered)
+    return replace(median, runs=tuple(load.rps for load in ordered), errors=errors)
+
+
+def wrk_once(url: str, *, args: argparse.Namespace, script: str | None = None) -> Load:
+    """One measured wrk run of ``args.duration`` seconds at ``args.connections``."""
+    extra = ["-s", script] if script else []
+    command = ["wrk", "-t2", f"-c{args.connections}", "--latency", f"-d{args.duration}s"]
+    out = subprocess.run([*command, *extra, url], check=True, capture_output=True, text=True).stdout
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     return Load(
@@ -214,13 +220,22 @@ def _wrk_once(url: str, *, base: list[str], extra: list[str], args: argparse.Nam
     )
 
 
-def hello_load(ctx: Context) -> Load:
-    """The bare hello through gunicorn with the settings ``serve --workers 2`` uses (cached)."""
-    found = getattr(ctx, "_hello", None)
-    if isinstance(found, Load):
-        return found
-    port = free_port()
-    command = [
+def route_script(ctx: Context) -> str:
+    """wrk's script for the route's request: POST, the body, the demo clinic's token."""
+    token = ctx.region()["clinic"]
+    script = ctx.tmp / "route.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{ROUTE_BODY}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    )
+    return str(script)
+
+
+def hello_command(port: int) -> list[str]:
+    """The bare hello through gunicorn with the settings ``serve --workers 2`` uses."""
+    return [
         sys.executable,
         "-m",
         "gunicorn",
@@ -238,63 +253,55 @@ def hello_load(ctx: Context) -> Load:
         "warning",
         "service:hello",
     ]
-    with server(command, ctx.env, port) as url:
-        result = wrk(url + "/", args=ctx.args)
-    ctx._hello = result  # type: ignore[attr-defined]
-    return result
 
 
-def route_script(ctx: Context) -> str:
-    """wrk's script for the route's request: POST, the body, the demo clinic's token."""
-    token = ctx.region()["clinic"]
-    script = ctx.tmp / "route.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = '{ROUTE_BODY}'\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
-    )
-    return str(script)
+def http_loads(ctx: Context) -> dict[str, list[Load]]:
+    """Every HTTP row's wrk runs, in rounds (cached).
 
-
-def service_loads(ctx: Context) -> tuple[Load, Load]:
-    """``/api/v1/route`` and ``/healthz`` through ``greenchannel serve --workers 2`` (cached)."""
-    found = getattr(ctx, "_service", None)
-    if found is not None:
-        return found  # type: ignore[no-any-return]
-    script = route_script(ctx)
-    port = free_port()
-    command = [*cli(), "serve", "--workers", "2", "--port", str(port)]
-    with server(command, ctx.env, port) as url:
-        route = wrk(url + "/api/v1/route", args=ctx.args, script=script)
-        healthz = wrk(url + "/healthz", args=ctx.args)
-    ctx._service = (route, healthz)  # type: ignore[attr-defined]
-    return route, healthz
-
-
-def floor_loads(ctx: Context) -> dict[str, Load]:
-    """The two views that do nothing (``bench/floor.py``) through the same server, with the
-    route's request (body, token): what any API request of the service costs (cached)."""
-    found = getattr(ctx, "_floor", None)
+    Three servers run side by side, idle but for the one measured: the bare hello,
+    ``greenchannel serve --workers 2`` (the route, ``/healthz``) and ``bench/floor.py`` (the
+    views that do nothing). Each round measures each target once, one after another; there are
+    ``--runs`` rounds. This VM's speed moves by a quarter or more within minutes, sometimes by
+    a factor of two: interleaved, a slow spell falls on every row alike, and a ratio to the
+    hello is taken within one round."""
+    found = getattr(ctx, "_http", None)
     if found is not None:
         return found  # type: ignore[no-any-return]
     floor = _bench_module("floor")
     script = route_script(ctx)
-    port = free_port()
-    command = [sys.executable, str(BENCH / "floor.py"), "--port", str(port), "--workers", "2"]
-    with server(command, ctx.env, port) as url:
-        loads = {
-            view: wrk(url + floor.path_of(view), args=ctx.args, script=script)
-            for view in floor.VIEWS
+    ports = {name: free_port() for name in ("hello", "serve", "floor")}
+    commands = {
+        "hello": hello_command(ports["hello"]),
+        "serve": [*cli(), "serve", "--workers", "2", "--port", str(ports["serve"])],
+        "floor": [
+            *(sys.executable, str(BENCH / "floor.py")),
+            *("--port", str(ports["floor"]), "--workers", "2"),
+        ],
+    }
+    with ExitStack() as servers:
+        urls = {
+            name: servers.enter_context(server(command, ctx.env, ports[name]))
+            for name, command in commands.items()
         }
-    ctx._floor = loads  # type: ignore[attr-defined]
+        targets = {  # /healthz right after the hello it is compared with
+            "hello": (urls["hello"] + "/", None),
+            "healthz": (urls["serve"] + "/healthz", None),
+            "route": (urls["serve"] + "/api/v1/route", script),
+            **{view: (urls["floor"] + floor.path_of(view), script) for view in floor.VIEWS},
+        }
+        for url, body in targets.values():
+            warm(url, args=ctx.args, script=body)
+        loads: dict[str, list[Load]] = {name: [] for name in targets}
+        for _ in range(max(1, ctx.args.runs)):
+            for name, (url, body) in targets.items():
+                loads[name].append(wrk_once(url, args=ctx.args, script=body))
+    ctx._http = loads  # type: ignore[attr-defined]
     return loads
 
 
 def route_rows(ctx: Context) -> list[Row]:
-    route, _ = service_loads(ctx)
-    base = hello_load(ctx)
-    floors = floor_loads(ctx)
+    loads = http_loads(ctx)
+    route, base = median_load(loads["route"]), median_load(loads["hello"])
     errors = f"; {route.errors} non-2xx" if route.errors else ""
     floor_text = {
         "nothing_but_the_token": "a view that does nothing but check the token",
@@ -310,28 +317,31 @@ def route_rows(ctx: Context) -> list[Row]:
         ),
         *(
             Row(
-                f"floor: {floor_text[view]} (bench/floor.py), same server and request",
-                load.text() + (f"; {load.errors} non-2xx" if load.errors else ""),
+                f"floor: {text} (bench/floor.py), same server and request",
+                (load := median_load(loads[view])).text()
+                + (f"; {load.errors} non-2xx" if load.errors else ""),
                 "",
                 "what every API request pays before its own work (no target: information)",
                 None,
             )
-            for view, load in floors.items()
+            for view, text in floor_text.items()
         ),
     ]
 
 
 def healthz_rows(ctx: Context) -> list[Row]:
-    _, healthz = service_loads(ctx)
-    base = hello_load(ctx)
-    rps_ratio = base.rps / max(healthz.rps, 1e-9)
-    p99_ratio = healthz.p99_ms / max(base.p99_ms, 1e-9)
+    loads = http_loads(ctx)
+    healthz, base = median_load(loads["healthz"]), median_load(loads["hello"])
+    # each round's ratio to the hello measured just before it, then the median of the rounds
+    pairs = list(zip(loads["hello"], loads["healthz"], strict=True))
+    rps_ratio = statistics.median(h.rps / max(z.rps, 1e-9) for h, z in pairs)
+    p99_ratio = statistics.median(z.p99_ms / max(h.p99_ms, 1e-9) for h, z in pairs)
     return [
         Row(
             "/healthz through serve --workers 2",
             healthz.text()
-            + f" ({rps_ratio:.1f}× fewer req/s, p99 {p99_ratio:.1f}× the hello's;"
-            + f" load average {healthz.load_average:.1f})",
+            + f" ({rps_ratio:.1f}× fewer req/s, p99 {p99_ratio:.1f}× the hello's, medians of"
+            + f" each round's ratio; load average {healthz.load_average:.1f})",
             f"within {HEALTHZ_FACTOR:g}× of the bare hello",
             f"bare WSGI hello, same server: {base.text()}",
             rps_ratio <= HEALTHZ_FACTOR and p99_ratio <= HEALTHZ_FACTOR and not healthz.errors,
