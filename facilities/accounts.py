@@ -224,15 +224,22 @@ def token_lifetime(settings: Mapping[str, Any]) -> dt.timedelta:
     return dt.timedelta(days=settings.get("TOKEN_LIFETIME_DAYS", DEFAULT_TOKEN_LIFETIME.days))
 
 
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str  # in clear: shown this once
+    prefix: str  # how lists and the audit trail name it
+    expires_at: dt.datetime
+
+
 def new_token(
-    session: Session, *, username: str, label: str, now: dt.datetime, lifetime: dt.timedelta
-) -> tuple[User, str]:
+    session: Session, *, user: User, label: str, now: dt.datetime, lifetime: dt.timedelta
+) -> IssuedToken:
     """A further API token for an active user (theirs expired, was lost or revoked, or a second
-    system needs its own), returned in clear once; their other tokens stay as they are."""
-    user = get_user(session, username)
+    system needs its own); their other tokens stay as they are."""
     if not user.active:
         raise AccountError(f"user: {user.username} is deactivated: no new token", field="user")
-    return user, issue_token(session, user=user, label=label, now=now, lifetime=lifetime)
+    token = issue_token(session, user=user, label=label, now=now, lifetime=lifetime)
+    return IssuedToken(token=token, prefix=token[:TOKEN_PREFIX_LENGTH], expires_at=now + lifetime)
 
 
 def token_expires_at(token: ApiToken) -> dt.datetime:

@@ -247,21 +247,22 @@ def tokens_issue(username: str, label: str) -> None:
     rt = open_runtime()
     with session_scope(rt) as session:
         try:
-            user, token = accounts.new_token(
+            issued = accounts.new_token(
                 session,
-                username=username,
+                user=accounts.get_user(session, username),
                 label=label[:100],
                 now=utcnow(),
                 lifetime=accounts.token_lifetime(rt.settings),
             )
-            prefix = token[: accounts.TOKEN_PREFIX_LENGTH]
-            _audit_cli(session, "token_issue", user=user.username, token=prefix)
+            _audit_cli(session, "token_issue", user=username, token=issued.prefix)
         except RegistryError as exc:
             session.rollback()
             raise click.ClickException(str(exc)) from None
         session.commit()
-    expires = (utcnow() + accounts.token_lifetime(rt.settings)).date().isoformat()
-    click.echo(f"API token for {username} (shown once, keep it safe; expires {expires}): {token}")
+    expires = issued.expires_at.date().isoformat()
+    click.echo(
+        f"API token for {username} (shown once, keep it safe; expires {expires}): {issued.token}"
+    )
 
 
 @tokens_group.command("revoke")

@@ -167,15 +167,21 @@ def issue(body: dict[str, Any]) -> dict[str, Any]:
     target = _target(body["user"])
     if target.id == admin.id:
         raise Forbidden("you may not issue a token to yourself", field="user")
-    now = clock.now()
-    lifetime = accounts.token_lifetime(current_app.config)
-    user, token = accounts.new_token(
-        db.session, username=target.username, label=body["label"], now=now, lifetime=lifetime
+    issued = accounts.new_token(
+        db.session,
+        user=target,
+        label=body["label"],
+        now=clock.now(),
+        lifetime=accounts.token_lifetime(current_app.config),
     )
-    prefix = token[: accounts.TOKEN_PREFIX_LENGTH]
-    audit_by(admin, "token_issue", user=user.username, token=prefix)
+    audit_by(admin, "token_issue", user=target.username, token=issued.prefix)
     db.session.commit()
-    return {"user": user.username, "token": token, "prefix": prefix, "expires_at": now + lifetime}
+    return {
+        "user": target.username,
+        "token": issued.token,
+        "prefix": issued.prefix,
+        "expires_at": issued.expires_at,
+    }
 
 
 @blp.route("/tokens/revoke", methods=["POST"])

@@ -75,23 +75,18 @@ def _admin_action(username: str, action: str) -> Response:
                 password=password,
             )
         elif action == "issue":
-            _user, token = accounts.new_token(
+            issued = accounts.new_token(
                 db.session,
-                username=target.username,
+                user=target,
                 label="issued on the Users page",
                 now=now,
                 lifetime=accounts.token_lifetime(current_app.config),
             )
-            audit_by(
-                admin,
-                "token_issue",
-                user=target.username,
-                token=token[: accounts.TOKEN_PREFIX_LENGTH],
-            )
+            audit_by(admin, "token_issue", user=target.username, token=issued.prefix)
             message = _(
                 "New API token for %(name)s (shown once, hand it over safely): %(token)s",
                 name=username,
-                token=token,
+                token=issued.token,
             )
         else:
             count = accounts.revoke_tokens(db.session, user=target, now=now)
