@@ -331,6 +331,17 @@ def test_a_phone_flooding_a_domestic_providers_push_is_slowed_and_others_are_not
     assert [phone for phone, *_ in _inbound(world)].count(flood) == 4
 
 
+def test_a_reply_pushed_twice_in_one_push_or_again_later_is_handled_once(world: World) -> None:
+    world.app.config.update(SMS_PUSH_TOKEN=TOKEN)
+    item = {"phone_number": "13900000077", "content": "hello", "sequence_id": 42}
+    other = {**item, "sequence_id": 43, "content": "second"}
+    assert _post_json(world, f"/webhooks/aliyun/{TOKEN}/reply", [item, item, other])["code"] == 0
+    assert _post_json(world, f"/webhooks/aliyun/{TOKEN}/reply", [item])["code"] == 0
+    assert [body for _, body, _, _ in _inbound(world)] == ["hello", "second"]
+    answers = [m for m in _rows(world) if m.purpose == "reply"]
+    assert len(answers) == 2  # each reply answered once
+
+
 def test_the_push_token_never_reaches_a_log_line(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:

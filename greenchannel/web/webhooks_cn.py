@@ -142,17 +142,16 @@ def _replies(entries: list[tuple[str, str, str]], now: dt.datetime) -> None:
     carries other phones' replies)."""
     # Counted before this push writes anything: the counter commits on a connection of its own,
     # and SQLite lets one connection write at a time.
-    heard = []
+    heard: dict[str, tuple[str, str]] = {}  # by provider id: the same reply twice in one push
     for phone, body, provider_id in entries:
-        if _already_seen(provider_id):
+        if provider_id in heard or _already_seen(provider_id):
             continue
         if ratelimit.phone_within_limit(phone):
-            heard.append((phone, body, provider_id))
+            heard[provider_id] = (phone, body)
         else:
             log.warning("reply %s not handled: its phone is over the per-minute limit", provider_id)
-    for phone, body, provider_id in heard:
-        if not _already_seen(provider_id):  # the same reply twice in one push
-            _reply(db.session, phone=phone, body=body, provider_id=provider_id, now=now)
+    for provider_id, (phone, body) in heard.items():
+        _reply(db.session, phone=phone, body=body, provider_id=provider_id, now=now)
 
 
 # --- Alibaba Cloud ------------------------------------------------------------------------------
